@@ -1,0 +1,150 @@
+using UsageBilling.Storage;
+
+namespace UsageBilling.EntityFrameworkCore.Entities;
+
+/// <summary>A row of <c>usage_events</c>: one billable action, buffered until Stripe acknowledges it.</summary>
+public sealed class UsageEvent
+{
+    /// <summary>Time-ordered (v7) id.</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>The app's user; deleting the user deletes their events.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The Stripe meter event name.</summary>
+    public string Meter { get; set; } = "";
+
+    /// <summary>The quantity, at least 1.</summary>
+    public long Quantity { get; set; }
+
+    /// <summary>When the action happened.</summary>
+    public DateTimeOffset OccurredAt { get; set; }
+
+    /// <summary>The caller's key, unique per user.</summary>
+    public string? IdempotencyKey { get; set; }
+
+    /// <summary>The report the event was claimed into, once claimed.</summary>
+    public Guid? ReportId { get; set; }
+
+    /// <summary>When Stripe acknowledged the event's report.</summary>
+    public DateTimeOffset? ReportedAt { get; set; }
+
+    /// <summary>When the event was recorded.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>
+/// A row of <c>usage_reports</c>: the usage of one Stripe customer, meter and billing period sent
+/// as one meter event. Its id is both the meter event identifier and the Idempotency-Key; its
+/// content never changes once written.
+/// </summary>
+public sealed class UsageReport
+{
+    /// <summary>The report id: the meter event <c>identifier</c> and the <c>Idempotency-Key</c>.</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>The Stripe customer (<c>cus_…</c>).</summary>
+    public string StripeCustomerId { get; set; } = "";
+
+    /// <summary>The Stripe meter event name.</summary>
+    public string Meter { get; set; } = "";
+
+    /// <summary>The total quantity of the report's events.</summary>
+    public long Quantity { get; set; }
+
+    /// <summary>How many events the report holds.</summary>
+    public int EventCount { get; set; }
+
+    /// <summary>The meter event timestamp: the latest <c>occurred_at</c> of the report's events.</summary>
+    public DateTimeOffset Timestamp { get; set; }
+
+    /// <summary>Inclusive start of the billing period.</summary>
+    public DateTimeOffset PeriodStart { get; set; }
+
+    /// <summary>Exclusive end of the billing period.</summary>
+    public DateTimeOffset PeriodEnd { get; set; }
+
+    /// <summary>Where the report stands.</summary>
+    public UsageReportStatus Status { get; set; }
+
+    /// <summary>How many times sending was attempted.</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>When the next attempt is due.</summary>
+    public DateTimeOffset NextAttemptAt { get; set; }
+
+    /// <summary>When the first attempt was made.</summary>
+    public DateTimeOffset? FirstAttemptAt { get; set; }
+
+    /// <summary>The last error, readable by operators.</summary>
+    public string? LastError { get; set; }
+
+    /// <summary>When the report was claimed.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>When Stripe acknowledged it.</summary>
+    public DateTimeOffset? SentAt { get; set; }
+}
+
+/// <summary>A row of <c>billing_customers</c>: the app user's Stripe customer and plan.</summary>
+public sealed class BillingCustomer
+{
+    /// <summary>The app's user; deleting the user deletes this row.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The Stripe customer (<c>cus_…</c>), unique.</summary>
+    public string StripeCustomerId { get; set; } = "";
+
+    /// <summary>The configured plan the user is subscribed to, if any.</summary>
+    public string? PlanId { get; set; }
+
+    /// <summary>When the row was created.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>When the row last changed.</summary>
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>A row of <c>billing_subscription_items</c>: a Stripe subscription item and its current period.</summary>
+public sealed class BillingSubscriptionItem
+{
+    /// <summary>The Stripe subscription item id (<c>si_…</c>).</summary>
+    public string Id { get; set; } = "";
+
+    /// <summary>The Stripe subscription id (<c>sub_…</c>).</summary>
+    public string SubscriptionId { get; set; } = "";
+
+    /// <summary>The app's user; deleting the user deletes this row.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The Stripe price id.</summary>
+    public string PriceId { get; set; } = "";
+
+    /// <summary>The meter event name for a metered item; <see langword="null"/> for the flat item.</summary>
+    public string? Meter { get; set; }
+
+    /// <summary>The subscription's status (<c>active</c>, <c>canceled</c>, …).</summary>
+    public string Status { get; set; } = "";
+
+    /// <summary>Inclusive start of the item's current period.</summary>
+    public DateTimeOffset CurrentPeriodStart { get; set; }
+
+    /// <summary>Exclusive end of the item's current period.</summary>
+    public DateTimeOffset CurrentPeriodEnd { get; set; }
+
+    /// <summary>When the row last changed.</summary>
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>The minimal user table of <see cref="UsageBillingDbContext"/>, for apps without a user table of their own.</summary>
+public class BillingUser
+{
+    /// <summary>The user id.</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>The user's e-mail, if known.</summary>
+    public string? Email { get; set; }
+
+    /// <summary>When the user was created.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+}

@@ -1,0 +1,188 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
+{
+    /// <inheritdoc />
+    public partial class Initial : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.CreateTable(
+                name: "usage_reports",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    stripe_customer_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    quantity = table.Column<long>(type: "bigint", nullable: false),
+                    event_count = table.Column<int>(type: "integer", nullable: false),
+                    timestamp = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    period_start = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    period_end = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    status = table.Column<string>(type: "character varying(20)", maxLength: 20, nullable: false),
+                    attempts = table.Column<int>(type: "integer", nullable: false),
+                    next_attempt_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    first_attempt_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    last_error = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    sent_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_usage_reports", x => x.id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "users",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    email = table.Column<string>(type: "character varying(320)", maxLength: 320, nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_users", x => x.id);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "billing_customers",
+                columns: table => new
+                {
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    stripe_customer_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    plan_id = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    updated_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_billing_customers", x => x.user_id);
+                    table.ForeignKey(
+                        name: "fk_billing_customers_user",
+                        column: x => x.user_id,
+                        principalTable: "users",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "billing_subscription_items",
+                columns: table => new
+                {
+                    id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    subscription_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    price_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    status = table.Column<string>(type: "character varying(40)", maxLength: 40, nullable: false),
+                    current_period_start = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    current_period_end = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    updated_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_billing_subscription_items", x => x.id);
+                    table.ForeignKey(
+                        name: "fk_billing_subscription_items_user",
+                        column: x => x.user_id,
+                        principalTable: "users",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "usage_events",
+                columns: table => new
+                {
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    quantity = table.Column<long>(type: "bigint", nullable: false),
+                    occurred_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    idempotency_key = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: true),
+                    report_id = table.Column<Guid>(type: "uuid", nullable: true),
+                    reported_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_usage_events", x => x.id);
+                    table.CheckConstraint("ck_usage_events_quantity", "quantity >= 1");
+                    table.ForeignKey(
+                        name: "fk_usage_events_user",
+                        column: x => x.user_id,
+                        principalTable: "users",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "ux_billing_customers_stripe_customer",
+                table: "billing_customers",
+                column: "stripe_customer_id",
+                unique: true);
+
+            migrationBuilder.CreateIndex(
+                name: "ix_billing_subscription_items_user_meter",
+                table: "billing_subscription_items",
+                columns: new[] { "user_id", "meter" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_events_report",
+                table: "usage_events",
+                column: "report_id");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_events_unclaimed",
+                table: "usage_events",
+                column: "created_at",
+                filter: "report_id IS NULL");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_events_user_time",
+                table: "usage_events",
+                columns: new[] { "user_id", "occurred_at", "meter" })
+                .Annotation("Npgsql:IndexInclude", new[] { "quantity", "reported_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ux_usage_events_user_key",
+                table: "usage_events",
+                columns: new[] { "user_id", "idempotency_key" },
+                unique: true);
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_reports_customer_meter_period",
+                table: "usage_reports",
+                columns: new[] { "stripe_customer_id", "meter", "period_start" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_reports_due",
+                table: "usage_reports",
+                columns: new[] { "status", "next_attempt_at" });
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropTable(
+                name: "billing_customers");
+
+            migrationBuilder.DropTable(
+                name: "billing_subscription_items");
+
+            migrationBuilder.DropTable(
+                name: "usage_events");
+
+            migrationBuilder.DropTable(
+                name: "usage_reports");
+
+            migrationBuilder.DropTable(
+                name: "users");
+        }
+    }
+}

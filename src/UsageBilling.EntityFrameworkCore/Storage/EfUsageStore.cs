@@ -1,0 +1,132 @@
+using Microsoft.EntityFrameworkCore;
+using UsageBilling.EntityFrameworkCore.Entities;
+using UsageBilling.Storage;
+
+namespace UsageBilling.EntityFrameworkCore.Storage;
+
+/// <summary>
+/// <see cref="IUsageStore"/> over any DbContext that applied the UsageBilling model: EF LINQ for
+/// reads, the provider dialect's raw multi-row SQL for the recorder's hot insert.
+/// </summary>
+/// <typeparam name="TContext">The app's context.</typeparam>
+internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> contexts, IUsageSqlDialect dialect) : IUsageStore
+    where TContext : DbContext
+{
+    public int DefaultConcurrentBatches => dialect.DefaultConcurrentBatches;
+
+    public async Task<IReadOnlyList<StoredEventOutcome>> InsertEventsAsync(IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await InsertInTransactionAsync(context, events, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (dialect.IsForeignKeyViolation(ex))
+        {
+            // Some user does not exist, and the database does not say which: insert each event
+            // alone so exactly the bad ones fail. Rare, so simplicity beats speed here.
+            var outcomes = new StoredEventOutcome[events.Count];
+            for (var i = 0; i < events.Count; i++)
+            {
+                try
+                {
+                    outcomes[i] = (await InsertInTransactionAsync(context, [events[i]], cancellationToken).ConfigureAwait(false))[0];
+                }
+                catch (Exception rowError) when (dialect.IsForeignKeyViolation(rowError))
+                {
+                    outcomes[i] = StoredEventOutcome.UnknownUser;
+                }
+                catch (Exception rowError) when (rowError is not OperationCanceledException)
+                {
+                    outcomes[i] = new StoredEventOutcome(StoredEventStatus.Failed, Error: rowError);
+                }
+            }
+
+            return outcomes;
+        }
+    }
+
+    private async Task<StoredEventOutcome[]> InsertInTransactionAsync(TContext context, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        var connection = context.Database.GetDbConnection();
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+        var outcomes = new StoredEventOutcome[events.Count];
+        List<(Guid, string)>? missing = null;
+        for (var i = 0; i < events.Count; i++)
+        {
+            if (inserted.Contains(events[i].Id))
+            {
+                outcomes[i] = StoredEventOutcome.Inserted;
+            }
+            else if (events[i].IdempotencyKey is { } key)
+            {
+                (missing ??= []).Add((events[i].UserId, key));
+            }
+            else
+            {
+                outcomes[i] = new StoredEventOutcome(StoredEventStatus.Failed, Error: new InvalidOperationException($"Event {events[i].Id} was neither inserted nor a duplicate."));
+            }
+        }
+
+        if (missing is not null)
+        {
+            var existing = await dialect.FindByKeysAsync(connection, transaction, missing, cancellationToken).ConfigureAwait(false);
+            for (var i = 0; i < events.Count; i++)
+            {
+                if (!inserted.Contains(events[i].Id) && events[i].IdempotencyKey is { } key)
+                {
+                    outcomes[i] = existing.TryGetValue((events[i].UserId, key), out var found)
+                        ? found
+                        : new StoredEventOutcome(StoredEventStatus.Failed, Error: new InvalidOperationException($"Idempotency key '{key}' conflicted but its row vanished; retry the call."));
+                }
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return outcomes;
+    }
+
+    public async Task<BillingState?> GetBillingStateAsync(Guid userId, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var customer = await context.Set<BillingCustomer>().AsNoTracking().FirstOrDefaultAsync(c => c.UserId == userId, cancellationToken).ConfigureAwait(false);
+        if (customer is null)
+        {
+            return null;
+        }
+
+        var items = await context.Set<BillingSubscriptionItem>().AsNoTracking()
+            .Where(i => i.UserId == userId && i.Meter != null)
+            .Select(i => new SubscriptionItemPeriod(i.Id, i.Meter, i.CurrentPeriodStart, i.CurrentPeriodEnd))
+            .ToListAsync(cancellationToken).ConfigureAwait(false);
+        return new BillingState(userId, customer.StripeCustomerId, customer.PlanId, items);
+    }
+
+    public async Task<IReadOnlyList<MeterUsage>> GetUsageAsync(Guid userId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await context.Set<UsageEvent>().AsNoTracking()
+            .Where(e => e.UserId == userId && e.OccurredAt >= from && e.OccurredAt < to)
+            .GroupBy(e => e.Meter)
+            .Select(g => new
+            {
+                Meter = g.Key,
+                Total = g.Sum(e => e.Quantity),
+                Count = g.LongCount(),
+                PendingTotal = g.Sum(e => e.ReportedAt == null ? e.Quantity : 0L),
+                PendingCount = g.Sum(e => e.ReportedAt == null ? 1L : 0L),
+                LastReportedAt = g.Max(e => e.ReportedAt),
+            })
+            .ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. rows.Select(r => new MeterUsage(r.Meter, r.Total, r.Count, r.PendingTotal, r.PendingCount, r.LastReportedAt))];
+    }
+
+    public async Task<IReadOnlyList<DailyUsage>> GetDailyUsageAsync(Guid userId, string meter, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await dialect.DailyUsageAsync(context.Database.GetDbConnection(), userId, meter, from, to, cancellationToken).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,124 @@
+using System.Data.Common;
+using System.Text;
+using Microsoft.Data.Sqlite;
+using UsageBilling.Storage;
+
+namespace UsageBilling.EntityFrameworkCore.Storage;
+
+/// <summary>
+/// SQLite: multi-row <c>INSERT … VALUES (…),(…)</c> in chunks that stay under the parameter limit.
+/// Guids are bound as upper-case TEXT and times as microseconds since the epoch, exactly as the
+/// EF model stores them, so EF queries and raw inserts see the same values.
+/// </summary>
+internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
+{
+    private const int RowsPerStatement = 500;
+
+    public int DefaultConcurrentBatches => 1;
+
+    public async Task<HashSet<Guid>> InsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        var inserted = new HashSet<Guid>(events.Count);
+        for (var offset = 0; offset < events.Count; offset += RowsPerStatement)
+        {
+            var count = Math.Min(RowsPerStatement, events.Count - offset);
+            await using var command = ((SqliteConnection)connection).CreateCommand();
+            command.Transaction = (SqliteTransaction)transaction;
+            var sql = new StringBuilder("INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at) VALUES ");
+            for (var i = 0; i < count; i++)
+            {
+                var e = events[offset + i];
+                if (i > 0)
+                {
+                    sql.Append(',');
+                }
+
+                sql.Append("($i").Append(i).Append(",$u").Append(i).Append(",$m").Append(i).Append(",$q").Append(i)
+                    .Append(",$o").Append(i).Append(",$k").Append(i).Append(",$c").Append(i).Append(')');
+                command.Parameters.Add(new SqliteParameter("$i" + i, SqliteType.Text) { Value = GuidText(e.Id) });
+                command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(e.UserId) });
+                command.Parameters.Add(new SqliteParameter("$m" + i, SqliteType.Text) { Value = e.Meter });
+                command.Parameters.Add(new SqliteParameter("$q" + i, SqliteType.Integer) { Value = e.Quantity });
+                command.Parameters.Add(new SqliteParameter("$o" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(e.OccurredAt) });
+                command.Parameters.Add(new SqliteParameter("$k" + i, SqliteType.Text) { Value = (object?)e.IdempotencyKey ?? DBNull.Value });
+                command.Parameters.Add(new SqliteParameter("$c" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(e.CreatedAt) });
+            }
+
+            sql.Append(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id");
+            command.CommandText = sql.ToString();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                inserted.Add(Guid.Parse(reader.GetString(0)));
+            }
+        }
+
+        return inserted;
+    }
+
+    public async Task<Dictionary<(Guid UserId, string Key), StoredEventOutcome>> FindByKeysAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid UserId, string Key)> keys, CancellationToken cancellationToken)
+    {
+        var found = new Dictionary<(Guid, string), StoredEventOutcome>();
+        for (var offset = 0; offset < keys.Count; offset += RowsPerStatement)
+        {
+            var count = Math.Min(RowsPerStatement, keys.Count - offset);
+            await using var command = ((SqliteConnection)connection).CreateCommand();
+            command.Transaction = (SqliteTransaction)transaction;
+            var sql = new StringBuilder("SELECT id, user_id, idempotency_key, meter, quantity, occurred_at FROM usage_events WHERE ");
+            for (var i = 0; i < count; i++)
+            {
+                if (i > 0)
+                {
+                    sql.Append(" OR ");
+                }
+
+                sql.Append("(user_id = $u").Append(i).Append(" AND idempotency_key = $k").Append(i).Append(')');
+                command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(keys[offset + i].UserId) });
+                command.Parameters.Add(new SqliteParameter("$k" + i, SqliteType.Text) { Value = keys[offset + i].Key });
+            }
+
+            command.CommandText = sql.ToString();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                found[(Guid.Parse(reader.GetString(1)), reader.GetString(2))] = new StoredEventOutcome(
+                    StoredEventStatus.Existing,
+                    Guid.Parse(reader.GetString(0)),
+                    reader.GetString(3),
+                    reader.GetInt64(4),
+                    UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(5)));
+            }
+        }
+
+        return found;
+    }
+
+    public async Task<IReadOnlyList<DailyUsage>> DailyUsageAsync(DbConnection connection, Guid userId, string meter, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    {
+        await using var command = ((SqliteConnection)connection).CreateCommand();
+        command.CommandText = """
+            SELECT occurred_at / 86400000000 AS day, SUM(quantity), COUNT(*)
+            FROM usage_events
+            WHERE user_id = $user AND meter = $meter AND occurred_at >= $from AND occurred_at < $to
+            GROUP BY 1 ORDER BY 1
+            """;
+        command.Parameters.Add(new SqliteParameter("$user", SqliteType.Text) { Value = GuidText(userId) });
+        command.Parameters.Add(new SqliteParameter("$meter", SqliteType.Text) { Value = meter });
+        command.Parameters.Add(new SqliteParameter("$from", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(from) });
+        command.Parameters.Add(new SqliteParameter("$to", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(to) });
+        var days = new List<DailyUsage>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            days.Add(new DailyUsage(DateOnly.FromDayNumber(DateOnly.FromDateTime(DateTime.UnixEpoch).DayNumber + (int)reader.GetInt64(0)), reader.GetInt64(1), reader.GetInt64(2)));
+        }
+
+        return days;
+    }
+
+    public bool IsForeignKeyViolation(Exception exception) =>
+        exception is SqliteException { SqliteErrorCode: 19, SqliteExtendedErrorCode: 787 };
+
+    /// <summary>EF Core's SQLite form of a Guid: upper-case TEXT.</summary>
+    internal static string GuidText(Guid value) => value.ToString().ToUpperInvariant();
+}

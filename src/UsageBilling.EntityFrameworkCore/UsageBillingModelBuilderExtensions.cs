@@ -1,0 +1,129 @@
+using Microsoft.EntityFrameworkCore;
+using UsageBilling.EntityFrameworkCore.Entities;
+using UsageBilling.Storage;
+
+namespace UsageBilling.EntityFrameworkCore;
+
+/// <summary>Maps the UsageBilling tables into any DbContext, tied to the app's own user entity.</summary>
+public static class UsageBillingModelBuilderExtensions
+{
+    /// <summary>
+    /// Maps <c>usage_events</c>, <c>usage_reports</c>, <c>billing_customers</c> and
+    /// <c>billing_subscription_items</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
+    /// whose primary key must be a single <see cref="Guid"/> (ASP.NET Core Identity with Guid keys fits).
+    /// </summary>
+    /// <typeparam name="TUser">The app's user entity.</typeparam>
+    /// <param name="modelBuilder">The model builder of the app's context.</param>
+    /// <returns>The same model builder.</returns>
+    public static ModelBuilder ApplyUsageBillingModel<TUser>(this ModelBuilder modelBuilder)
+        where TUser : class
+    {
+        ArgumentNullException.ThrowIfNull(modelBuilder);
+
+        modelBuilder.Entity<UsageEvent>(e =>
+        {
+            e.ToTable("usage_events", t => t.HasCheckConstraint("ck_usage_events_quantity", "quantity >= 1"));
+            e.HasKey(x => x.Id).HasName("pk_usage_events");
+            e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
+            e.Property(x => x.Quantity).HasColumnName("quantity");
+            e.Property(x => x.OccurredAt).HasColumnName("occurred_at");
+            e.Property(x => x.IdempotencyKey).HasColumnName("idempotency_key").HasMaxLength(255);
+            e.Property(x => x.ReportId).HasColumnName("report_id");
+            e.Property(x => x.ReportedAt).HasColumnName("reported_at");
+            e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_events_user");
+            e.HasIndex(x => new { x.UserId, x.IdempotencyKey }).IsUnique().HasDatabaseName("ux_usage_events_user_key");
+
+            // Serves the summary: one user's range of one or all meters, covering the aggregated columns on PostgreSQL.
+            e.HasIndex(x => new { x.UserId, x.OccurredAt, x.Meter }).HasDatabaseName("ix_usage_events_user_time")
+                .IncludeProperties(x => new { x.Quantity, x.ReportedAt });
+
+            // Serves the claim: unassigned events only, oldest first; shrinks as events are claimed.
+            e.HasIndex(x => x.CreatedAt).HasFilter("report_id IS NULL").HasDatabaseName("ix_usage_events_unclaimed");
+            e.HasIndex(x => x.ReportId).HasDatabaseName("ix_usage_events_report");
+        });
+
+        modelBuilder.Entity<UsageReport>(e =>
+        {
+            e.ToTable("usage_reports");
+            e.HasKey(x => x.Id).HasName("pk_usage_reports");
+            e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
+            e.Property(x => x.StripeCustomerId).HasColumnName("stripe_customer_id").HasMaxLength(255).IsRequired();
+            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
+            e.Property(x => x.Quantity).HasColumnName("quantity");
+            e.Property(x => x.EventCount).HasColumnName("event_count");
+            e.Property(x => x.Timestamp).HasColumnName("timestamp");
+            e.Property(x => x.PeriodStart).HasColumnName("period_start");
+            e.Property(x => x.PeriodEnd).HasColumnName("period_end");
+            e.Property(x => x.Status).HasColumnName("status").HasMaxLength(20).HasConversion(
+                v => StatusToText(v),
+                v => TextToStatus(v));
+            e.Property(x => x.Attempts).HasColumnName("attempts");
+            e.Property(x => x.NextAttemptAt).HasColumnName("next_attempt_at");
+            e.Property(x => x.FirstAttemptAt).HasColumnName("first_attempt_at");
+            e.Property(x => x.LastError).HasColumnName("last_error").HasMaxLength(2000);
+            e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.Property(x => x.SentAt).HasColumnName("sent_at");
+            e.HasIndex(x => new { x.Status, x.NextAttemptAt }).HasDatabaseName("ix_usage_reports_due");
+            e.HasIndex(x => new { x.StripeCustomerId, x.Meter, x.PeriodStart }).HasDatabaseName("ix_usage_reports_customer_meter_period");
+        });
+
+        modelBuilder.Entity<BillingCustomer>(e =>
+        {
+            e.ToTable("billing_customers");
+            e.HasKey(x => x.UserId).HasName("pk_billing_customers");
+            e.Property(x => x.UserId).HasColumnName("user_id").ValueGeneratedNever();
+            e.Property(x => x.StripeCustomerId).HasColumnName("stripe_customer_id").HasMaxLength(255).IsRequired();
+            e.Property(x => x.PlanId).HasColumnName("plan_id").HasMaxLength(100);
+            e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
+            e.HasOne<TUser>().WithOne().HasForeignKey<BillingCustomer>(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_billing_customers_user");
+            e.HasIndex(x => x.StripeCustomerId).IsUnique().HasDatabaseName("ux_billing_customers_stripe_customer");
+        });
+
+        modelBuilder.Entity<BillingSubscriptionItem>(e =>
+        {
+            e.ToTable("billing_subscription_items");
+            e.HasKey(x => x.Id).HasName("pk_billing_subscription_items");
+            e.Property(x => x.Id).HasColumnName("id").HasMaxLength(255).ValueGeneratedNever();
+            e.Property(x => x.SubscriptionId).HasColumnName("subscription_id").HasMaxLength(255).IsRequired();
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.PriceId).HasColumnName("price_id").HasMaxLength(255).IsRequired();
+            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100);
+            e.Property(x => x.Status).HasColumnName("status").HasMaxLength(40).IsRequired();
+            e.Property(x => x.CurrentPeriodStart).HasColumnName("current_period_start");
+            e.Property(x => x.CurrentPeriodEnd).HasColumnName("current_period_end");
+            e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
+            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_billing_subscription_items_user");
+            e.HasIndex(x => new { x.UserId, x.Meter }).HasDatabaseName("ix_billing_subscription_items_user_meter");
+        });
+
+        return modelBuilder;
+    }
+
+    /// <summary>The text stored for a report status.</summary>
+    /// <param name="status">The status.</param>
+    /// <returns>Its snake_case name.</returns>
+    public static string StatusToText(UsageReportStatus status) => status switch
+    {
+        UsageReportStatus.Pending => "pending",
+        UsageReportStatus.Sent => "sent",
+        UsageReportStatus.Dead => "dead",
+        UsageReportStatus.NeedsReview => "needs_review",
+        _ => throw new ArgumentOutOfRangeException(nameof(status), status, "Unknown report status."),
+    };
+
+    /// <summary>The report status of its stored text.</summary>
+    /// <param name="text">The stored text.</param>
+    /// <returns>The status.</returns>
+    public static UsageReportStatus TextToStatus(string text) => text switch
+    {
+        "pending" => UsageReportStatus.Pending,
+        "sent" => UsageReportStatus.Sent,
+        "dead" => UsageReportStatus.Dead,
+        "needs_review" => UsageReportStatus.NeedsReview,
+        _ => throw new ArgumentOutOfRangeException(nameof(text), text, "Unknown report status."),
+    };
+}

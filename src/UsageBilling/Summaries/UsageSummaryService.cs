@@ -1,0 +1,94 @@
+using Microsoft.Extensions.Options;
+using UsageBilling.Configuration;
+using UsageBilling.Periods;
+using UsageBilling.Plans;
+using UsageBilling.Recording;
+using UsageBilling.Storage;
+
+namespace UsageBilling.Summaries;
+
+/// <summary>Computes summaries from the store's aggregates and the configured plans.</summary>
+internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBillingOptions> options, TimeProvider time) : IUsageSummaryService
+{
+    private readonly UsageBillingOptions _options = options.Value;
+
+    public async Task<UsageSummary> GetCurrentPeriodAsync(Guid userId, CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow();
+        var state = await store.GetBillingStateAsync(userId, cancellationToken).ConfigureAwait(false);
+        var planId = state?.PlanId ?? _options.DefaultPlan;
+        PlanDefinition? plan = null;
+        if (planId is not null && !_options.Plans.TryGetValue(planId, out plan))
+        {
+            planId = null;
+        }
+
+        // Meters usually share one period; query each distinct period once.
+        var periods = _options.Meters.Keys.ToDictionary(m => m, m => BillingPeriod.For(now, BillingPeriod.ItemFor(state, m)), StringComparer.Ordinal);
+        var usage = new Dictionary<string, MeterUsage>(StringComparer.Ordinal);
+        foreach (var period in periods.Values.Distinct())
+        {
+            foreach (var row in await store.GetUsageAsync(userId, period.Start, period.End, cancellationToken).ConfigureAwait(false))
+            {
+                if (periods.TryGetValue(row.Meter, out var p) && p == period)
+                {
+                    usage[row.Meter] = row;
+                }
+            }
+        }
+
+        var meters = new List<MeterUsageSummary>(_options.Meters.Count);
+        decimal total = plan?.MonthlyPrice ?? 0m;
+        foreach (var (name, meter) in _options.Meters.OrderBy(m => m.Key, StringComparer.Ordinal))
+        {
+            var period = periods[name];
+            usage.TryGetValue(name, out var row);
+            var count = meter.Aggregation == MeterAggregation.Count;
+            var used = row is null ? 0 : count ? row.Count : row.Total;
+            var pending = row is null ? 0 : count ? row.PendingCount : row.PendingTotal;
+            PriceSchedule? schedule = plan is not null && plan.Meters.TryGetValue(name, out var price) ? PriceSchedule.From(price) : null;
+            var included = schedule?.Included ?? 0;
+            var cost = schedule?.CostOf(used) ?? 0m;
+            total += cost;
+            var percent = included > 0 ? used * 100.0 / included : used > 0 ? 100.0 : 0.0;
+            meters.Add(new MeterUsageSummary(
+                name,
+                meter.DisplayName ?? name,
+                meter.Unit,
+                used,
+                included,
+                Math.Max(0, included - used),
+                percent,
+                schedule?.HardLimit,
+                period.Start,
+                period.End,
+                cost,
+                pending,
+                row?.LastReportedAt));
+        }
+
+        return new UsageSummary(userId, planId, plan is null ? null : plan.DisplayName ?? planId, plan?.Currency ?? "usd", plan?.MonthlyPrice ?? 0m, total, now, meters);
+    }
+
+    public async Task<IReadOnlyList<DailyUsage>> GetDailyUsageAsync(Guid userId, string meter, CancellationToken cancellationToken = default)
+    {
+        if (!_options.Meters.ContainsKey(meter))
+        {
+            throw new UnknownMeterException($"Unknown meter '{meter}'. Configured meters: {string.Join(", ", _options.Meters.Keys)}.");
+        }
+
+        var now = time.GetUtcNow();
+        var state = await store.GetBillingStateAsync(userId, cancellationToken).ConfigureAwait(false);
+        var period = BillingPeriod.For(now, BillingPeriod.ItemFor(state, meter));
+        var rows = await store.GetDailyUsageAsync(userId, meter, period.Start, period.End, cancellationToken).ConfigureAwait(false);
+        var byDay = rows.ToDictionary(r => r.Day);
+        var result = new List<DailyUsage>();
+        var last = DateOnly.FromDateTime(now.UtcDateTime);
+        for (var day = DateOnly.FromDateTime(period.Start.UtcDateTime); day <= last && day.ToDateTime(TimeOnly.MinValue) < period.End.UtcDateTime; day = day.AddDays(1))
+        {
+            result.Add(byDay.TryGetValue(day, out var d) ? d : new DailyUsage(day, 0, 0));
+        }
+
+        return result;
+    }
+}

@@ -1,0 +1,164 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
+using UsageBilling.Configuration;
+using UsageBilling.DependencyInjection;
+using UsageBilling.EntityFrameworkCore;
+
+namespace UsageBilling.IntegrationTests.Infrastructure;
+
+/// <summary>Which database a test class runs on.</summary>
+public enum Provider
+{
+    Sqlite,
+    Postgres,
+}
+
+/// <summary>
+/// A fresh database per test class: a temp SQLite file, or a new PostgreSQL database on the server
+/// named by USAGEBILLING_TEST_PG (scripts/test.sh starts it and exports the variable).
+/// </summary>
+public sealed class TestDatabase : IAsyncDisposable
+{
+    private TestDatabase(Provider provider, string connectionString, Func<Task> drop)
+    {
+        Provider = provider;
+        ConnectionString = connectionString;
+        _drop = drop;
+    }
+
+    private readonly Func<Task> _drop;
+
+    public Provider Provider { get; }
+
+    public string ConnectionString { get; }
+
+    public static string PostgresServer =>
+        Environment.GetEnvironmentVariable("USAGEBILLING_TEST_PG")
+        ?? "Host=127.0.0.1;Port=5432;Username=usagebilling;Password=usagebilling;Database=postgres";
+
+    public static async Task<TestDatabase> CreateAsync(Provider provider)
+    {
+        if (provider == Provider.Sqlite)
+        {
+            var dir = Path.Combine(Path.GetTempPath(), "usagebilling-tests");
+            Directory.CreateDirectory(dir);
+            var file = Path.Combine(dir, $"{Guid.NewGuid():N}.db");
+            return new TestDatabase(provider, $"Data Source={file}", () =>
+            {
+                Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+                foreach (var f in new[] { file, file + "-wal", file + "-shm" })
+                {
+                    File.Delete(f);
+                }
+
+                return Task.CompletedTask;
+            });
+        }
+
+        var name = $"ub_test_{Guid.NewGuid():N}";
+        await using (var admin = new NpgsqlConnection(PostgresServer))
+        {
+            try
+            {
+                await admin.OpenAsync();
+            }
+            catch (Exception ex)
+            {
+                throw new InvalidOperationException($"PostgreSQL is not reachable with USAGEBILLING_TEST_PG='{PostgresServer}'. Run the tests through scripts/test.sh, which starts it.", ex);
+            }
+
+            await using var create = new NpgsqlCommand($"CREATE DATABASE {name}", admin);
+            await create.ExecuteNonQueryAsync();
+        }
+
+        var cs = new NpgsqlConnectionStringBuilder(PostgresServer) { Database = name, MaxPoolSize = 100 }.ToString();
+        return new TestDatabase(provider, cs, async () =>
+        {
+            NpgsqlConnection.ClearAllPools();
+            await using var admin = new NpgsqlConnection(PostgresServer);
+            await admin.OpenAsync();
+            await using var drop = new NpgsqlCommand($"DROP DATABASE IF EXISTS {name} WITH (FORCE)", admin);
+            await drop.ExecuteNonQueryAsync();
+        });
+    }
+
+    public async ValueTask DisposeAsync() => await _drop();
+}
+
+/// <summary>A service provider wired like an app: AddUsageBilling + the chosen store + a fake clock.</summary>
+public sealed class BillingHost : IAsyncDisposable
+{
+    private readonly ServiceProvider _services;
+
+    private BillingHost(ServiceProvider services, FakeTimeProvider time)
+    {
+        _services = services;
+        Time = time;
+    }
+
+    public FakeTimeProvider Time { get; }
+
+    public IServiceProvider Services => _services;
+
+    public T Get<T>()
+        where T : notnull => _services.GetRequiredService<T>();
+
+    public static async Task<BillingHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<UsageBillingOptions>? configure = null)
+    {
+        var time = new FakeTimeProvider(now);
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton<TimeProvider>(time);
+        var builder = services.AddUsageBilling(o =>
+        {
+            TestPlans.Configure(o);
+            configure?.Invoke(o);
+        });
+        if (database.Provider == Provider.Sqlite)
+        {
+            builder.UseSqlite(database.ConnectionString);
+        }
+        else
+        {
+            builder.UsePostgres(database.ConnectionString);
+        }
+
+        var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true, ValidateScopes = true });
+        await provider.GetRequiredService<IUsageBillingDatabase>().MigrateAsync();
+        return new BillingHost(provider, time);
+    }
+
+    public UsageBillingDbContext CreateContext() =>
+        (UsageBillingDbContext)(_services.GetService<IDbContextFactory<SqliteUsageBillingDbContext>>()?.CreateDbContext()
+            ?? (DbContext)_services.GetRequiredService<IDbContextFactory<PostgresUsageBillingDbContext>>().CreateDbContext());
+
+    public async ValueTask DisposeAsync() => await _services.DisposeAsync();
+}
+
+/// <summary>The meters and plans every integration test uses.</summary>
+public static class TestPlans
+{
+    public static void Configure(UsageBillingOptions o)
+    {
+        o.Meters["ai_messages"] = new MeterDefinition { DisplayName = "AI messages", Unit = "messages" };
+        o.Meters["api_calls"] = new MeterDefinition { DisplayName = "API calls", Aggregation = MeterAggregation.Count };
+
+        var starter = new PlanDefinition { DisplayName = "Starter", MonthlyPrice = 19m };
+        starter.Meters["ai_messages"] = new PlanMeterPrice { Included = 100, UnitPrice = 0.02m, HardLimit = 1000 };
+        var apiCalls = new PlanMeterPrice { Included = 1000 };
+        apiCalls.Tiers.Add(new PriceTier { UpTo = 5000, UnitAmount = 0.01m });
+        apiCalls.Tiers.Add(new PriceTier { UpTo = null, UnitAmount = 0.005m, FlatAmount = 5m });
+        starter.Meters["api_calls"] = apiCalls;
+        o.Plans["starter"] = starter;
+
+        var volume = new PlanDefinition { DisplayName = "Volume", MonthlyPrice = 0m };
+        var vol = new PlanMeterPrice { TiersMode = TiersMode.Volume };
+        vol.Tiers.Add(new PriceTier { UpTo = 100, UnitAmount = 0.10m });
+        vol.Tiers.Add(new PriceTier { UpTo = 1000, UnitAmount = 0.05m });
+        vol.Tiers.Add(new PriceTier { UpTo = null, UnitAmount = 0.01m, FlatAmount = 1m });
+        volume.Meters["ai_messages"] = vol;
+        o.Plans["volume"] = volume;
+    }
+}
