@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore.Storage;
+using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore;
@@ -31,7 +32,7 @@ public static class UsageBillingEntityFrameworkExtensions
         ArgumentNullException.ThrowIfNull(builder);
         var normalized = NormalizeSqlite(connectionString);
         builder.Services.AddDbContextFactory<TContext>(o => o.UseSqlite(normalized).AddInterceptors(SqliteDurabilityInterceptor.Instance));
-        return builder.UseStore<TContext>(new SqliteUsageSqlDialect());
+        return builder.UseStore<TContext>(new SqliteUsageSqlDialect(), new SqliteFlushSqlDialect());
     }
 
     /// <summary>Stores usage in PostgreSQL with the built-in <see cref="PostgresUsageBillingDbContext"/>.</summary>
@@ -56,14 +57,16 @@ public static class UsageBillingEntityFrameworkExtensions
         }
 
         builder.Services.AddDbContextFactory<TContext>(o => o.UseNpgsql(connectionString));
-        return builder.UseStore<TContext>(new PostgresUsageSqlDialect());
+        return builder.UseStore<TContext>(new PostgresUsageSqlDialect(), new PostgresFlushSqlDialect());
     }
 
-    private static UsageBillingBuilder UseStore<TContext>(this UsageBillingBuilder builder, IUsageSqlDialect dialect)
+    private static UsageBillingBuilder UseStore<TContext>(this UsageBillingBuilder builder, IUsageSqlDialect dialect, IFlushSqlDialect flushDialect)
         where TContext : DbContext
     {
         builder.Services.RemoveAll<IUsageStore>();
+        builder.Services.RemoveAll<IUsageFlushStore>();
         builder.Services.AddSingleton<IUsageStore>(sp => new EfUsageStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), dialect));
+        builder.Services.AddSingleton<IUsageFlushStore>(sp => new EfUsageFlushStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, sp.GetRequiredService<TimeProvider>()));
         builder.Services.TryAddSingleton<IUsageBillingDatabase, UsageBillingDatabase<TContext>>();
         return builder;
     }

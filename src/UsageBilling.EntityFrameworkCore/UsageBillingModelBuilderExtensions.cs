@@ -66,6 +66,8 @@ public static class UsageBillingModelBuilderExtensions
             e.Property(x => x.LastError).HasColumnName("last_error").HasMaxLength(2000);
             e.Property(x => x.CreatedAt).HasColumnName("created_at");
             e.Property(x => x.SentAt).HasColumnName("sent_at");
+            e.Property(x => x.LeaseOwner).HasColumnName("lease_owner").HasMaxLength(100);
+            e.Property(x => x.LeaseExpiresAt).HasColumnName("lease_expires_at");
             e.HasIndex(x => new { x.Status, x.NextAttemptAt }).HasDatabaseName("ix_usage_reports_due");
             e.HasIndex(x => new { x.StripeCustomerId, x.Meter, x.PeriodStart }).HasDatabaseName("ix_usage_reports_customer_meter_period");
         });

@@ -84,6 +84,12 @@ public sealed class UsageReport
 
     /// <summary>When Stripe acknowledged it.</summary>
     public DateTimeOffset? SentAt { get; set; }
+
+    /// <summary>The flusher currently sending it, if leased.</summary>
+    public string? LeaseOwner { get; set; }
+
+    /// <summary>When the current lease lapses.</summary>
+    public DateTimeOffset? LeaseExpiresAt { get; set; }
 }
 
 /// <summary>A row of <c>billing_customers</c>: the app user's Stripe customer and plan.</summary>

@@ -44,10 +44,13 @@ public sealed class RecordingOptions
 /// <summary>How a meter aggregates its events over a billing period.</summary>
 public enum MeterAggregation
 {
-    /// <summary>The sum of the events' quantities (Stripe formula <c>sum</c>).</summary>
+    /// <summary>The sum of the events' quantities (Stripe meter formula <c>sum</c>).</summary>
     Sum,
 
-    /// <summary>The number of events, whatever their quantities (Stripe formula <c>count</c>).</summary>
+    /// <summary>
+    /// The number of events, whatever their quantities. The flusher pre-aggregates, so the Stripe
+    /// meter is still provisioned with formula <c>sum</c> and receives the event count as the value.
+    /// </summary>
     Count,
 }
 

@@ -7,7 +7,7 @@ using UsageBilling.DependencyInjection;
 
 namespace UsageBilling.Stripe;
 
-/// <summary>Registers the one <see cref="IStripeClient"/> UsageBilling uses, built from <see cref="StripeOptions"/>.</summary>
+/// <summary>Registers the one <see cref="StripeClient"/> (also as <see cref="IStripeClient"/>) UsageBilling uses, built from <see cref="StripeOptions"/>.</summary>
 public static class StripeRegistration
 {
     /// <summary>Configures Stripe access from a configuration section (usually <c>Stripe</c>).</summary>
@@ -35,7 +35,8 @@ public static class StripeRegistration
         ArgumentNullException.ThrowIfNull(builder);
         configure(builder.Services.AddOptionsWithValidateOnStart<StripeOptions>());
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<StripeOptions>, StripeOptionsValidator>());
-        builder.Services.TryAddSingleton<IStripeClient>(sp => CreateClient(sp.GetRequiredService<IOptions<StripeOptions>>().Value));
+        builder.Services.TryAddSingleton(sp => CreateClient(sp.GetRequiredService<IOptions<StripeOptions>>().Value));
+        builder.Services.TryAddSingleton<IStripeClient>(sp => sp.GetRequiredService<StripeClient>());
         return builder;
     }
 

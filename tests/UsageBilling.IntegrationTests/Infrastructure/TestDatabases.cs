@@ -105,9 +105,11 @@ public sealed class BillingHost : IAsyncDisposable
     public T Get<T>()
         where T : notnull => _services.GetRequiredService<T>();
 
-    public static async Task<BillingHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<UsageBillingOptions>? configure = null)
+    public static Task<BillingHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<UsageBillingOptions>? configure = null) =>
+        StartAsync(database, new FakeTimeProvider(now), configure, null);
+
+    public static async Task<BillingHost> StartAsync(TestDatabase database, FakeTimeProvider time, Action<UsageBillingOptions>? configure, Action<UsageBillingBuilder>? extend)
     {
-        var time = new FakeTimeProvider(now);
         var services = new ServiceCollection();
         services.AddLogging();
         services.AddSingleton<TimeProvider>(time);
@@ -125,6 +127,7 @@ public sealed class BillingHost : IAsyncDisposable
             builder.UsePostgres(database.ConnectionString);
         }
 
+        extend?.Invoke(builder);
         var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true, ValidateScopes = true });
         await provider.GetRequiredService<IUsageBillingDatabase>().MigrateAsync();
         return new BillingHost(provider, time);

@@ -226,6 +226,15 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .HasColumnType("character varying(2000)")
                         .HasColumnName("last_error");
 
+                    b.Property<DateTimeOffset?>("LeaseExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("lease_expires_at");
+
+                    b.Property<string>("LeaseOwner")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("lease_owner");
+
                     b.Property<string>("Meter")
                         .IsRequired()
                         .HasMaxLength(100)

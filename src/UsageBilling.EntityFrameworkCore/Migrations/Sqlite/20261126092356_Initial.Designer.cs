@@ -11,7 +11,7 @@ using UsageBilling.EntityFrameworkCore;
 namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
 {
     [DbContext(typeof(SqliteUsageBillingDbContext))]
-    [Migration("20261126090850_Initial")]
+    [Migration("20261126092356_Initial")]
     partial class Initial
     {
         /// <inheritdoc />
@@ -222,6 +222,15 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                         .HasMaxLength(2000)
                         .HasColumnType("TEXT")
                         .HasColumnName("last_error");
+
+                    b.Property<long?>("LeaseExpiresAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("lease_expires_at");
+
+                    b.Property<string>("LeaseOwner")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("lease_owner");
 
                     b.Property<string>("Meter")
                         .IsRequired()

@@ -12,7 +12,7 @@ using UsageBilling.EntityFrameworkCore;
 namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
 {
     [DbContext(typeof(PostgresUsageBillingDbContext))]
-    [Migration("20261126090858_Initial")]
+    [Migration("20261126092423_Initial")]
     partial class Initial
     {
         /// <inheritdoc />
@@ -228,6 +228,15 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .HasMaxLength(2000)
                         .HasColumnType("character varying(2000)")
                         .HasColumnName("last_error");
+
+                    b.Property<DateTimeOffset?>("LeaseExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("lease_expires_at");
+
+                    b.Property<string>("LeaseOwner")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("lease_owner");
 
                     b.Property<string>("Meter")
                         .IsRequired()

@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
+namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
 {
     /// <inheritdoc />
     public partial class Initial : Migration
@@ -15,21 +15,23 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                 name: "usage_reports",
                 columns: table => new
                 {
-                    id = table.Column<Guid>(type: "TEXT", nullable: false),
-                    stripe_customer_id = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
-                    meter = table.Column<string>(type: "TEXT", maxLength: 100, nullable: false),
-                    quantity = table.Column<long>(type: "INTEGER", nullable: false),
-                    event_count = table.Column<int>(type: "INTEGER", nullable: false),
-                    timestamp = table.Column<long>(type: "INTEGER", nullable: false),
-                    period_start = table.Column<long>(type: "INTEGER", nullable: false),
-                    period_end = table.Column<long>(type: "INTEGER", nullable: false),
-                    status = table.Column<string>(type: "TEXT", maxLength: 20, nullable: false),
-                    attempts = table.Column<int>(type: "INTEGER", nullable: false),
-                    next_attempt_at = table.Column<long>(type: "INTEGER", nullable: false),
-                    first_attempt_at = table.Column<long>(type: "INTEGER", nullable: true),
-                    last_error = table.Column<string>(type: "TEXT", maxLength: 2000, nullable: true),
-                    created_at = table.Column<long>(type: "INTEGER", nullable: false),
-                    sent_at = table.Column<long>(type: "INTEGER", nullable: true)
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    stripe_customer_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    quantity = table.Column<long>(type: "bigint", nullable: false),
+                    event_count = table.Column<int>(type: "integer", nullable: false),
+                    timestamp = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    period_start = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    period_end = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    status = table.Column<string>(type: "character varying(20)", maxLength: 20, nullable: false),
+                    attempts = table.Column<int>(type: "integer", nullable: false),
+                    next_attempt_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    first_attempt_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    last_error = table.Column<string>(type: "character varying(2000)", maxLength: 2000, nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    sent_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    lease_owner = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    lease_expires_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
                 },
                 constraints: table =>
                 {
@@ -40,9 +42,9 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                 name: "users",
                 columns: table => new
                 {
-                    id = table.Column<Guid>(type: "TEXT", nullable: false),
-                    email = table.Column<string>(type: "TEXT", maxLength: 320, nullable: true),
-                    created_at = table.Column<long>(type: "INTEGER", nullable: false)
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    email = table.Column<string>(type: "character varying(320)", maxLength: 320, nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -53,11 +55,11 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                 name: "billing_customers",
                 columns: table => new
                 {
-                    user_id = table.Column<Guid>(type: "TEXT", nullable: false),
-                    stripe_customer_id = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
-                    plan_id = table.Column<string>(type: "TEXT", maxLength: 100, nullable: true),
-                    created_at = table.Column<long>(type: "INTEGER", nullable: false),
-                    updated_at = table.Column<long>(type: "INTEGER", nullable: false)
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    stripe_customer_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    plan_id = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    updated_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -74,15 +76,15 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                 name: "billing_subscription_items",
                 columns: table => new
                 {
-                    id = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
-                    subscription_id = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
-                    user_id = table.Column<Guid>(type: "TEXT", nullable: false),
-                    price_id = table.Column<string>(type: "TEXT", maxLength: 255, nullable: false),
-                    meter = table.Column<string>(type: "TEXT", maxLength: 100, nullable: true),
-                    status = table.Column<string>(type: "TEXT", maxLength: 40, nullable: false),
-                    current_period_start = table.Column<long>(type: "INTEGER", nullable: false),
-                    current_period_end = table.Column<long>(type: "INTEGER", nullable: false),
-                    updated_at = table.Column<long>(type: "INTEGER", nullable: false)
+                    id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    subscription_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    price_id = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: true),
+                    status = table.Column<string>(type: "character varying(40)", maxLength: 40, nullable: false),
+                    current_period_start = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    current_period_end = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    updated_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -99,15 +101,15 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                 name: "usage_events",
                 columns: table => new
                 {
-                    id = table.Column<Guid>(type: "TEXT", nullable: false),
-                    user_id = table.Column<Guid>(type: "TEXT", nullable: false),
-                    meter = table.Column<string>(type: "TEXT", maxLength: 100, nullable: false),
-                    quantity = table.Column<long>(type: "INTEGER", nullable: false),
-                    occurred_at = table.Column<long>(type: "INTEGER", nullable: false),
-                    idempotency_key = table.Column<string>(type: "TEXT", maxLength: 255, nullable: true),
-                    report_id = table.Column<Guid>(type: "TEXT", nullable: true),
-                    reported_at = table.Column<long>(type: "INTEGER", nullable: true),
-                    created_at = table.Column<long>(type: "INTEGER", nullable: false)
+                    id = table.Column<Guid>(type: "uuid", nullable: false),
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    quantity = table.Column<long>(type: "bigint", nullable: false),
+                    occurred_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    idempotency_key = table.Column<string>(type: "character varying(255)", maxLength: 255, nullable: true),
+                    report_id = table.Column<Guid>(type: "uuid", nullable: true),
+                    reported_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true),
+                    created_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false)
                 },
                 constraints: table =>
                 {
@@ -146,7 +148,8 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
             migrationBuilder.CreateIndex(
                 name: "ix_usage_events_user_time",
                 table: "usage_events",
-                columns: new[] { "user_id", "occurred_at", "meter" });
+                columns: new[] { "user_id", "occurred_at", "meter" })
+                .Annotation("Npgsql:IndexInclude", new[] { "quantity", "reported_at" });
 
             migrationBuilder.CreateIndex(
                 name: "ux_usage_events_user_key",

@@ -1,0 +1,17 @@
+using System.Data.Common;
+using UsageBilling.Flushing;
+
+namespace UsageBilling.EntityFrameworkCore.Storage;
+
+/// <summary>The provider-specific SQL of the flusher's claim and lease.</summary>
+internal interface IFlushSqlDialect
+{
+    /// <summary>Unclaimed events of users with a Stripe customer, oldest first, locked for this transaction where the database can.</summary>
+    Task<List<ClaimableEvent>> SelectClaimableAsync(DbConnection connection, DbTransaction transaction, int limit, Guid? userId, CancellationToken cancellationToken);
+
+    /// <summary>Links events to their reports.</summary>
+    Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken);
+
+    /// <summary>Leases due reports of customer·meter keys nobody else holds.</summary>
+    Task<List<LeasedReport>> LeaseAsync(DbConnection connection, DbTransaction transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken);
+}

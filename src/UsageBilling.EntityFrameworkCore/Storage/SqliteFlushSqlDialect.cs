@@ -1,0 +1,115 @@
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+using UsageBilling.Flushing;
+using static UsageBilling.EntityFrameworkCore.UsageBillingSqliteConventions;
+
+namespace UsageBilling.EntityFrameworkCore.Storage;
+
+/// <summary>SQLite: one writer at a time (the transaction is IMMEDIATE), so claim and lease need no row locks.</summary>
+internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
+{
+    public async Task<List<ClaimableEvent>> SelectClaimableAsync(DbConnection connection, DbTransaction transaction, int limit, Guid? userId, CancellationToken cancellationToken)
+    {
+        await using var command = ((SqliteConnection)connection).CreateCommand();
+        command.Transaction = (SqliteTransaction)transaction;
+        command.CommandText = $"""
+            SELECT e.id, e.user_id, c.stripe_customer_id, e.meter, e.quantity, e.occurred_at
+            FROM usage_events e
+            JOIN billing_customers c ON c.user_id = e.user_id
+            WHERE e.report_id IS NULL {(userId is null ? "" : "AND e.user_id = $user")}
+            ORDER BY e.created_at
+            LIMIT $limit
+            """;
+        command.Parameters.AddWithValue("$limit", limit);
+        if (userId is { } user)
+        {
+            command.Parameters.Add(new SqliteParameter("$user", SqliteType.Text) { Value = SqliteUsageSqlDialect.GuidText(user) });
+        }
+
+        var events = new List<ClaimableEvent>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            events.Add(new ClaimableEvent(Guid.Parse(reader.GetString(0)), Guid.Parse(reader.GetString(1)), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), FromUnixMicroseconds(reader.GetInt64(5))));
+        }
+
+        return events;
+    }
+
+    public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
+    {
+        await using var command = ((SqliteConnection)connection).CreateCommand();
+        command.Transaction = (SqliteTransaction)transaction;
+        command.CommandText = "UPDATE usage_events SET report_id = $report WHERE id = $event";
+        var report = command.Parameters.Add("$report", SqliteType.Text);
+        var evt = command.Parameters.Add("$event", SqliteType.Text);
+        foreach (var (eventId, reportId) in links)
+        {
+            report.Value = SqliteUsageSqlDialect.GuidText(reportId);
+            evt.Value = SqliteUsageSqlDialect.GuidText(eventId);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async Task<List<LeasedReport>> LeaseAsync(DbConnection connection, DbTransaction transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken)
+    {
+        var sqlite = (SqliteConnection)connection;
+        var keys = new List<(string Customer, string Meter)>();
+        await using (var command = sqlite.CreateCommand())
+        {
+            command.Transaction = (SqliteTransaction)transaction;
+            command.CommandText = $"""
+                SELECT stripe_customer_id, meter FROM usage_reports
+                WHERE status = 'pending' AND next_attempt_at <= $now
+                  AND (lease_expires_at IS NULL OR lease_expires_at <= $now)
+                  {(customerId is null ? "" : "AND stripe_customer_id = $customer")}
+                GROUP BY stripe_customer_id, meter
+                ORDER BY min(next_attempt_at)
+                LIMIT $limit
+                """;
+            command.Parameters.AddWithValue("$now", ToUnixMicroseconds(now));
+            command.Parameters.AddWithValue("$limit", limit);
+            if (customerId is not null)
+            {
+                command.Parameters.AddWithValue("$customer", customerId);
+            }
+
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                keys.Add((reader.GetString(0), reader.GetString(1)));
+            }
+        }
+
+        var leased = new List<LeasedReport>();
+        await using var lease = sqlite.CreateCommand();
+        lease.Transaction = (SqliteTransaction)transaction;
+        lease.CommandText = """
+            UPDATE usage_reports
+            SET lease_owner = $owner, lease_expires_at = $until, first_attempt_at = COALESCE(first_attempt_at, $now)
+            WHERE stripe_customer_id = $customer AND meter = $meter
+              AND status = 'pending' AND next_attempt_at <= $now
+              AND NOT EXISTS (
+                SELECT 1 FROM usage_reports x
+                WHERE x.stripe_customer_id = $customer AND x.meter = $meter AND x.status = 'pending' AND x.lease_expires_at > $now)
+            RETURNING id, stripe_customer_id, meter, quantity, timestamp, attempts, first_attempt_at
+            """;
+        lease.Parameters.AddWithValue("$owner", owner);
+        lease.Parameters.AddWithValue("$until", ToUnixMicroseconds(until));
+        lease.Parameters.AddWithValue("$now", ToUnixMicroseconds(now));
+        var customerParameter = lease.Parameters.Add("$customer", SqliteType.Text);
+        var meterParameter = lease.Parameters.Add("$meter", SqliteType.Text);
+        foreach (var (customer, meter) in keys)
+        {
+            customerParameter.Value = customer;
+            meterParameter.Value = meter;
+            await using var reader = await lease.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                leased.Add(new LeasedReport(Guid.Parse(reader.GetString(0)), reader.GetString(1), reader.GetString(2), reader.GetInt64(3), FromUnixMicroseconds(reader.GetInt64(4)), reader.GetInt32(5), FromUnixMicroseconds(reader.GetInt64(6))));
+            }
+        }
+
+        return leased;
+    }
+}

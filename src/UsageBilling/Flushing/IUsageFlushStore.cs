@@ -1,0 +1,159 @@
+using UsageBilling.Storage;
+
+namespace UsageBilling.Flushing;
+
+/// <summary>The persistence the flusher needs: claim, lease, mark. Implemented by the EF Core package.</summary>
+public interface IUsageFlushStore
+{
+    /// <summary>
+    /// In one transaction: takes up to <paramref name="limit"/> unclaimed events of users that have a
+    /// Stripe customer (oldest first; on PostgreSQL <c>FOR UPDATE SKIP LOCKED</c>), lets
+    /// <paramref name="plan"/> group them, writes the reports and links the events.
+    /// </summary>
+    /// <param name="limit">Most events to claim.</param>
+    /// <param name="userId">Only this user's events, or all.</param>
+    /// <param name="plan">Groups events into reports.</param>
+    /// <param name="cancellationToken">Cancels the claim; nothing is written then.</param>
+    /// <returns>The reports written.</returns>
+    Task<IReadOnlyList<NewUsageReport>> ClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Leases due pending reports for sending: only customer·meter keys no other flusher holds, and
+    /// all due reports of each key it takes, so at most one flusher sends for a customer·meter.
+    /// </summary>
+    /// <param name="now">The current time.</param>
+    /// <param name="limit">Most reports to lease.</param>
+    /// <param name="stripeCustomerId">Only this customer's reports, or all.</param>
+    /// <param name="owner">This flusher's name, for operators.</param>
+    /// <param name="leaseUntil">When the lease lapses.</param>
+    /// <param name="cancellationToken">Cancels the lease.</param>
+    /// <returns>The leased reports, oldest first.</returns>
+    Task<IReadOnlyList<LeasedReport>> LeaseDueReportsAsync(DateTimeOffset now, int limit, string? stripeCustomerId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+
+    /// <summary>Marks reports sent and their events reported, in one transaction.</summary>
+    /// <param name="reportIds">The acknowledged reports.</param>
+    /// <param name="at">When Stripe acknowledged them.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns>A task.</returns>
+    Task MarkSentAsync(IReadOnlyCollection<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken);
+
+    /// <summary>Records failed attempts: rescheduled, dead or needs-review, and releases their leases.</summary>
+    /// <param name="failures">The failures.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns>A task.</returns>
+    Task MarkFailedAsync(IReadOnlyCollection<ReportFailure> failures, CancellationToken cancellationToken);
+
+    /// <summary>Marks reports dead after the fact (Stripe's asynchronous meter error reports).</summary>
+    /// <param name="reportIds">The reports (meter event identifiers).</param>
+    /// <param name="reason">A readable reason.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns>How many reports changed.</returns>
+    Task<int> MarkDeadAsync(IReadOnlyCollection<Guid> reportIds, string reason, CancellationToken cancellationToken);
+
+    /// <summary>What is waiting: pending events, reports by status, oldest unreported usage.</summary>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The backlog.</returns>
+    Task<FlushBacklog> GetBacklogAsync(CancellationToken cancellationToken);
+
+    /// <summary>Reports in a status, newest first, for operators.</summary>
+    /// <param name="status">The status.</param>
+    /// <param name="limit">Most rows.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The reports.</returns>
+    Task<IReadOnlyList<ReportInfo>> ListReportsAsync(UsageReportStatus status, int limit, CancellationToken cancellationToken);
+}
+
+/// <summary>Groups claimed events into reports; the flusher's rules, applied inside the claim transaction.</summary>
+/// <param name="events">The claimed events.</param>
+/// <param name="items">The users' metered subscription items, by user id.</param>
+/// <returns>The reports to write, each naming its events.</returns>
+public delegate IReadOnlyList<NewUsageReport> ReportPlanner(IReadOnlyList<ClaimableEvent> events, ILookup<Guid, SubscriptionItemPeriod> items);
+
+/// <summary>An unclaimed event with its user's Stripe customer.</summary>
+/// <param name="Id">The event id.</param>
+/// <param name="UserId">The app's user id.</param>
+/// <param name="StripeCustomerId">The user's Stripe customer.</param>
+/// <param name="Meter">The meter event name.</param>
+/// <param name="Quantity">The quantity.</param>
+/// <param name="OccurredAt">When it happened.</param>
+public sealed record ClaimableEvent(Guid Id, Guid UserId, string StripeCustomerId, string Meter, long Quantity, DateTimeOffset OccurredAt);
+
+/// <summary>A report to write in the claim transaction.</summary>
+/// <param name="Id">The report id: meter event identifier.</param>
+/// <param name="StripeCustomerId">The customer.</param>
+/// <param name="Meter">The meter event name.</param>
+/// <param name="Quantity">The total.</param>
+/// <param name="Timestamp">The latest event time.</param>
+/// <param name="PeriodStart">The billing period start.</param>
+/// <param name="PeriodEnd">The billing period end.</param>
+/// <param name="Status">Pending, or dead when it must never be sent.</param>
+/// <param name="LastError">Why it is dead, if it is.</param>
+/// <param name="EventIds">The events it holds.</param>
+public sealed record NewUsageReport(
+    Guid Id,
+    string StripeCustomerId,
+    string Meter,
+    long Quantity,
+    DateTimeOffset Timestamp,
+    DateTimeOffset PeriodStart,
+    DateTimeOffset PeriodEnd,
+    UsageReportStatus Status,
+    string? LastError,
+    IReadOnlyList<Guid> EventIds);
+
+/// <summary>A report leased for sending.</summary>
+/// <param name="Id">The report id: meter event identifier.</param>
+/// <param name="StripeCustomerId">The customer.</param>
+/// <param name="Meter">The meter event name.</param>
+/// <param name="Quantity">The total.</param>
+/// <param name="Timestamp">The meter event timestamp.</param>
+/// <param name="Attempts">Attempts recorded so far.</param>
+/// <param name="FirstAttemptAt">When the first attempt was made (set by the lease at the latest).</param>
+public sealed record LeasedReport(Guid Id, string StripeCustomerId, string Meter, long Quantity, DateTimeOffset Timestamp, int Attempts, DateTimeOffset FirstAttemptAt);
+
+/// <summary>A failed attempt to record.</summary>
+/// <param name="Id">The report.</param>
+/// <param name="Status">Pending (retry), dead or needs-review.</param>
+/// <param name="Attempts">The attempts count after this one.</param>
+/// <param name="NextAttemptAt">When to retry (pending only).</param>
+/// <param name="Error">What happened.</param>
+public sealed record ReportFailure(Guid Id, UsageReportStatus Status, int Attempts, DateTimeOffset NextAttemptAt, string Error);
+
+/// <summary>The flush backlog.</summary>
+/// <param name="PendingEvents">Events not yet claimed into a report.</param>
+/// <param name="PendingEventsWithoutCustomer">Of those, events whose user has no Stripe customer yet.</param>
+/// <param name="OldestUnreportedAt">Creation time of the oldest event Stripe has not acknowledged and that can still be sent.</param>
+/// <param name="ReportsByStatus">Report counts by status.</param>
+/// <param name="LastSentAt">When Stripe last acknowledged a report.</param>
+public sealed record FlushBacklog(long PendingEvents, long PendingEventsWithoutCustomer, DateTimeOffset? OldestUnreportedAt, IReadOnlyDictionary<UsageReportStatus, long> ReportsByStatus, DateTimeOffset? LastSentAt);
+
+/// <summary>A report as operators see it.</summary>
+/// <param name="Id">The report id (meter event identifier).</param>
+/// <param name="StripeCustomerId">The customer.</param>
+/// <param name="Meter">The meter.</param>
+/// <param name="Quantity">The total.</param>
+/// <param name="EventCount">Events in it.</param>
+/// <param name="Timestamp">The meter event timestamp.</param>
+/// <param name="PeriodStart">The period start.</param>
+/// <param name="PeriodEnd">The period end.</param>
+/// <param name="Status">The status.</param>
+/// <param name="Attempts">Attempts so far.</param>
+/// <param name="FirstAttemptAt">First attempt.</param>
+/// <param name="LastError">Last error.</param>
+/// <param name="CreatedAt">When claimed.</param>
+/// <param name="SentAt">When acknowledged.</param>
+public sealed record ReportInfo(
+    Guid Id,
+    string StripeCustomerId,
+    string Meter,
+    long Quantity,
+    int EventCount,
+    DateTimeOffset Timestamp,
+    DateTimeOffset PeriodStart,
+    DateTimeOffset PeriodEnd,
+    UsageReportStatus Status,
+    int Attempts,
+    DateTimeOffset? FirstAttemptAt,
+    string? LastError,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? SentAt);

@@ -1,0 +1,380 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Time.Testing;
+using Stripe;
+using Stripe.Billing;
+using UsageBilling.EntityFrameworkCore.Entities;
+using UsageBilling.Flushing;
+using UsageBilling.IntegrationTests.Infrastructure;
+using UsageBilling.Recording;
+using UsageBilling.Storage;
+using UsageBilling.StripeEmulator;
+using UsageBilling.StripeEmulator.Admin;
+using UsageBilling.Stripe;
+
+namespace UsageBilling.IntegrationTests;
+
+/// <summary>
+/// The flusher's guarantees, through the real Stripe.net client against the emulator, on both
+/// databases (<see cref="SqliteFlushTests"/>, <see cref="PostgresFlushTests"/>).
+/// </summary>
+public abstract class FlushComplianceTests(Provider provider) : IAsyncLifetime
+{
+    protected static readonly DateTimeOffset Now = new(2026, 11, 20, 12, 0, 0, TimeSpan.Zero);
+
+    private TestDatabase _database = null!;
+    private readonly List<BillingHost> _hosts = [];
+
+    protected Provider Provider => provider;
+
+    protected FakeTimeProvider Time { get; } = new(Now);
+
+    protected StripeEmulatorServer Emulator { get; private set; } = null!;
+
+    protected BillingHost Host => _hosts[0];
+
+    protected StripeClient Stripe { get; private set; } = null!;
+
+    protected static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask InitializeAsync()
+    {
+        Emulator = await StripeEmulatorServer.StartAsync(new StripeEmulatorOptions { TimeProvider = Time });
+        _database = await TestDatabase.CreateAsync(provider);
+        _hosts.Add(await StartHostAsync());
+        Stripe = new StripeClient(new StripeClientOptions { ApiKey = "sk_test_flush", ApiBase = Emulator.ApiBase, MeterEventsBase = Emulator.ApiBase });
+        var meters = new MeterService(Stripe);
+        foreach (var name in new[] { "ai_messages", "api_calls" })
+        {
+            await meters.CreateAsync(new MeterCreateOptions { DisplayName = name, EventName = name, DefaultAggregation = new MeterDefaultAggregationOptions { Formula = "sum" } }, cancellationToken: Ct);
+        }
+    }
+
+    protected Task<BillingHost> StartHostAsync(Action<FlushOptions>? flush = null) =>
+        BillingHost.StartAsync(_database, Time, null, b => b
+            .UseStripe(o =>
+            {
+                o.SecretKey = "sk_test_flush";
+                o.ApiBase = Emulator.ApiBase;
+                o.Timeout = TimeSpan.FromSeconds(2);
+                o.MaxNetworkRetries = 0;
+            })
+            .AddFlusher(o =>
+            {
+                o.Enabled = false;
+                o.RequestsPerSecond = 2000;
+                o.MaxConcurrentCalls = 16;
+                flush?.Invoke(o);
+            }));
+
+    protected async Task<BillingHost> AddFlusherHostAsync(Action<FlushOptions>? flush = null)
+    {
+        var host = await StartHostAsync(flush);
+        _hosts.Add(host);
+        return host;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var host in _hosts)
+        {
+            await host.DisposeAsync();
+        }
+
+        await _database.DisposeAsync();
+        await Emulator.DisposeAsync();
+        GC.SuppressFinalize(this);
+    }
+
+    protected IUsageRecorder Recorder => Host.Get<IUsageRecorder>();
+
+    protected IUsageFlusher Flusher => Host.Get<IUsageFlusher>();
+
+    /// <summary>A user with a real Stripe customer in the emulator (or the given customer id).</summary>
+    protected async Task<(Guid User, string Customer)> NewCustomerAsync(string? customerId = null)
+    {
+        customerId ??= (await new CustomerService(Stripe).CreateAsync(new CustomerCreateOptions { Email = "c@example.com" }, cancellationToken: Ct)).Id;
+        await using var db = Host.CreateContext();
+        var user = new BillingUser { Id = Guid.NewGuid(), CreatedAt = Now };
+        db.Users.Add(user);
+        db.BillingCustomers.Add(new BillingCustomer { UserId = user.Id, StripeCustomerId = customerId, PlanId = "starter", CreatedAt = Now, UpdatedAt = Now });
+        await db.SaveChangesAsync(Ct);
+        return (user.Id, customerId);
+    }
+
+    /// <summary>Flushes until nothing is pending, moving the fake clock past retry delays.</summary>
+    protected async Task<FlushResult> FlushUntilDoneAsync(IUsageFlusher? flusher = null, int maxRounds = 200)
+    {
+        var total = FlushResult.Empty;
+        for (var round = 0; round < maxRounds; round++)
+        {
+            total = total.Add(await (flusher ?? Flusher).FlushOnceAsync(Ct));
+            var backlog = await Host.Get<IUsageFlushStore>().GetBacklogAsync(Ct);
+            if (backlog.ReportsByStatus.GetValueOrDefault(UsageReportStatus.Pending) == 0 && backlog.PendingEvents - backlog.PendingEventsWithoutCustomer == 0)
+            {
+                return total;
+            }
+
+            Time.Advance(TimeSpan.FromMinutes(11));
+        }
+
+        throw new InvalidOperationException("The flush did not settle.");
+    }
+
+    /// <summary>Local totals per customer·meter·period of the events Stripe acknowledged, versus the emulator's totals.</summary>
+    protected async Task AssertTotalsMatchAsync()
+    {
+        await using var db = Host.CreateContext();
+        var groups = await db.UsageReports.AsNoTracking()
+            .GroupBy(r => new { r.StripeCustomerId, r.Meter, r.PeriodStart, r.PeriodEnd })
+            .Select(g => new { g.Key, Reports = g.Count() })
+            .ToListAsync(Ct);
+        var events = await db.UsageEvents.AsNoTracking().Join(db.BillingCustomers, e => e.UserId, c => c.UserId, (e, c) => new { c.StripeCustomerId, e.Meter, e.Quantity, e.OccurredAt, e.ReportedAt }).ToListAsync(Ct);
+        Assert.All(events, e => Assert.NotNull(e.ReportedAt));
+        Assert.NotEmpty(groups);
+        foreach (var g in groups)
+        {
+            var local = events.Where(e => e.StripeCustomerId == g.Key.StripeCustomerId && e.Meter == g.Key.Meter && e.OccurredAt >= g.Key.PeriodStart && e.OccurredAt < g.Key.PeriodEnd)
+                .Sum(e => g.Key.Meter == "api_calls" ? 1 : e.Quantity);
+            var remote = await Emulator.Admin.GetMeterTotalAsync(g.Key.StripeCustomerId, g.Key.Meter, g.Key.PeriodStart, g.Key.PeriodEnd, Ct);
+            Assert.True(local == remote, $"{g.Key.StripeCustomerId}/{g.Key.Meter} {g.Key.PeriodStart:O}: local {local}, Stripe {remote}");
+        }
+    }
+
+    [Fact]
+    public async Task Flush_ManyCustomersTwoMetersTwoPeriods_StripeTotalsEqualLocalSums()
+    {
+        var customers = new List<(Guid User, string Customer)>();
+        for (var i = 0; i < 50; i++)
+        {
+            customers.Add(await NewCustomerAsync());
+        }
+
+        // 20 000 events over the previous and the current calendar month (no subscription: UTC months).
+        var random = new Random(42);
+        var monthStart = new DateTimeOffset(2026, 11, 1, 0, 0, 0, TimeSpan.Zero);
+        var span = (Now - monthStart.AddDays(-14)).TotalSeconds;
+        var work = Enumerable.Range(0, 20_000).Select(i => (
+            User: customers[random.Next(customers.Count)].User,
+            Meter: random.Next(2) == 0 ? "ai_messages" : "api_calls",
+            Quantity: (long)random.Next(1, 1000),
+            At: monthStart.AddDays(-14).AddSeconds(random.NextDouble() * span))).ToList();
+        await Parallel.ForEachAsync(work, new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = Ct }, async (w, ct) =>
+            await Recorder.RecordAsync(w.User, w.Meter, w.Quantity, occurredAt: w.At, cancellationToken: ct));
+
+        var result = await FlushUntilDoneAsync();
+
+        Assert.Equal(20_000, result.EventsClaimed);
+        Assert.Equal(result.ReportsCreated, result.ReportsSent);
+        Assert.Equal(0, result.ReportsDead);
+        var accepted = await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct);
+        Assert.Equal(result.ReportsSent, accepted.Count);
+        Assert.Equal(accepted.Count, accepted.Select(a => a.Identifier).Distinct().Count());
+        await AssertTotalsMatchAsync();
+
+        // Stripe's timestamp is the latest event of the report, never the flush time.
+        await using var db = Host.CreateContext();
+        var report = await db.UsageReports.AsNoTracking().FirstAsync(Ct);
+        var latest = await db.UsageEvents.Where(e => e.ReportId == report.Id).MaxAsync(e => e.OccurredAt, Ct);
+        Assert.Equal(latest, report.Timestamp);
+        Assert.Equal(latest.ToUnixTimeSeconds(), accepted.Single(a => a.Identifier == report.Id.ToString()).Timestamp.ToUnixTimeSeconds());
+    }
+
+    [Fact]
+    public async Task Flush_ServerErrorsRateLimitsTimeoutsAndDroppedConnections_TotalsStayExact()
+    {
+        var customers = new List<(Guid User, string Customer)>();
+        for (var i = 0; i < 12; i++)
+        {
+            customers.Add(await NewCustomerAsync());
+        }
+
+        const string path = "/v1/billing/meter_events";
+        await Emulator.Admin.InjectFaultAsync(new FaultSpec(path, FaultKind.ServerError, Count: 3), Ct);
+        await Emulator.Admin.InjectFaultAsync(new FaultSpec(path, FaultKind.ServerError, Count: 3, StoreForIdempotency: true), Ct);
+        await Emulator.Admin.InjectFaultAsync(new FaultSpec(path, FaultKind.RateLimited, Count: 4), Ct);
+        await Emulator.Admin.InjectFaultAsync(new FaultSpec(path, FaultKind.DropAfterProcessing, Count: 4), Ct);
+        await Emulator.Admin.InjectFaultAsync(new FaultSpec(path, FaultKind.Delay, Count: 2, DelayMilliseconds: 3000), Ct);
+
+        for (var round = 0; round < 3; round++)
+        {
+            foreach (var (user, _) in customers)
+            {
+                await Recorder.RecordAsync(user, "ai_messages", round + 2, cancellationToken: Ct);
+                await Recorder.RecordAsync(user, "api_calls", 1, cancellationToken: Ct);
+            }
+
+            await FlushUntilDoneAsync();
+        }
+
+        Assert.Empty(await Emulator.Admin.GetFaultsAsync(Ct));
+        var rejections = await Emulator.Admin.GetRejectionCountsAsync(Ct);
+        Assert.True(rejections.Values.Sum() >= 10, string.Join(", ", rejections.Select(r => $"{r.Key}={r.Value}")));
+        await AssertTotalsMatchAsync();
+        await using var db = Host.CreateContext();
+        Assert.True(await db.UsageReports.AnyAsync(r => r.Attempts > 1, Ct));
+        Assert.Equal(0, await db.UsageReports.CountAsync(r => r.Status != UsageReportStatus.Sent, Ct));
+    }
+
+    [Fact]
+    public async Task Flush_EventAtLastTickAndFirstTickOfPeriods_LandInTheirOwnPeriods()
+    {
+        var (user, customer) = await NewCustomerAsync();
+        var start = new DateTimeOffset(2026, 10, 25, 9, 30, 0, TimeSpan.Zero);
+        var end = start.AddMonths(1);
+        await using (var db = Host.CreateContext())
+        {
+            db.SubscriptionItems.Add(new BillingSubscriptionItem { Id = "si_p", SubscriptionId = "sub_p", UserId = user, PriceId = "price_p", Meter = "ai_messages", Status = "active", CurrentPeriodStart = start, CurrentPeriodEnd = end, UpdatedAt = Now });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        Time.SetUtcNow(end.AddMinutes(-1));
+        await Recorder.RecordAsync(user, "ai_messages", 7, occurredAt: end.AddMilliseconds(-1), cancellationToken: Ct);
+        await Recorder.RecordAsync(user, "ai_messages", 5, occurredAt: start.AddDays(3), cancellationToken: Ct);
+        Time.SetUtcNow(end.AddMinutes(1));
+        await Recorder.RecordAsync(user, "ai_messages", 11, occurredAt: end, cancellationToken: Ct);
+
+        await FlushUntilDoneAsync();
+
+        Assert.Equal(12m, await Emulator.Admin.GetMeterTotalAsync(customer, "ai_messages", start, end, Ct));
+        Assert.Equal(11m, await Emulator.Admin.GetMeterTotalAsync(customer, "ai_messages", end, end.AddMonths(1), Ct));
+        await using var check = Host.CreateContext();
+        var reports = await check.UsageReports.AsNoTracking().OrderBy(r => r.PeriodStart).ToListAsync(Ct);
+        Assert.Equal(2, reports.Count);
+        Assert.Equal((start, end, 12L), (reports[0].PeriodStart, reports[0].PeriodEnd, reports[0].Quantity));
+        Assert.Equal(end.AddMilliseconds(-1), reports[0].Timestamp);
+        Assert.Equal((end, end.AddMonths(1), 11L), (reports[1].PeriodStart, reports[1].PeriodEnd, reports[1].Quantity));
+    }
+
+    [Fact]
+    public async Task Flush_EventsOlderThanStripeWindow_EndDeadWithReasonAndAreNeverSent()
+    {
+        var (user, _) = await NewCustomerAsync();
+        await Recorder.RecordAsync(user, "ai_messages", 3, occurredAt: Now.AddDays(-34), cancellationToken: Ct);
+        await Recorder.RecordAsync(user, "ai_messages", 4, cancellationToken: Ct);
+        Time.Advance(TimeSpan.FromDays(1.5));
+
+        var result = await Flusher.FlushOnceAsync(Ct);
+
+        Assert.Equal(1, result.ReportsDead);
+        Assert.Equal(1, result.ReportsSent);
+        var dead = Assert.Single(await Host.Get<IUsageFlushStore>().ListReportsAsync(UsageReportStatus.Dead, 10, Ct));
+        Assert.StartsWith(ReportPlanning.TooOldReason, dead.LastError, StringComparison.Ordinal);
+        Assert.Equal(3, dead.Quantity);
+        var accepted = Assert.Single(await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct));
+        Assert.Equal(4, accepted.Value);
+    }
+
+    [Fact]
+    public async Task Flush_UnknownStripeCustomer_ReportDiesWhenStripeReportsTheError()
+    {
+        var (user, _) = await NewCustomerAsync("cus_doesnotexist");
+        await Recorder.RecordAsync(user, "ai_messages", 9, cancellationToken: Ct);
+
+        var result = await Flusher.FlushOnceAsync(Ct);
+        Assert.Equal(1, result.ReportsSent);
+
+        // Stripe accepted (200) and found the unknown customer asynchronously: the thin event names our report.
+        var accepted = Assert.Single(await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct));
+        Assert.Equal("meter_event_customer_not_found", accepted.ErrorCode);
+        var report = Assert.Single(await Host.Get<IUsageFlushStore>().ListReportsAsync(UsageReportStatus.Sent, 10, Ct));
+        var thinEvent = "{\"type\":\"v1.billing.meter.error_report_triggered\",\"data\":{\"reason\":{\"error_types\":[{\"code\":\"meter_event_customer_not_found\","
+            + "\"sample_errors\":[{\"error_message\":\"No customer cus_doesnotexist\",\"request\":{\"identifier\":\"" + report.Id + "\"}}]}]}}}";
+        Assert.Equal(1, await Host.Get<MeterErrorReportHandler>().HandleAsync(thinEvent, Ct));
+
+        var dead = Assert.Single(await Host.Get<IUsageFlushStore>().ListReportsAsync(UsageReportStatus.Dead, 10, Ct));
+        Assert.Contains("meter_event_customer_not_found", dead.LastError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Flush_UserWithoutCustomer_StaysPendingUntilCustomerExists()
+    {
+        await using (var db = Host.CreateContext())
+        {
+            db.Users.Add(new BillingUser { Id = Guid.Parse("00000000-0000-0000-0000-0000000000aa"), CreatedAt = Now });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        var user = Guid.Parse("00000000-0000-0000-0000-0000000000aa");
+        await Recorder.RecordAsync(user, "ai_messages", 6, cancellationToken: Ct);
+        var first = await Flusher.FlushOnceAsync(Ct);
+        Assert.Equal(0, first.EventsClaimed);
+        var backlog = await Host.Get<IUsageFlushStore>().GetBacklogAsync(Ct);
+        Assert.Equal(1, backlog.PendingEventsWithoutCustomer);
+
+        var customer = (await new CustomerService(Stripe).CreateAsync(new CustomerCreateOptions(), cancellationToken: Ct)).Id;
+        await using (var db = Host.CreateContext())
+        {
+            db.BillingCustomers.Add(new BillingCustomer { UserId = user, StripeCustomerId = customer, CreatedAt = Now, UpdatedAt = Now });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        var second = await Flusher.FlushCustomerAsync(user, Ct);
+        Assert.Equal(1, second.ReportsSent);
+        Assert.Equal(6m, await Emulator.Admin.GetMeterTotalAsync(customer, "ai_messages", Now.AddDays(-1), Now.AddDays(1), Ct));
+    }
+
+    [Fact]
+    public async Task Flush_StripeRefusesKey_StopsCycleKeepsReportsAndTurnsHealthUnhealthy()
+    {
+        var (user, _) = await NewCustomerAsync();
+        await Recorder.RecordAsync(user, "ai_messages", 1, cancellationToken: Ct);
+        await Recorder.RecordAsync(user, "api_calls", 1, cancellationToken: Ct);
+
+        // A live key: well-formed, but this "Stripe" (test mode only) answers 401.
+        var badHost = await BillingHost.StartAsync(_database, Time, null, b => b
+            .UseStripe(o => { o.SecretKey = "sk_live_refusedkey"; o.ApiBase = Emulator.ApiBase; o.MaxNetworkRetries = 0; })
+            .AddFlusher(o => { o.Enabled = false; o.MaxConcurrentCalls = 1; }));
+        _hosts.Add(badHost);
+
+        var result = await badHost.Get<IUsageFlusher>().FlushOnceAsync(Ct);
+
+        Assert.NotNull(result.ConfigurationError);
+        Assert.Contains("401", result.ConfigurationError, StringComparison.Ordinal);
+        Assert.Equal(0, result.ReportsSent);
+        Assert.Equal(0, result.ReportsDead);
+        Assert.Equal(result.ConfigurationError, badHost.Get<FlushState>().ConfigurationError);
+        var health = await badHost.Get<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckService>().CheckHealthAsync(Ct);
+        Assert.Equal(Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Unhealthy, health.Status);
+        Assert.Empty(await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct));
+
+        // Nothing was lost: a flusher with a good key delivers both reports.
+        Time.Advance(TimeSpan.FromMinutes(10));
+        var good = await FlushUntilDoneAsync();
+        Assert.Equal(2, good.ReportsSent);
+    }
+
+    [Fact]
+    public async Task Flush_FourFlushersAtOnce_TotalsExactAndNeverTwoCallsPerCustomerMeter()
+    {
+        await Emulator.Admin.SetConcurrencyEnforcementAsync(true, Ct);
+        var customers = new List<(Guid User, string Customer)>();
+        for (var i = 0; i < 20; i++)
+        {
+            customers.Add(await NewCustomerAsync());
+        }
+
+        var flushers = new List<IUsageFlusher> { Flusher };
+        for (var i = 0; i < 3; i++)
+        {
+            flushers.Add((await AddFlusherHostAsync(o => o.ClaimBatchSize = 50)).Get<IUsageFlusher>());
+        }
+
+        var random = new Random(7);
+        for (var round = 0; round < 5; round++)
+        {
+            await Parallel.ForEachAsync(Enumerable.Range(0, 400), new ParallelOptions { MaxDegreeOfParallelism = 32, CancellationToken = Ct }, async (i, ct) =>
+                await Recorder.RecordAsync(customers[random.Next(customers.Count)].User, i % 3 == 0 ? "api_calls" : "ai_messages", 1 + (i % 5), cancellationToken: ct));
+            await Task.WhenAll(flushers.Select(f => Task.Run(() => f.FlushOnceAsync(Ct), Ct)));
+        }
+
+        await FlushUntilDoneAsync();
+        var rejections = await Emulator.Admin.GetRejectionCountsAsync(Ct);
+        Assert.Equal(0, rejections.GetValueOrDefault("concurrency"));
+        Assert.Equal(0, rejections.GetValueOrDefault("duplicate_identifier"));
+        await AssertTotalsMatchAsync();
+    }
+}
+
+public sealed class SqliteFlushTests() : FlushComplianceTests(Provider.Sqlite);
+
+public sealed class PostgresFlushTests() : FlushComplianceTests(Provider.Postgres);
