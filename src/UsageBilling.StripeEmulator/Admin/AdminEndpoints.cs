@@ -1,0 +1,95 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Routing;
+
+namespace UsageBilling.StripeEmulator.Admin;
+
+/// <summary>The HTTP admin API under <c>/_emulator</c>, mirroring <see cref="IStripeEmulatorAdmin"/> for tests in another process.</summary>
+internal static class AdminEndpoints
+{
+    public const string Prefix = "/_emulator";
+
+    public static IEndpointRouteBuilder MapEmulatorAdmin(this IEndpointRouteBuilder app, EmulatorAdmin admin, Func<CancellationToken, Task> save)
+    {
+        var g = app.MapGroup(Prefix);
+        g.AddEndpointFilter(async (ctx, next) =>
+        {
+            try
+            {
+                return await next(ctx);
+            }
+            catch (ArgumentException ex)
+            {
+                return TypedResults.Problem(ex.Message, statusCode: StatusCodes.Status400BadRequest);
+            }
+        });
+
+        g.MapGet("/health", () => TypedResults.Ok(new { ok = true }));
+
+        g.MapPost("/faults", async Task<Ok<FaultCreated>> (FaultSpec fault, CancellationToken ct) =>
+            TypedResults.Ok(new FaultCreated(await admin.InjectFaultAsync(fault, ct))));
+        g.MapGet("/faults", async (CancellationToken ct) => TypedResults.Ok(await admin.GetFaultsAsync(ct)));
+        g.MapDelete("/faults", async (CancellationToken ct) =>
+        {
+            await admin.ClearFaultsAsync(ct);
+            return TypedResults.NoContent();
+        });
+
+        g.MapPut("/rate_limit", async (RateLimitRequest body, CancellationToken ct) =>
+        {
+            await admin.SetRateLimitAsync(body.RequestsPerSecond, ct);
+            return TypedResults.NoContent();
+        });
+        g.MapPut("/concurrency", async (ConcurrencyRequest body, CancellationToken ct) =>
+        {
+            await admin.SetConcurrencyEnforcementAsync(body.Enforce, ct);
+            return TypedResults.NoContent();
+        });
+
+        g.MapGet("/clock", async (CancellationToken ct) => Clock(await admin.GetNowAsync(ct)));
+        g.MapPost("/clock/advance", async (AdvanceClockRequest body, CancellationToken ct) =>
+            Clock(await admin.AdvanceClockAsync(TimeSpan.FromSeconds(body.Seconds), ct)));
+        g.MapPost("/clock/set", async (SetClockRequest body, CancellationToken ct) =>
+            Clock(await admin.SetClockAsync(DateTimeOffset.FromUnixTimeSeconds(body.Unix), ct)));
+
+        g.MapGet("/meter_events", async (string? customer, string? event_name, CancellationToken ct) =>
+            TypedResults.Ok(await admin.GetMeterEventsAsync(customer, event_name, ct)));
+        g.MapGet("/totals", async Task<Results<Ok<TotalResponse>, ProblemHttpResult>> (string? customer, string? meter, long? start, long? end, CancellationToken ct) =>
+        {
+            if (string.IsNullOrEmpty(customer) || string.IsNullOrEmpty(meter) || start is null || end is null)
+            {
+                return TypedResults.Problem("customer, meter, start and end (unix seconds) are required.", statusCode: StatusCodes.Status400BadRequest);
+            }
+
+            var value = await admin.GetMeterTotalAsync(customer, meter, DateTimeOffset.FromUnixTimeSeconds(start.Value), DateTimeOffset.FromUnixTimeSeconds(end.Value), ct);
+            return TypedResults.Ok(new TotalResponse(value));
+        });
+        g.MapGet("/rejections", async (CancellationToken ct) => TypedResults.Ok(await admin.GetRejectionCountsAsync(ct)));
+
+        g.MapPost("/webhook_endpoints", async (AddWebhookEndpointRequest body, CancellationToken ct) =>
+        {
+            if (!Uri.TryCreate(body.Url, UriKind.Absolute, out var url))
+            {
+                throw new ArgumentException($"Invalid URL '{body.Url}'.");
+            }
+
+            return TypedResults.Ok(await admin.AddWebhookEndpointAsync(url, body.EnabledEvents, ct));
+        });
+        g.MapGet("/webhook_deliveries", async (CancellationToken ct) => TypedResults.Ok(await admin.GetWebhookDeliveriesAsync(ct)));
+
+        g.MapPost("/reset", async (CancellationToken ct) =>
+        {
+            await admin.ResetAsync(ct);
+            return TypedResults.NoContent();
+        });
+        g.MapPost("/save", async (CancellationToken ct) =>
+        {
+            await save(ct);
+            return TypedResults.NoContent();
+        });
+        return app;
+    }
+
+    private static Ok<ClockResponse> Clock(DateTimeOffset now) => TypedResults.Ok(new ClockResponse(now, now.ToUnixTimeSeconds()));
+}

@@ -1,0 +1,188 @@
+using System.Collections.Concurrent;
+using UsageBilling.StripeEmulator.Admin;
+
+namespace UsageBilling.StripeEmulator.State;
+
+/// <summary>Mutable run-time settings and counters shared by the pipeline and the admin API.</summary>
+internal sealed class EmulatorRuntime
+{
+    private readonly Lock _faultGate = new();
+    private readonly List<(string Id, FaultSpec Spec, int Remaining)> _faults = [];
+    private readonly ConcurrentDictionary<string, long> _rejections = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> _inFlight = new(StringComparer.Ordinal);
+    private readonly Lock _rateGate = new();
+    private double _tokens;
+    private long _lastRefill;
+    private double? _rateLimit;
+
+    public EmulatorRuntime(StripeEmulatorOptions options)
+    {
+        Options = options;
+        Clock = new EmulatorClock(options.TimeProvider);
+        EnforceConcurrency = options.EnforceConcurrencyPerCustomerMeter;
+        SetRateLimit(options.RateLimitPerSecond);
+    }
+
+    public StripeEmulatorOptions Options { get; }
+
+    public EmulatorClock Clock { get; }
+
+    public volatile bool EnforceConcurrency;
+
+    public double? RateLimit => _rateLimit;
+
+    // ------------------------------------------------------------ rejections
+
+    public void Reject(string reason) => _rejections.AddOrUpdate(reason, 1, static (_, n) => n + 1);
+
+    public IReadOnlyDictionary<string, long> Rejections => new Dictionary<string, long>(_rejections, StringComparer.Ordinal);
+
+    // ------------------------------------------------------------ rate limit (token bucket on the injected clock's timestamps)
+
+    public void SetRateLimit(double? perSecond)
+    {
+        if (perSecond is <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(perSecond), perSecond, "Must be positive or null.");
+        }
+
+        lock (_rateGate)
+        {
+            _rateLimit = perSecond;
+            _tokens = perSecond ?? 0;
+            _lastRefill = Clock.GetTimestamp();
+        }
+    }
+
+    public bool TryTakeRateToken()
+    {
+        if (_rateLimit is not { } rate)
+        {
+            return true;
+        }
+
+        lock (_rateGate)
+        {
+            var now = Clock.GetTimestamp();
+            var elapsed = Clock.GetElapsedTime(_lastRefill, now).TotalSeconds;
+            _lastRefill = now;
+            _tokens = Math.Min(rate, _tokens + (elapsed * rate));
+            if (_tokens >= 1)
+            {
+                _tokens -= 1;
+                return true;
+            }
+
+            return false;
+        }
+    }
+
+    // ------------------------------------------------------------ per customer·meter concurrency
+
+    public bool TryEnter(string key) => _inFlight.TryAdd(key, 0);
+
+    public void Exit(string key) => _inFlight.TryRemove(key, out _);
+
+    // ------------------------------------------------------------ faults
+
+    public string AddFault(FaultSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        if (string.IsNullOrWhiteSpace(spec.Path) || !spec.Path.StartsWith('/'))
+        {
+            throw new ArgumentException("Path must start with '/'.", nameof(spec));
+        }
+
+        if (spec.Count < 1)
+        {
+            throw new ArgumentException("Count must be at least 1.", nameof(spec));
+        }
+
+        if (spec.DelayMilliseconds < 0)
+        {
+            throw new ArgumentException("DelayMilliseconds must not be negative.", nameof(spec));
+        }
+
+        var id = StripeBackend.NewId("flt_", 12);
+        lock (_faultGate)
+        {
+            _faults.Add((id, spec, spec.Count));
+        }
+
+        return id;
+    }
+
+    public void ClearFaults()
+    {
+        lock (_faultGate)
+        {
+            _faults.Clear();
+        }
+    }
+
+    public IReadOnlyList<FaultInfo> Faults
+    {
+        get
+        {
+            lock (_faultGate)
+            {
+                return _faults.Select(f => new FaultInfo(f.Id, f.Spec, f.Remaining)).ToList();
+            }
+        }
+    }
+
+    /// <summary>Takes one use of the first fault matching this request, if any.</summary>
+    public FaultSpec? TakeFault(string method, string path)
+    {
+        lock (_faultGate)
+        {
+            if (_faults.Count == 0)
+            {
+                return null;
+            }
+
+            for (var i = 0; i < _faults.Count; i++)
+            {
+                var (id, spec, remaining) = _faults[i];
+                if (!Matches(spec, method, path))
+                {
+                    continue;
+                }
+
+                if (remaining <= 1)
+                {
+                    _faults.RemoveAt(i);
+                }
+                else
+                {
+                    _faults[i] = (id, spec, remaining - 1);
+                }
+
+                return spec;
+            }
+
+            return null;
+        }
+    }
+
+    private static bool Matches(FaultSpec spec, string method, string path)
+    {
+        if (spec.Method is not null && !string.Equals(spec.Method, method, StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        return spec.Path.EndsWith('*')
+            ? path.StartsWith(spec.Path[..^1], StringComparison.Ordinal)
+            : string.Equals(spec.Path, path, StringComparison.Ordinal);
+    }
+
+    public void ResetRuntime()
+    {
+        ClearFaults();
+        _rejections.Clear();
+        _inFlight.Clear();
+        EnforceConcurrency = Options.EnforceConcurrencyPerCustomerMeter;
+        SetRateLimit(Options.RateLimitPerSecond);
+    }
+}

@@ -1,0 +1,721 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using UsageBilling.StripeEmulator.Api;
+
+namespace UsageBilling.StripeEmulator.State;
+
+internal sealed partial class StripeBackend
+{
+    // ---------------------------------------------------------------- subscriptions
+
+    private JsonObject Render(Subscription s)
+    {
+        var items = new JsonArray();
+        foreach (var i in s.Items)
+        {
+            var price = _prices[i.PriceId];
+            var o = new JsonObject
+            {
+                ["id"] = i.Id,
+                ["object"] = "subscription_item",
+                ["created"] = i.Created,
+                ["current_period_end"] = i.PeriodEnd,
+                ["current_period_start"] = i.PeriodStart,
+                ["metadata"] = Metadata(i.Metadata),
+                ["price"] = Render(price),
+                ["subscription"] = s.Id,
+            };
+            if (!price.IsMetered)
+            {
+                o["quantity"] = i.Quantity ?? 1;
+            }
+
+            items.Add(o);
+        }
+
+        return new JsonObject
+        {
+            ["id"] = s.Id,
+            ["object"] = "subscription",
+            ["billing_cycle_anchor"] = s.BillingCycleAnchor,
+            ["cancel_at"] = s.CancelAtPeriodEnd && s.Items.Count > 0 ? s.Items.Min(i => i.PeriodEnd) : null,
+            ["cancel_at_period_end"] = s.CancelAtPeriodEnd,
+            ["canceled_at"] = s.CanceledAt,
+            ["collection_method"] = "charge_automatically",
+            ["created"] = s.Created,
+            ["currency"] = s.Currency,
+            ["customer"] = s.CustomerId,
+            ["description"] = s.Description,
+            ["ended_at"] = s.EndedAt,
+            ["items"] = new JsonObject
+            {
+                ["object"] = "list",
+                ["data"] = items,
+                ["has_more"] = false,
+                ["total_count"] = s.Items.Count,
+                ["url"] = $"/v1/subscription_items?subscription={s.Id}",
+            },
+            ["latest_invoice"] = s.LatestInvoiceId,
+            ["livemode"] = false,
+            ["metadata"] = Metadata(s.Metadata),
+            ["start_date"] = s.StartDate,
+            ["status"] = s.Status,
+        };
+    }
+
+    /// <summary>The first boundary strictly after <paramref name="after"/>, counted from the anchor so month ends do not drift.</summary>
+    private static long NextBoundary(long anchor, Price price, long after)
+    {
+        var a = DateTimeOffset.FromUnixTimeSeconds(anchor);
+        for (var k = 1L; ; k++)
+        {
+            var n = checked((int)(k * price.IntervalCount));
+            var b = price.Interval switch
+            {
+                "day" => a.AddDays(n),
+                "week" => a.AddDays(7 * n),
+                "year" => a.AddYears(n),
+                _ => a.AddMonths(n),
+            };
+            var unix = b.ToUnixTimeSeconds();
+            if (unix > after)
+            {
+                return unix;
+            }
+        }
+    }
+
+    private SubscriptionItem NewItem(Params it, Subscription s, long now, long periodStart)
+    {
+        it.AllowOnly("price", "quantity", "metadata");
+        var priceId = it.Required("price");
+        var price = PriceOrThrow(priceId, it.Name("price"));
+        if (!price.IsRecurring)
+        {
+            throw StripeApiException.Invalid($"The price specified ({priceId}) is not recurring.", it.Name("price"));
+        }
+
+        if (price.Currency != s.Currency)
+        {
+            throw StripeApiException.Invalid("All prices on a subscription must have the same currency.", it.Name("price"));
+        }
+
+        var quantity = it.Long("quantity");
+        if (price.IsMetered && quantity is not null)
+        {
+            throw StripeApiException.Invalid("Quantity should not be specified where usage_type is `metered`. Remove quantity from the request.", it.Name("quantity"));
+        }
+
+        if (quantity < 0)
+        {
+            throw StripeApiException.Invalid("Invalid quantity: must be at least 0", it.Name("quantity"));
+        }
+
+        var item = new SubscriptionItem
+        {
+            Id = NewId("si_", 14),
+            Created = now,
+            PriceId = priceId,
+            Quantity = price.IsMetered ? null : quantity ?? 1,
+            PeriodStart = periodStart,
+            PeriodEnd = NextBoundary(s.BillingCycleAnchor, price, periodStart),
+        };
+        MergeMetadata(item.Metadata, it);
+        return item;
+    }
+
+    public JsonObject CreateSubscription(Params p)
+    {
+        p.AllowOnly("customer", "items", "metadata", "description", "cancel_at_period_end", "collection_method", "payment_behavior",
+            "proration_behavior", "default_payment_method", "off_session", "currency");
+        var customerId = p.Required("customer");
+        var items = p.ObjArray("items");
+        if (items is null || items.Count == 0)
+        {
+            throw StripeApiException.Missing("items");
+        }
+
+        var now = Now;
+        lock (_gate)
+        {
+            ProcessDueLocked(now);
+            CustomerOrThrow(customerId, "customer");
+            var currency = p.Str("currency") is { Length: > 0 } cur
+                ? cur.ToLowerInvariant()
+                : PriceOrThrow(items[0].Str("price") ?? string.Empty, items[0].Name("price")).Currency;
+            var s = new Subscription
+            {
+                Id = NewId("sub_", 14),
+                Created = now,
+                CustomerId = customerId,
+                StartDate = now,
+                BillingCycleAnchor = now,
+                Currency = currency,
+                CancelAtPeriodEnd = p.Bool("cancel_at_period_end") ?? false,
+                Description = p.Str("description"),
+            };
+            foreach (var it in items)
+            {
+                s.Items.Add(NewItem(it, s, now, now));
+            }
+
+            MergeMetadata(s.Metadata, p);
+            _subscriptions[s.Id] = s;
+            _subscriptionList.Add(s);
+            Emit("customer.subscription.created", Render(s), now);
+
+            // The flat fee is billed in advance: the first invoice holds the licensed items for the first period.
+            var inv = NewInvoice(s, "subscription_create", now, now, finalizeAt: now);
+            foreach (var item in s.Items.Where(i => !_prices[i.PriceId].IsMetered))
+            {
+                inv.Lines.Add(FlatLine(inv, s, item, item.PeriodStart, item.PeriodEnd));
+            }
+
+            s.LatestInvoiceId = inv.Id;
+            Emit("invoice.created", Render(inv), now);
+            FinalizeLocked(inv, now);
+            RecomputeNextDue();
+            return Render(s);
+        }
+    }
+
+    private Subscription SubscriptionOrThrow(string id) =>
+        _subscriptions.TryGetValue(id, out var s) ? s : throw StripeApiException.NoSuch("subscription", id);
+
+    public JsonObject GetSubscription(string id, Params p)
+    {
+        p.AllowOnly();
+        lock (_gate)
+        {
+            ProcessDueLocked(Now);
+            return Render(SubscriptionOrThrow(id));
+        }
+    }
+
+    public JsonObject UpdateSubscription(string id, Params p)
+    {
+        p.AllowOnly("items", "metadata", "cancel_at_period_end", "description", "proration_behavior", "payment_behavior");
+        var now = Now;
+        lock (_gate)
+        {
+            ProcessDueLocked(now);
+            var s = SubscriptionOrThrow(id);
+            if (s.Status == "canceled")
+            {
+                throw StripeApiException.Invalid("A canceled subscription can only update its cancellation_details and metadata.", null);
+            }
+
+            var previous = new JsonObject();
+            if (p.ObjArray("items") is { } items)
+            {
+                previous["items"] = ((JsonObject)Render(s)["items"]!).DeepClone();
+                foreach (var it in items)
+                {
+                    var itemId = it.Str("id");
+                    if (string.IsNullOrEmpty(itemId))
+                    {
+                        var start = s.Items.Count > 0 ? s.Items.Min(i => i.PeriodStart) : now;
+                        s.Items.Add(NewItem(it, s, now, start));
+                        continue;
+                    }
+
+                    it.AllowOnly("id", "price", "quantity", "metadata", "deleted", "clear_usage");
+                    var item = s.Items.FirstOrDefault(i => i.Id == itemId)
+                        ?? throw StripeApiException.Invalid($"Invalid subscription_item: {itemId}", it.Name("id"), "resource_missing");
+                    if (it.Bool("deleted") == true)
+                    {
+                        s.Items.Remove(item);
+                        continue;
+                    }
+
+                    if (it.Str("price") is { Length: > 0 } newPrice)
+                    {
+                        var price = PriceOrThrow(newPrice, it.Name("price"));
+                        if (!price.IsRecurring)
+                        {
+                            throw StripeApiException.Invalid($"The price specified ({newPrice}) is not recurring.", it.Name("price"));
+                        }
+
+                        item.PriceId = newPrice;
+                        item.Quantity = price.IsMetered ? null : item.Quantity ?? 1;
+                    }
+
+                    if (it.Long("quantity") is { } q)
+                    {
+                        if (_prices[item.PriceId].IsMetered)
+                        {
+                            throw StripeApiException.Invalid("Quantity should not be specified where usage_type is `metered`.", it.Name("quantity"));
+                        }
+
+                        item.Quantity = q;
+                    }
+
+                    MergeMetadata(item.Metadata, it);
+                }
+
+                if (s.Items.Count == 0)
+                {
+                    throw StripeApiException.Invalid("A subscription must have at least one item.", "items");
+                }
+            }
+
+            if (p.Bool("cancel_at_period_end") is { } cape)
+            {
+                previous["cancel_at_period_end"] = s.CancelAtPeriodEnd;
+                s.CancelAtPeriodEnd = cape;
+            }
+
+            if (p.Has("description"))
+            {
+                previous["description"] = s.Description;
+                s.Description = NullIfEmpty(p.Str("description"));
+            }
+
+            if (p.Has("metadata"))
+            {
+                previous["metadata"] = Metadata(s.Metadata);
+                MergeMetadata(s.Metadata, p);
+            }
+
+            Emit("customer.subscription.updated", Render(s), now, previous);
+            RecomputeNextDue();
+            return Render(s);
+        }
+    }
+
+    public JsonObject CancelSubscription(string id, Params p)
+    {
+        p.AllowOnly("invoice_now", "prorate", "cancellation_details");
+        var invoiceNow = p.Bool("invoice_now") ?? false;
+        var now = Now;
+        lock (_gate)
+        {
+            ProcessDueLocked(now);
+            var s = SubscriptionOrThrow(id);
+            if (s.Status == "canceled")
+            {
+                throw StripeApiException.Invalid($"This subscription is already canceled: {id}", null, "resource_missing");
+            }
+
+            if (invoiceNow)
+            {
+                // Final invoice for the usage of the unfinished period.
+                var start = s.Items.Min(i => i.PeriodStart);
+                var inv = NewInvoice(s, "subscription_cycle", start, now, now + GraceSeconds);
+                foreach (var item in s.Items.Where(i => _prices[i.PriceId].IsMetered))
+                {
+                    inv.Lines.Add(MeteredLine(inv, s, item, item.PeriodStart, now));
+                }
+
+                s.LatestInvoiceId = inv.Id;
+                Emit("invoice.created", Render(inv), now);
+            }
+
+            s.Status = "canceled";
+            s.CanceledAt = now;
+            s.EndedAt = now;
+            Emit("customer.subscription.deleted", Render(s), now);
+            RecomputeNextDue();
+            return Render(s);
+        }
+    }
+
+    public JsonObject ListSubscriptions(Params p)
+    {
+        p.AllowOnly("customer", "price", "status", "limit", "starting_after", "ending_before", "created");
+        var customer = p.Str("customer");
+        var price = p.Str("price");
+        var status = p.Enum("status", "active", "canceled", "all", "ended", "incomplete", "incomplete_expired", "past_due", "paused", "trialing", "unpaid");
+        lock (_gate)
+        {
+            ProcessDueLocked(Now);
+            var items = NewestFirst(_subscriptionList, s =>
+                (string.IsNullOrEmpty(customer) || s.CustomerId == customer)
+                && (string.IsNullOrEmpty(price) || s.Items.Any(i => i.PriceId == price))
+                && (status switch
+                {
+                    null or "" => s.Status != "canceled",
+                    "all" => true,
+                    "ended" => s.Status == "canceled",
+                    _ => s.Status == status,
+                }));
+            return ListOf(items, s => s.Id, Render, p, "/v1/subscriptions");
+        }
+    }
+
+    // ---------------------------------------------------------------- invoices
+
+    private long GraceSeconds => (long)Runtime.Options.InvoiceGracePeriod.TotalSeconds;
+
+    private Invoice NewInvoice(Subscription s, string reason, long periodStart, long periodEnd, long finalizeAt)
+    {
+        var inv = new Invoice
+        {
+            Id = NewId("in_", 14),
+            Created = periodEnd,
+            CustomerId = s.CustomerId,
+            SubscriptionId = s.Id,
+            PeriodStart = periodStart,
+            PeriodEnd = periodEnd,
+            FinalizeAt = finalizeAt,
+            BillingReason = reason,
+            Currency = s.Currency,
+        };
+        _invoices[inv.Id] = inv;
+        _invoiceList.Add(inv);
+        return inv;
+    }
+
+    private InvoiceLine FlatLine(Invoice inv, Subscription s, SubscriptionItem item, long start, long end)
+    {
+        var price = _prices[item.PriceId];
+        var qty = item.Quantity ?? 1;
+        return new InvoiceLine
+        {
+            Id = NewId("il_", 14),
+            Description = $"{qty} × {_products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId}",
+            Amount = RoundAmount(qty * (price.UnitAmount ?? 0)),
+            Quantity = qty,
+            PeriodStart = start,
+            PeriodEnd = end,
+            PriceId = price.Id,
+            SubscriptionItemId = item.Id,
+        };
+    }
+
+    private InvoiceLine MeteredLine(Invoice inv, Subscription s, SubscriptionItem item, long start, long end)
+    {
+        var line = new InvoiceLine
+        {
+            Id = NewId("il_", 14),
+            Description = string.Empty,
+            PeriodStart = start,
+            PeriodEnd = end,
+            PriceId = item.PriceId,
+            SubscriptionItemId = item.Id,
+            Metered = true,
+        };
+        ComputeMetered(inv, line);
+        return line;
+    }
+
+    /// <summary>Aggregates the meter over the line's period and prices it; a negative total bills 0.</summary>
+    private void ComputeMetered(Invoice inv, InvoiceLine line)
+    {
+        var price = _prices[line.PriceId];
+        var meter = price.MeterId is null ? null : _meters.GetValueOrDefault(price.MeterId);
+        var usage = meter is null ? 0 : Aggregate(meter, inv.CustomerId, line.PeriodStart, line.PeriodEnd);
+        var qty = Math.Max(0, decimal.Floor(usage));
+        line.Quantity = (long)qty;
+        line.Amount = PriceAmount(price, qty);
+        line.Description = $"{qty.ToString(CultureInfo.InvariantCulture)} × {_products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId} (metered)";
+    }
+
+    /// <summary>Amount in minor units for a quantity under the price's billing scheme (per_unit, graduated or volume tiers).</summary>
+    internal static long PriceAmount(Price price, decimal qty)
+    {
+        if (qty <= 0)
+        {
+            return 0;
+        }
+
+        if (price.BillingScheme != "tiered" || price.Tiers is null)
+        {
+            return RoundAmount(qty * (price.UnitAmount ?? 0));
+        }
+
+        if (price.TiersMode == "volume")
+        {
+            var tier = price.Tiers.First(t => t.UpTo is null || qty <= t.UpTo);
+            return RoundAmount((qty * (tier.UnitAmount ?? 0)) + (tier.FlatAmount ?? 0));
+        }
+
+        decimal total = 0;
+        decimal previous = 0;
+        foreach (var tier in price.Tiers)
+        {
+            if (qty <= previous)
+            {
+                break;
+            }
+
+            var upper = tier.UpTo is { } u ? Math.Min(qty, u) : qty;
+            var inTier = upper - previous;
+            total += (inTier * (tier.UnitAmount ?? 0)) + (tier.FlatAmount ?? 0);
+            previous = tier.UpTo ?? qty;
+        }
+
+        return RoundAmount(total);
+    }
+
+    private static long RoundAmount(decimal amount) => (long)Math.Round(amount, MidpointRounding.AwayFromZero);
+
+    private JsonObject Render(Invoice inv)
+    {
+        if (inv.Status == "draft")
+        {
+            foreach (var line in inv.Lines.Where(l => l.Metered))
+            {
+                ComputeMetered(inv, line);
+            }
+        }
+
+        var lines = new JsonArray();
+        foreach (var l in inv.Lines)
+        {
+            var price = _prices[l.PriceId];
+            lines.Add(new JsonObject
+            {
+                ["id"] = l.Id,
+                ["object"] = "line_item",
+                ["amount"] = l.Amount,
+                ["currency"] = inv.Currency,
+                ["description"] = l.Description,
+                ["invoice"] = inv.Id,
+                ["livemode"] = false,
+                ["metadata"] = new JsonObject(),
+                ["parent"] = new JsonObject
+                {
+                    ["type"] = "subscription_item_details",
+                    ["subscription_item_details"] = new JsonObject
+                    {
+                        ["invoice_item"] = null,
+                        ["proration"] = false,
+                        ["subscription"] = inv.SubscriptionId,
+                        ["subscription_item"] = l.SubscriptionItemId,
+                    },
+                },
+                ["period"] = new JsonObject { ["end"] = l.PeriodEnd, ["start"] = l.PeriodStart },
+                ["pricing"] = new JsonObject
+                {
+                    ["type"] = "price_details",
+                    ["price_details"] = new JsonObject { ["price"] = price.Id, ["product"] = price.ProductId },
+                    ["unit_amount_decimal"] = price.UnitAmount?.ToString(CultureInfo.InvariantCulture),
+                },
+                ["quantity"] = l.Quantity,
+            });
+        }
+
+        var total = inv.Total;
+        var due = Math.Max(0, total);
+        return new JsonObject
+        {
+            ["id"] = inv.Id,
+            ["object"] = "invoice",
+            ["amount_due"] = due,
+            ["amount_paid"] = inv.Status == "paid" ? due : 0,
+            ["amount_remaining"] = inv.Status == "paid" ? 0 : due,
+            ["auto_advance"] = inv.Status == "draft",
+            ["automatically_finalizes_at"] = inv.Status == "draft" ? inv.FinalizeAt : null,
+            ["billing_reason"] = inv.BillingReason,
+            ["collection_method"] = "charge_automatically",
+            ["created"] = inv.Created,
+            ["currency"] = inv.Currency,
+            ["customer"] = inv.CustomerId,
+            ["lines"] = new JsonObject
+            {
+                ["object"] = "list",
+                ["data"] = lines,
+                ["has_more"] = false,
+                ["total_count"] = inv.Lines.Count,
+                ["url"] = $"/v1/invoices/{inv.Id}/lines",
+            },
+            ["livemode"] = false,
+            ["metadata"] = new JsonObject(),
+            ["parent"] = inv.SubscriptionId is null
+                ? null
+                : new JsonObject
+                {
+                    ["type"] = "subscription_details",
+                    ["quote_details"] = null,
+                    ["subscription_details"] = new JsonObject { ["metadata"] = new JsonObject(), ["subscription"] = inv.SubscriptionId },
+                },
+            ["period_end"] = inv.PeriodEnd,
+            ["period_start"] = inv.PeriodStart,
+            ["status"] = inv.Status,
+            ["status_transitions"] = new JsonObject
+            {
+                ["finalized_at"] = inv.FinalizedAt,
+                ["marked_uncollectible_at"] = null,
+                ["paid_at"] = inv.PaidAt,
+                ["voided_at"] = null,
+            },
+            ["subtotal"] = total,
+            ["total"] = total,
+        };
+    }
+
+    public JsonObject GetInvoice(string id, Params p)
+    {
+        p.AllowOnly();
+        lock (_gate)
+        {
+            ProcessDueLocked(Now);
+            return _invoices.TryGetValue(id, out var inv) ? Render(inv) : throw StripeApiException.NoSuch("invoice", id);
+        }
+    }
+
+    public JsonObject ListInvoices(Params p)
+    {
+        p.AllowOnly("customer", "subscription", "status", "limit", "starting_after", "ending_before", "created", "collection_method");
+        var customer = p.Str("customer");
+        var subscription = p.Str("subscription");
+        var status = p.Enum("status", "draft", "open", "paid", "uncollectible", "void");
+        lock (_gate)
+        {
+            ProcessDueLocked(Now);
+            var items = NewestFirst(_invoiceList, i =>
+                (string.IsNullOrEmpty(customer) || i.CustomerId == customer)
+                && (string.IsNullOrEmpty(subscription) || i.SubscriptionId == subscription)
+                && (string.IsNullOrEmpty(status) || i.Status == status));
+            return ListOf(items, i => i.Id, Render, p, "/v1/invoices");
+        }
+    }
+
+    /// <summary>Freezes metered lines, finalizes (status open) and — test mode has no failing cards — pays the invoice.</summary>
+    private void FinalizeLocked(Invoice inv, long at)
+    {
+        foreach (var line in inv.Lines.Where(l => l.Metered))
+        {
+            ComputeMetered(inv, line);
+        }
+
+        inv.Status = "open";
+        inv.FinalizedAt = at;
+        Emit("invoice.finalized", Render(inv), at);
+        inv.Status = "paid";
+        inv.PaidAt = at;
+        Emit("invoice.paid", Render(inv), at);
+    }
+
+    // ---------------------------------------------------------------- the billing clock
+
+    /// <summary>Cheap check on every request; runs period ends and finalizations that are due.</summary>
+    public void ProcessDue(long now)
+    {
+        if (now < Volatile.Read(ref _nextDue))
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            ProcessDueLocked(now);
+        }
+    }
+
+    /// <summary>Runs every due period end and invoice finalization in time order. Caller holds the lock.</summary>
+    private void ProcessDueLocked(long now)
+    {
+        if (now < _nextDue)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            Subscription? dueSub = null;
+            var subAt = long.MaxValue;
+            foreach (var s in _subscriptionList)
+            {
+                if (s.Status == "canceled" || s.Items.Count == 0)
+                {
+                    continue;
+                }
+
+                var end = s.Items.Min(i => i.PeriodEnd);
+                if (end <= now && end < subAt)
+                {
+                    subAt = end;
+                    dueSub = s;
+                }
+            }
+
+            Invoice? dueInv = null;
+            foreach (var inv in _invoiceList)
+            {
+                if (inv.Status == "draft" && inv.FinalizeAt <= now && (dueInv is null || inv.FinalizeAt < dueInv.FinalizeAt))
+                {
+                    dueInv = inv;
+                }
+            }
+
+            if (dueSub is null && dueInv is null)
+            {
+                break;
+            }
+
+            if (dueInv is not null && (dueSub is null || dueInv.FinalizeAt <= subAt))
+            {
+                FinalizeLocked(dueInv, dueInv.FinalizeAt);
+            }
+            else
+            {
+                ClosePeriod(dueSub!, subAt);
+            }
+        }
+
+        RecomputeNextDue();
+    }
+
+    private void ClosePeriod(Subscription s, long end)
+    {
+        var ended = s.Items.Where(i => i.PeriodEnd == end).ToList();
+        var inv = NewInvoice(s, "subscription_cycle", ended.Min(i => i.PeriodStart), end, end + GraceSeconds);
+        foreach (var item in ended.Where(i => _prices[i.PriceId].IsMetered))
+        {
+            inv.Lines.Add(MeteredLine(inv, s, item, item.PeriodStart, end));
+        }
+
+        var previous = new JsonObject { ["latest_invoice"] = s.LatestInvoiceId };
+        foreach (var item in ended)
+        {
+            item.PeriodStart = end;
+            item.PeriodEnd = NextBoundary(s.BillingCycleAnchor, _prices[item.PriceId], end);
+        }
+
+        if (!s.CancelAtPeriodEnd)
+        {
+            foreach (var item in ended.Where(i => !_prices[i.PriceId].IsMetered))
+            {
+                inv.Lines.Add(FlatLine(inv, s, item, item.PeriodStart, item.PeriodEnd));
+            }
+        }
+
+        s.LatestInvoiceId = inv.Id;
+        Emit("invoice.created", Render(inv), end);
+        if (s.CancelAtPeriodEnd)
+        {
+            s.Status = "canceled";
+            s.CanceledAt = end;
+            s.EndedAt = end;
+            Emit("customer.subscription.deleted", Render(s), end);
+        }
+        else
+        {
+            Emit("customer.subscription.updated", Render(s), end, previous);
+        }
+    }
+
+    private void RecomputeNextDue()
+    {
+        var next = long.MaxValue;
+        foreach (var s in _subscriptionList)
+        {
+            if (s.Status != "canceled" && s.Items.Count > 0)
+            {
+                next = Math.Min(next, s.Items.Min(i => i.PeriodEnd));
+            }
+        }
+
+        foreach (var inv in _invoiceList)
+        {
+            if (inv.Status == "draft")
+            {
+                next = Math.Min(next, inv.FinalizeAt);
+            }
+        }
+
+        Volatile.Write(ref _nextDue, next);
+    }
+}

@@ -1,0 +1,492 @@
+using System.Globalization;
+using System.Text.Json.Nodes;
+using UsageBilling.StripeEmulator.Api;
+
+namespace UsageBilling.StripeEmulator.State;
+
+internal sealed partial class StripeBackend
+{
+    // ---------------------------------------------------------------- customers
+
+    private static JsonObject Render(Customer c) => c.Deleted
+        ? new JsonObject { ["id"] = c.Id, ["object"] = "customer", ["deleted"] = true }
+        : new JsonObject
+        {
+            ["id"] = c.Id,
+            ["object"] = "customer",
+            ["balance"] = 0,
+            ["created"] = c.Created,
+            ["currency"] = null,
+            ["delinquent"] = false,
+            ["description"] = c.Description,
+            ["email"] = c.Email,
+            ["livemode"] = false,
+            ["metadata"] = Metadata(c.Metadata),
+            ["name"] = c.Name,
+        };
+
+    public JsonObject CreateCustomer(Params p)
+    {
+        p.AllowOnly("email", "name", "description", "metadata", "phone", "address", "test_clock");
+        var c = new Customer
+        {
+            Id = NewId("cus_", 14),
+            Created = Now,
+            Email = p.Str("email", 512),
+            Name = p.Str("name", 256),
+            Description = p.Str("description"),
+        };
+        MergeMetadata(c.Metadata, p);
+        lock (_gate)
+        {
+            _customers[c.Id] = c;
+            _customerList.Add(c);
+            return Render(c);
+        }
+    }
+
+    private Customer CustomerOrThrow(string id, string param = "id") =>
+        _customers.TryGetValue(id, out var c) && !c.Deleted ? c : throw StripeApiException.NoSuch("customer", id, param);
+
+    public JsonObject GetCustomer(string id, Params p)
+    {
+        p.AllowOnly();
+        lock (_gate)
+        {
+            return _customers.TryGetValue(id, out var c) ? Render(c) : throw StripeApiException.NoSuch("customer", id);
+        }
+    }
+
+    public JsonObject UpdateCustomer(string id, Params p)
+    {
+        p.AllowOnly("email", "name", "description", "metadata", "phone", "address");
+        lock (_gate)
+        {
+            var c = CustomerOrThrow(id);
+            if (p.Has("email"))
+            {
+                c.Email = NullIfEmpty(p.Str("email", 512));
+            }
+
+            if (p.Has("name"))
+            {
+                c.Name = NullIfEmpty(p.Str("name", 256));
+            }
+
+            if (p.Has("description"))
+            {
+                c.Description = NullIfEmpty(p.Str("description"));
+            }
+
+            MergeMetadata(c.Metadata, p);
+            return Render(c);
+        }
+    }
+
+    public JsonObject DeleteCustomer(string id, Params p)
+    {
+        p.AllowOnly();
+        lock (_gate)
+        {
+            var c = CustomerOrThrow(id);
+            c.Deleted = true;
+            return Render(c);
+        }
+    }
+
+    public JsonObject ListCustomers(Params p)
+    {
+        p.AllowOnly("email", "limit", "starting_after", "ending_before", "created", "test_clock");
+        var email = p.Str("email", 512);
+        lock (_gate)
+        {
+            var items = NewestFirst(_customerList, c => !c.Deleted && (string.IsNullOrEmpty(email) || c.Email == email));
+            return ListOf(items, c => c.Id, c => Render(c), p, "/v1/customers");
+        }
+    }
+
+    private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+
+    // ---------------------------------------------------------------- products
+
+    private static JsonObject Render(Product x) => new()
+    {
+        ["id"] = x.Id,
+        ["object"] = "product",
+        ["active"] = x.Active,
+        ["created"] = x.Created,
+        ["description"] = x.Description,
+        ["livemode"] = false,
+        ["metadata"] = Metadata(x.Metadata),
+        ["name"] = x.Name,
+        ["type"] = "service",
+        ["updated"] = x.Updated,
+    };
+
+    public JsonObject CreateProduct(Params p)
+    {
+        p.AllowOnly("id", "name", "description", "active", "metadata");
+        var now = Now;
+        var x = new Product
+        {
+            Id = NullIfEmpty(p.Str("id")) ?? NewId("prod_", 14),
+            Name = p.Required("name"),
+            Description = p.Str("description"),
+            Active = p.Bool("active") ?? true,
+            Created = now,
+            Updated = now,
+        };
+        MergeMetadata(x.Metadata, p);
+        lock (_gate)
+        {
+            if (_products.ContainsKey(x.Id))
+            {
+                throw StripeApiException.Invalid($"Product already exists.", "id", "resource_already_exists");
+            }
+
+            _products[x.Id] = x;
+            _productList.Add(x);
+            return Render(x);
+        }
+    }
+
+    private Product ProductOrThrow(string id, string param = "id") =>
+        _products.TryGetValue(id, out var x) ? x : throw StripeApiException.NoSuch("product", id, param);
+
+    public JsonObject GetProduct(string id, Params p)
+    {
+        p.AllowOnly();
+        lock (_gate)
+        {
+            return Render(ProductOrThrow(id));
+        }
+    }
+
+    public JsonObject UpdateProduct(string id, Params p)
+    {
+        p.AllowOnly("name", "description", "active", "metadata");
+        lock (_gate)
+        {
+            var x = ProductOrThrow(id);
+            if (NullIfEmpty(p.Str("name")) is { } name)
+            {
+                x.Name = name;
+            }
+
+            if (p.Has("description"))
+            {
+                x.Description = NullIfEmpty(p.Str("description"));
+            }
+
+            x.Active = p.Bool("active") ?? x.Active;
+            MergeMetadata(x.Metadata, p);
+            x.Updated = Now;
+            return Render(x);
+        }
+    }
+
+    public JsonObject ListProducts(Params p)
+    {
+        p.AllowOnly("active", "ids", "limit", "starting_after", "ending_before", "created");
+        var active = p.Bool("active");
+        var ids = p.StrArray("ids");
+        lock (_gate)
+        {
+            var items = NewestFirst(_productList, x => (active is null || x.Active == active) && (ids is null || ids.Contains(x.Id)));
+            return ListOf(items, x => x.Id, x => Render(x), p, "/v1/products");
+        }
+    }
+
+    // ---------------------------------------------------------------- prices
+
+    private static JsonObject Render(Price x)
+    {
+        var o = new JsonObject
+        {
+            ["id"] = x.Id,
+            ["object"] = "price",
+            ["active"] = x.Active,
+            ["billing_scheme"] = x.BillingScheme,
+            ["created"] = x.Created,
+            ["currency"] = x.Currency,
+            ["livemode"] = false,
+            ["lookup_key"] = x.LookupKey,
+            ["metadata"] = Metadata(x.Metadata),
+            ["nickname"] = x.Nickname,
+            ["product"] = x.ProductId,
+            ["recurring"] = x.IsRecurring
+                ? new JsonObject
+                {
+                    ["interval"] = x.Interval,
+                    ["interval_count"] = x.IntervalCount,
+                    ["meter"] = x.MeterId,
+                    ["trial_period_days"] = null,
+                    ["usage_type"] = x.UsageType,
+                }
+                : null,
+            ["tax_behavior"] = "unspecified",
+            ["tiers_mode"] = x.TiersMode,
+            ["type"] = x.IsRecurring ? "recurring" : "one_time",
+            ["unit_amount"] = x.UnitAmount is { } u && u == decimal.Truncate(u) ? (long)u : null,
+            ["unit_amount_decimal"] = x.UnitAmount?.ToString(CultureInfo.InvariantCulture),
+        };
+        if (x.Tiers is not null)
+        {
+            var tiers = new JsonArray();
+            foreach (var t in x.Tiers)
+            {
+                tiers.Add(new JsonObject
+                {
+                    ["flat_amount"] = t.FlatAmount,
+                    ["flat_amount_decimal"] = t.FlatAmount?.ToString(CultureInfo.InvariantCulture),
+                    ["unit_amount"] = t.UnitAmount is { } tu && tu == decimal.Truncate(tu) ? (long)tu : null,
+                    ["unit_amount_decimal"] = t.UnitAmount?.ToString(CultureInfo.InvariantCulture),
+                    ["up_to"] = t.UpTo,
+                });
+            }
+
+            o["tiers"] = tiers;
+        }
+
+        return o;
+    }
+
+    public JsonObject CreatePrice(Params p)
+    {
+        p.AllowOnly("currency", "product", "unit_amount", "unit_amount_decimal", "recurring", "billing_scheme", "tiers_mode", "tiers",
+            "lookup_key", "transfer_lookup_key", "nickname", "active", "metadata", "tax_behavior");
+        var currency = p.Required("currency").ToLowerInvariant();
+        var productId = p.Required("product");
+        var scheme = p.Enum("billing_scheme", "per_unit", "tiered");
+        scheme = string.IsNullOrEmpty(scheme) ? "per_unit" : scheme;
+        var unitAmount = (decimal?)p.Long("unit_amount") ?? p.Decimal("unit_amount_decimal");
+        if (p.Has("unit_amount") && p.Has("unit_amount_decimal"))
+        {
+            throw StripeApiException.Invalid("You may only specify one of these parameters: unit_amount, unit_amount_decimal.", "unit_amount");
+        }
+
+        if (unitAmount < 0)
+        {
+            throw StripeApiException.Invalid("Invalid unit_amount: must be greater than or equal to 0", "unit_amount");
+        }
+
+        string? interval = null;
+        long intervalCount = 1;
+        string? usageType = null;
+        string? meterId = null;
+        if (p.Obj("recurring") is { } r)
+        {
+            r.AllowOnly("interval", "interval_count", "usage_type", "meter", "trial_period_days");
+            interval = r.Enum("interval", "day", "week", "month", "year");
+            if (string.IsNullOrEmpty(interval))
+            {
+                throw StripeApiException.Missing("recurring[interval]");
+            }
+
+            intervalCount = r.Long("interval_count") ?? 1;
+            if (intervalCount < 1)
+            {
+                throw StripeApiException.Invalid("Invalid recurring[interval_count]: must be at least 1", "recurring[interval_count]");
+            }
+
+            usageType = r.Enum("usage_type", "licensed", "metered");
+            usageType = string.IsNullOrEmpty(usageType) ? "licensed" : usageType;
+            meterId = NullIfEmpty(r.Str("meter"));
+            if (usageType == "metered" && meterId is null)
+            {
+                throw StripeApiException.Invalid("A meter is required for metered prices: pass recurring[meter].", "recurring[meter]");
+            }
+
+            if (usageType == "licensed" && meterId is not null)
+            {
+                throw StripeApiException.Invalid("recurring[meter] can only be set when recurring[usage_type] is metered.", "recurring[meter]");
+            }
+        }
+
+        string? tiersMode = null;
+        List<PriceTier>? tiers = null;
+        if (scheme == "tiered")
+        {
+            tiersMode = p.Enum("tiers_mode", "graduated", "volume");
+            if (string.IsNullOrEmpty(tiersMode))
+            {
+                throw StripeApiException.Missing("tiers_mode");
+            }
+
+            var rawTiers = p.ObjArray("tiers");
+            if (rawTiers is null || rawTiers.Count == 0)
+            {
+                throw StripeApiException.Missing("tiers");
+            }
+
+            tiers = [];
+            for (var i = 0; i < rawTiers.Count; i++)
+            {
+                var t = rawTiers[i];
+                t.AllowOnly("up_to", "unit_amount", "unit_amount_decimal", "flat_amount", "flat_amount_decimal");
+                var upToRaw = t.Str("up_to");
+                long? upTo = upToRaw switch
+                {
+                    null or "" => throw StripeApiException.Missing(t.Name("up_to")),
+                    "inf" => null,
+                    _ => t.Long("up_to"),
+                };
+                if (upTo is null && i != rawTiers.Count - 1)
+                {
+                    throw StripeApiException.Invalid("Only the last tier may have up_to=inf.", t.Name("up_to"));
+                }
+
+                if (upTo is not null && i == rawTiers.Count - 1)
+                {
+                    throw StripeApiException.Invalid("The last tier must have up_to=inf.", t.Name("up_to"));
+                }
+
+                if (upTo is { } u && tiers.Count > 0 && tiers[^1].UpTo >= u)
+                {
+                    throw StripeApiException.Invalid("Tiers must be in increasing order of up_to.", t.Name("up_to"));
+                }
+
+                tiers.Add(new PriceTier
+                {
+                    UpTo = upTo,
+                    UnitAmount = (decimal?)t.Long("unit_amount") ?? t.Decimal("unit_amount_decimal"),
+                    FlatAmount = t.Long("flat_amount") ?? (long?)t.Decimal("flat_amount_decimal"),
+                });
+            }
+
+            if (unitAmount is not null)
+            {
+                throw StripeApiException.Invalid("unit_amount cannot be used with billing_scheme=tiered.", "unit_amount");
+            }
+        }
+        else if (p.Has("tiers") || p.Has("tiers_mode"))
+        {
+            throw StripeApiException.Invalid("tiers and tiers_mode require billing_scheme=tiered.", p.Has("tiers") ? "tiers" : "tiers_mode");
+        }
+        else if (unitAmount is null)
+        {
+            throw StripeApiException.Missing("unit_amount");
+        }
+
+        var lookupKey = NullIfEmpty(p.Str("lookup_key", 200));
+        var transfer = p.Bool("transfer_lookup_key") ?? false;
+        lock (_gate)
+        {
+            ProductOrThrow(productId, "product");
+            if (meterId is not null)
+            {
+                MeterOrThrowParam(meterId);
+            }
+
+            if (lookupKey is not null && _priceList.FirstOrDefault(x => x.LookupKey == lookupKey) is { } holder)
+            {
+                if (!transfer)
+                {
+                    throw StripeApiException.Invalid(
+                        $"A price (`{holder.Id}`) already uses that lookup key. Pass transfer_lookup_key=true to move it.",
+                        "lookup_key",
+                        "lookup_key_already_exists");
+                }
+
+                holder.LookupKey = null;
+            }
+
+            var price = new Price
+            {
+                Id = NewId("price_"),
+                Created = Now,
+                ProductId = productId,
+                Currency = currency,
+                UnitAmount = unitAmount,
+                Active = p.Bool("active") ?? true,
+                Nickname = p.Str("nickname"),
+                LookupKey = lookupKey,
+                Interval = interval,
+                IntervalCount = intervalCount,
+                UsageType = usageType,
+                MeterId = meterId,
+                BillingScheme = scheme,
+                TiersMode = tiersMode,
+                Tiers = tiers,
+            };
+            MergeMetadata(price.Metadata, p);
+            _prices[price.Id] = price;
+            _priceList.Add(price);
+            return Render(price);
+        }
+    }
+
+    private void MeterOrThrowParam(string meterId)
+    {
+        if (!_meters.ContainsKey(meterId))
+        {
+            throw StripeApiException.NoSuch("billing.meter", meterId, "recurring[meter]");
+        }
+    }
+
+    private Price PriceOrThrow(string id, string param = "id") =>
+        _prices.TryGetValue(id, out var x) ? x : throw StripeApiException.NoSuch("price", id, param);
+
+    public JsonObject GetPrice(string id, Params p)
+    {
+        p.AllowOnly();
+        lock (_gate)
+        {
+            return Render(PriceOrThrow(id));
+        }
+    }
+
+    public JsonObject UpdatePrice(string id, Params p)
+    {
+        p.AllowOnly("active", "nickname", "lookup_key", "transfer_lookup_key", "metadata");
+        lock (_gate)
+        {
+            var x = PriceOrThrow(id);
+            x.Active = p.Bool("active") ?? x.Active;
+            if (p.Has("nickname"))
+            {
+                x.Nickname = NullIfEmpty(p.Str("nickname"));
+            }
+
+            if (p.Has("lookup_key"))
+            {
+                var key = NullIfEmpty(p.Str("lookup_key", 200));
+                if (key is not null && _priceList.FirstOrDefault(o => o.LookupKey == key && o != x) is { } holder)
+                {
+                    if (p.Bool("transfer_lookup_key") != true)
+                    {
+                        throw StripeApiException.Invalid(
+                            $"A price (`{holder.Id}`) already uses that lookup key.", "lookup_key", "lookup_key_already_exists");
+                    }
+
+                    holder.LookupKey = null;
+                }
+
+                x.LookupKey = key;
+            }
+
+            MergeMetadata(x.Metadata, p);
+            return Render(x);
+        }
+    }
+
+    public JsonObject ListPrices(Params p)
+    {
+        p.AllowOnly("active", "product", "type", "currency", "lookup_keys", "recurring", "limit", "starting_after", "ending_before", "created");
+        var active = p.Bool("active");
+        var product = p.Str("product");
+        var type = p.Enum("type", "one_time", "recurring");
+        var currency = p.Str("currency");
+        var lookupKeys = p.StrArray("lookup_keys");
+        lock (_gate)
+        {
+            var items = NewestFirst(_priceList, x =>
+                (active is null || x.Active == active)
+                && (string.IsNullOrEmpty(product) || x.ProductId == product)
+                && (string.IsNullOrEmpty(type) || (type == "recurring") == x.IsRecurring)
+                && (string.IsNullOrEmpty(currency) || x.Currency == currency)
+                && (lookupKeys is null || (x.LookupKey is not null && lookupKeys.Contains(x.LookupKey))));
+            return ListOf(items, x => x.Id, x => Render(x), p, "/v1/prices");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace UsageBilling.StripeEmulator.State;
+
+internal sealed partial class StripeBackend
+{
+    private static readonly JsonSerializerOptions SnapshotJson = new(JsonSerializerDefaults.General)
+    {
+        PreferredObjectCreationHandling = JsonObjectCreationHandling.Populate,
+        IncludeFields = false,
+    };
+
+    internal sealed class Snapshot
+    {
+        public long SavedAt { get; set; }
+        public long Sequence { get; set; }
+        public List<Customer> Customers { get; set; } = [];
+        public List<Product> Products { get; set; } = [];
+        public List<Price> Prices { get; set; } = [];
+        public List<Meter> Meters { get; set; } = [];
+        public List<Subscription> Subscriptions { get; set; } = [];
+        public List<Invoice> Invoices { get; set; } = [];
+        public List<WebhookEndpoint> Endpoints { get; set; } = [];
+        public List<EventRecord> Events { get; set; } = [];
+        public List<MeterEventRecord> MeterEvents { get; set; } = [];
+    }
+
+    /// <summary>Writes the whole state to <paramref name="path"/> (atomically, through a temp file).</summary>
+    public async Task SaveAsync(string path, CancellationToken ct)
+    {
+        byte[] bytes;
+        lock (_gate)
+        {
+            var snapshot = new Snapshot
+            {
+                SavedAt = Now,
+                Sequence = _sequence,
+                Customers = [.. _customerList],
+                Products = [.. _productList],
+                Prices = [.. _priceList],
+                Meters = [.. _meterList],
+                Subscriptions = [.. _subscriptionList],
+                Invoices = [.. _invoiceList],
+                Endpoints = [.. _endpointList],
+                Events = [.. _eventList],
+                MeterEvents = [.. _meterEvents],
+            };
+            bytes = JsonSerializer.SerializeToUtf8Bytes(snapshot, SnapshotJson);
+        }
+
+        var full = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
+        var temp = full + ".tmp";
+        await File.WriteAllBytesAsync(temp, bytes, ct);
+        File.Move(temp, full, overwrite: true);
+    }
+
+    /// <summary>Replaces the state with the file's content, if the file exists; the clock moves forward to the saved time if it is behind.</summary>
+    public async Task<bool> LoadAsync(string path, CancellationToken ct)
+    {
+        if (!File.Exists(path))
+        {
+            return false;
+        }
+
+        await using var stream = File.OpenRead(path);
+        var s = await JsonSerializer.DeserializeAsync<Snapshot>(stream, SnapshotJson, ct)
+            ?? throw new InvalidDataException($"The state file '{path}' is empty.");
+        Reset();
+        lock (_gate)
+        {
+            _sequence = s.Sequence;
+            foreach (var x in s.Customers)
+            {
+                _customers[x.Id] = x;
+                _customerList.Add(x);
+            }
+
+            foreach (var x in s.Products)
+            {
+                _products[x.Id] = x;
+                _productList.Add(x);
+            }
+
+            foreach (var x in s.Prices)
+            {
+                _prices[x.Id] = x;
+                _priceList.Add(x);
+            }
+
+            foreach (var x in s.Meters)
+            {
+                _meters[x.Id] = x;
+                _metersByEventName[x.EventName] = x;
+                _meterList.Add(x);
+            }
+
+            foreach (var x in s.Subscriptions)
+            {
+                _subscriptions[x.Id] = x;
+                _subscriptionList.Add(x);
+            }
+
+            foreach (var x in s.Invoices)
+            {
+                _invoices[x.Id] = x;
+                _invoiceList.Add(x);
+            }
+
+            foreach (var x in s.Endpoints)
+            {
+                _endpoints[x.Id] = x;
+                _endpointList.Add(x);
+            }
+
+            foreach (var x in s.Events)
+            {
+                _events[x.Id] = x;
+                _eventList.Add(x);
+            }
+
+            foreach (var e in s.MeterEvents)
+            {
+                _meterEvents.Add(e);
+                _byIdentifier[e.Identifier] = e;
+                if (e.MeterId is not null && e.CustomerId is not null)
+                {
+                    var key = (e.MeterId, e.CustomerId);
+                    if (!_eventIndex.TryGetValue(key, out var list))
+                    {
+                        _eventIndex[key] = list = [];
+                    }
+
+                    list.Add(e);
+                }
+            }
+
+            if (s.SavedAt > Now)
+            {
+                Runtime.Clock.Set(DateTimeOffset.FromUnixTimeSeconds(s.SavedAt));
+            }
+
+            RecomputeNextDue();
+        }
+
+        return true;
+    }
+}

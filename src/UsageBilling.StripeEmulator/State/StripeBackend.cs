@@ -1,0 +1,319 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text.Json.Nodes;
+using UsageBilling.StripeEmulator.Api;
+using UsageBilling.StripeEmulator.Webhooks;
+
+namespace UsageBilling.StripeEmulator.State;
+
+/// <summary>
+/// All emulated Stripe state and the operations on it. One short lock guards the dictionaries;
+/// parsing and JSON rendering happen outside it, so the meter-event hot path stays cheap.
+/// </summary>
+internal sealed partial class StripeBackend
+{
+    public const string ApiVersion = "2026-10-28.endive";
+    private const string Alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, Customer> _customers = new(StringComparer.Ordinal);
+    private readonly List<Customer> _customerList = [];
+    private readonly Dictionary<string, Product> _products = new(StringComparer.Ordinal);
+    private readonly List<Product> _productList = [];
+    private readonly Dictionary<string, Price> _prices = new(StringComparer.Ordinal);
+    private readonly List<Price> _priceList = [];
+    private readonly Dictionary<string, Meter> _meters = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Meter> _metersByEventName = new(StringComparer.Ordinal);
+    private readonly List<Meter> _meterList = [];
+    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
+    private readonly List<Subscription> _subscriptionList = [];
+    private readonly Dictionary<string, Invoice> _invoices = new(StringComparer.Ordinal);
+    private readonly List<Invoice> _invoiceList = [];
+    private readonly Dictionary<string, WebhookEndpoint> _endpoints = new(StringComparer.Ordinal);
+    private readonly List<WebhookEndpoint> _endpointList = [];
+    private readonly Dictionary<string, EventRecord> _events = new(StringComparer.Ordinal);
+    private readonly List<EventRecord> _eventList = [];
+
+    private readonly List<MeterEventRecord> _meterEvents = [];
+    private readonly Dictionary<string, MeterEventRecord> _byIdentifier = new(StringComparer.Ordinal);
+    private readonly Dictionary<(string Meter, string Customer), List<MeterEventRecord>> _eventIndex = [];
+    private long _sequence;
+
+    private readonly WebhookDispatcher _webhooks;
+
+    /// <summary>Unix seconds of the next period end or invoice finalization; lazily checked on every request.</summary>
+    private long _nextDue = long.MaxValue;
+
+    public StripeBackend(EmulatorRuntime runtime, WebhookDispatcher webhooks)
+    {
+        Runtime = runtime;
+        _webhooks = webhooks;
+    }
+
+    public EmulatorRuntime Runtime { get; }
+
+    public long Now => Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
+
+    /// <summary>A Stripe-looking id (<c>prefix</c> + base62). Ids need uniqueness, not secrecy; see <see cref="NewSecret"/>.</summary>
+    public static string NewId(string prefix, int length = 24) =>
+        string.Create(prefix.Length + length, prefix, static (span, p) =>
+        {
+            p.AsSpan().CopyTo(span);
+            var rest = span[p.Length..];
+            Random.Shared.GetItems(Alphabet.AsSpan(), rest);
+        });
+
+    /// <summary>A signing secret from the cryptographic generator.</summary>
+    public static string NewSecret(string prefix, int length) =>
+        prefix + RandomNumberGenerator.GetString(Alphabet, length);
+
+    /// <summary>Forgets every object, event and meter event.</summary>
+    public void Reset()
+    {
+        lock (_gate)
+        {
+            _customers.Clear();
+            _customerList.Clear();
+            _products.Clear();
+            _productList.Clear();
+            _prices.Clear();
+            _priceList.Clear();
+            _meters.Clear();
+            _metersByEventName.Clear();
+            _meterList.Clear();
+            _subscriptions.Clear();
+            _subscriptionList.Clear();
+            _invoices.Clear();
+            _invoiceList.Clear();
+            _endpoints.Clear();
+            _endpointList.Clear();
+            _events.Clear();
+            _eventList.Clear();
+            _meterEvents.Clear();
+            _byIdentifier.Clear();
+            _eventIndex.Clear();
+            _nextDue = long.MaxValue;
+        }
+    }
+
+    // ---------------------------------------------------------------- lists
+
+    /// <summary>Stripe list semantics over a newest-first sequence: limit 1..100, starting_after, ending_before, has_more.</summary>
+    private static JsonObject ListOf<T>(IReadOnlyList<T> newestFirst, Func<T, string> id, Func<T, JsonNode> render, Params p, string url)
+    {
+        var limit = p.Long("limit") ?? 10;
+        if (limit < 1 || limit > 100)
+        {
+            throw StripeApiException.Invalid("Invalid limit: must be between 1 and 100", "limit", "parameter_invalid_integer");
+        }
+
+        var after = p.Str("starting_after");
+        var before = p.Str("ending_before");
+        if (!string.IsNullOrEmpty(after) && !string.IsNullOrEmpty(before))
+        {
+            throw StripeApiException.Invalid("You may only specify one of these parameters: ending_before, starting_after.", "ending_before");
+        }
+
+        int from;
+        int to;
+        bool hasMore;
+        if (!string.IsNullOrEmpty(before))
+        {
+            var idx = IndexOf(newestFirst, id, before, "ending_before");
+            to = idx;
+            from = (int)Math.Max(0, idx - limit);
+            hasMore = from > 0;
+        }
+        else
+        {
+            from = string.IsNullOrEmpty(after) ? 0 : IndexOf(newestFirst, id, after, "starting_after") + 1;
+            to = (int)Math.Min(newestFirst.Count, from + limit);
+            hasMore = to < newestFirst.Count;
+        }
+
+        var data = new JsonArray();
+        for (var i = from; i < to; i++)
+        {
+            data.Add(render(newestFirst[i]));
+        }
+
+        return new JsonObject
+        {
+            ["object"] = "list",
+            ["data"] = data,
+            ["has_more"] = hasMore,
+            ["url"] = url,
+        };
+    }
+
+    private static int IndexOf<T>(IReadOnlyList<T> items, Func<T, string> id, string wanted, string param)
+    {
+        for (var i = 0; i < items.Count; i++)
+        {
+            if (id(items[i]) == wanted)
+            {
+                return i;
+            }
+        }
+
+        throw StripeApiException.Invalid($"Invalid {param}: no such object '{wanted}' in this list", param, "resource_missing");
+    }
+
+    private static List<T> NewestFirst<T>(List<T> creationOrder, Func<T, bool> filter)
+    {
+        var result = new List<T>();
+        for (var i = creationOrder.Count - 1; i >= 0; i--)
+        {
+            if (filter(creationOrder[i]))
+            {
+                result.Add(creationOrder[i]);
+            }
+        }
+
+        return result;
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private static JsonObject Metadata(Dictionary<string, string> metadata)
+    {
+        var o = new JsonObject();
+        foreach (var (k, v) in metadata)
+        {
+            o[k] = v;
+        }
+
+        return o;
+    }
+
+    /// <summary>Applies Stripe's metadata update rules: a key set to "" is removed.</summary>
+    private static void MergeMetadata(Dictionary<string, string> target, Params p)
+    {
+        var update = p.Map("metadata");
+        if (update is null)
+        {
+            return;
+        }
+
+        if (update.Count == 0 && p.Str("metadata") == string.Empty)
+        {
+            target.Clear();
+            return;
+        }
+
+        foreach (var (k, v) in update)
+        {
+            if (v.Length == 0)
+            {
+                target.Remove(k);
+            }
+            else
+            {
+                target[k] = v;
+            }
+        }
+    }
+
+    private static string UnixToIso(long unix) =>
+        DateTimeOffset.FromUnixTimeSeconds(unix).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+
+    // ---------------------------------------------------------------- events & webhooks
+
+    /// <summary>Records a snapshot event (<c>object: event</c>) and queues deliveries. Caller holds the lock.</summary>
+    private void Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null)
+    {
+        var id = NewId("evt_");
+        var data = new JsonObject { ["object"] = dataObject };
+        if (previousAttributes is not null)
+        {
+            data["previous_attributes"] = previousAttributes;
+        }
+
+        var targets = _endpointList.Where(e => e.Wants(type)).ToList();
+        var body = new JsonObject
+        {
+            ["id"] = id,
+            ["object"] = "event",
+            ["api_version"] = ApiVersion,
+            ["created"] = created,
+            ["data"] = data,
+            ["livemode"] = false,
+            ["pending_webhooks"] = targets.Count,
+            ["request"] = new JsonObject { ["id"] = null, ["idempotency_key"] = null },
+            ["type"] = type,
+        };
+        var record = new EventRecord { Id = id, Type = type, Created = created, Body = body };
+        _events[id] = record;
+        _eventList.Add(record);
+        foreach (var ep in targets)
+        {
+            _webhooks.Enqueue(ep.Id, ep.Url, ep.Secret, record);
+        }
+    }
+
+    /// <summary>Records a thin (v2) event notification and queues deliveries. Caller holds the lock.</summary>
+    private void EmitThin(string type, Meter? related, JsonObject data, long created)
+    {
+        var id = NewId("evt_");
+        var body = new JsonObject
+        {
+            ["id"] = id,
+            ["object"] = "v2.core.event",
+            ["type"] = type,
+            ["created"] = UnixToIso(created),
+            ["livemode"] = false,
+            ["context"] = null,
+        };
+        if (related is not null)
+        {
+            body["related_object"] = new JsonObject
+            {
+                ["id"] = related.Id,
+                ["type"] = "billing.meter",
+                ["url"] = $"/v1/billing/meters/{related.Id}",
+            };
+        }
+
+        var full = (JsonObject)body.DeepClone();
+        full["data"] = data;
+        full["reason"] = null;
+        var record = new EventRecord { Id = id, Type = type, Created = created, Body = body, FullV2 = full, Thin = true };
+        _events[id] = record;
+        _eventList.Add(record);
+        foreach (var ep in _endpointList.Where(e => e.Wants(type)))
+        {
+            _webhooks.Enqueue(ep.Id, ep.Url, ep.Secret, record);
+        }
+    }
+
+    public JsonObject GetEvent(string id)
+    {
+        lock (_gate)
+        {
+            return _events.TryGetValue(id, out var e) && !e.Thin
+                ? (JsonObject)e.Body.DeepClone()
+                : throw StripeApiException.NoSuch("event", id);
+        }
+    }
+
+    public JsonObject GetV2Event(string id)
+    {
+        lock (_gate)
+        {
+            return _events.TryGetValue(id, out var e) && e.Thin
+                ? (JsonObject)e.FullV2!.DeepClone()
+                : throw StripeApiException.NoSuch("event", id);
+        }
+    }
+
+    public JsonObject ListEvents(Params p)
+    {
+        p.AllowOnly("limit", "starting_after", "ending_before", "type", "created");
+        var type = p.Str("type");
+        lock (_gate)
+        {
+            var items = NewestFirst(_eventList, e => !e.Thin && (string.IsNullOrEmpty(type) || e.Type == type));
+            return ListOf(items, e => e.Id, e => e.Body.DeepClone(), p, "/v1/events");
+        }
+    }
+}

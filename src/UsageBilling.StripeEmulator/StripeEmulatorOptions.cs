@@ -1,0 +1,86 @@
+namespace UsageBilling.StripeEmulator;
+
+/// <summary>Settings of one emulator instance. Every default matches Stripe test mode unless noted.</summary>
+public sealed class StripeEmulatorOptions
+{
+    /// <summary>The emulator's clock. Share one <c>FakeTimeProvider</c> between the app and the emulator in tests. Default: <see cref="TimeProvider.System"/>.</summary>
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+
+    /// <summary>How long after a period end the draft invoice stays open for late usage before it is finalized. Default 1 hour (Stripe allows up to 72).</summary>
+    public TimeSpan InvoiceGracePeriod { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>Account-wide rate limit in requests per second (429 with <c>Stripe-Rate-Limited-Reason: global-rate</c>); <see langword="null"/> = off (default). Stripe test mode is 25.</summary>
+    public double? RateLimitPerSecond { get; set; }
+
+    /// <summary>Answer 429 when a second meter event for the same customer and meter arrives while one is in flight. Default off.</summary>
+    public bool EnforceConcurrencyPerCustomerMeter { get; set; }
+
+    /// <summary>How long a meter-event <c>identifier</c> is remembered for duplicate detection. Default 24 hours.</summary>
+    public TimeSpan IdentifierDedupWindow { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>How long an <c>Idempotency-Key</c> result is replayed. Default 24 hours.</summary>
+    public TimeSpan IdempotencyWindow { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Optional JSON file: state is loaded from it at start (if present) and saved to it on dispose and on <c>POST /_emulator/save</c>.</summary>
+    public string? StateFilePath { get; set; }
+
+    /// <summary>Largest accepted request body; larger bodies get a Stripe-shaped 400. Default 1 MiB.</summary>
+    public int MaxRequestBodyBytes { get; set; } = 1024 * 1024;
+
+    /// <summary>
+    /// STRIPE.md lists <c>timestamp_in_future</c> among the asynchronous error codes, so by default an event more than
+    /// 5 minutes ahead is accepted (200) and reported as an error event. Set to reject it with a 400 instead.
+    /// </summary>
+    public bool RejectFutureTimestampsSynchronously { get; set; }
+
+    /// <summary>Which clock stamps <c>t=</c> in <c>Stripe-Signature</c>. Default: the emulator's clock.</summary>
+    public WebhookSignatureClock WebhookSignatureClock { get; set; } = WebhookSignatureClock.Emulator;
+
+    /// <summary>Loopback port for <see cref="StripeEmulatorServer.StartAsync"/>; 0 (default) picks a free one.</summary>
+    public int Port { get; set; }
+
+    /// <summary>Throws when a setting is out of range, so a wrong setting fails at start.</summary>
+    public void Validate()
+    {
+        ArgumentNullException.ThrowIfNull(TimeProvider);
+        if (InvoiceGracePeriod < TimeSpan.Zero || InvoiceGracePeriod > TimeSpan.FromHours(72))
+        {
+            throw new ArgumentOutOfRangeException(nameof(InvoiceGracePeriod), InvoiceGracePeriod, "Must be between 0 and 72 hours.");
+        }
+
+        if (RateLimitPerSecond is <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(RateLimitPerSecond), RateLimitPerSecond, "Must be positive or null.");
+        }
+
+        if (IdentifierDedupWindow <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(IdentifierDedupWindow), IdentifierDedupWindow, "Must be positive.");
+        }
+
+        if (IdempotencyWindow <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(IdempotencyWindow), IdempotencyWindow, "Must be positive.");
+        }
+
+        if (MaxRequestBodyBytes < 1024)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxRequestBodyBytes), MaxRequestBodyBytes, "Must be at least 1024.");
+        }
+
+        if (Port is < 0 or > 65535)
+        {
+            throw new ArgumentOutOfRangeException(nameof(Port), Port, "Must be a TCP port or 0.");
+        }
+    }
+}
+
+/// <summary>The clock used for the <c>t=</c> value of webhook signatures.</summary>
+public enum WebhookSignatureClock
+{
+    /// <summary>The emulator clock (advanced by tests): receivers must verify against the same clock.</summary>
+    Emulator,
+
+    /// <summary>The machine's wall clock: receivers using <c>EventUtility.ConstructEvent</c> with default tolerance accept it even after the emulator clock moved.</summary>
+    System,
+}

@@ -1,0 +1,128 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using UsageBilling.StripeEmulator.Admin;
+using UsageBilling.StripeEmulator.State;
+
+namespace UsageBilling.StripeEmulator.Webhooks;
+
+/// <summary>
+/// Delivers events to endpoints in the background, signed like Stripe (<c>Stripe-Signature: t=…,v1=…</c>),
+/// in order per endpoint, retrying failures a few times with a short backoff.
+/// </summary>
+internal sealed partial class WebhookDispatcher : IAsyncDisposable
+{
+    private static readonly TimeSpan[] Backoff = [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
+    private readonly Channel<Delivery> _queue = Channel.CreateUnbounded<Delivery>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ConcurrentQueue<WebhookDeliveryInfo> _log = new();
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
+    private readonly Func<long> _signingTime;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _loop;
+    private int _pending;
+
+    public WebhookDispatcher(Func<long> signingTime, ILogger logger)
+    {
+        _signingTime = signingTime;
+        _logger = logger;
+        _loop = Task.Run(RunAsync);
+    }
+
+    public IReadOnlyList<WebhookDeliveryInfo> Deliveries => [.. _log];
+
+    /// <summary>Deliveries queued or being retried.</summary>
+    public int Pending => Volatile.Read(ref _pending);
+
+    public void Enqueue(string endpointId, string url, string secret, EventRecord record)
+    {
+        Interlocked.Increment(ref _pending);
+        _queue.Writer.TryWrite(new Delivery(endpointId, url, secret, record.Id, record.Type, record.Body.ToJsonString(), 1));
+    }
+
+    public void ClearLog() => _log.Clear();
+
+    /// <summary>Stripe's signature: HMAC-SHA256 over "<c>{t}.{payload}</c>" keyed with the whole <c>whsec_</c> secret.</summary>
+    public static string Sign(string payload, string secret, long timestamp)
+    {
+        var t = timestamp.ToString(CultureInfo.InvariantCulture);
+        var mac = HMACSHA256.HashData(Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes($"{t}.{payload}"));
+        return $"t={t},v1={Convert.ToHexStringLower(mac)}";
+    }
+
+    private async Task RunAsync()
+    {
+        try
+        {
+            await foreach (var d in _queue.Reader.ReadAllAsync(_stop.Token))
+            {
+                var status = 0;
+                try
+                {
+                    using var req = new HttpRequestMessage(HttpMethod.Post, d.Url)
+                    {
+                        Content = new StringContent(d.Body, Encoding.UTF8, "application/json"),
+                    };
+                    req.Headers.TryAddWithoutValidation("Stripe-Signature", Sign(d.Body, d.Secret, _signingTime()));
+                    req.Headers.TryAddWithoutValidation("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks)");
+                    using var resp = await _http.SendAsync(req, _stop.Token);
+                    status = (int)resp.StatusCode;
+                }
+                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !_stop.IsCancellationRequested)
+                {
+                    LogDeliveryFailed(_logger, d.EventId, d.Url, ex.Message);
+                }
+
+                var ok = status is >= 200 and < 300;
+                _log.Enqueue(new WebhookDeliveryInfo(d.EventId, d.Type, d.EndpointId, d.Attempt, status, ok));
+                if (!ok && d.Attempt <= Backoff.Length)
+                {
+                    _ = RetryLaterAsync(d with { Attempt = d.Attempt + 1 }, Backoff[d.Attempt - 1]);
+                }
+                else
+                {
+                    Interlocked.Decrement(ref _pending);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task RetryLaterAsync(Delivery d, TimeSpan delay)
+    {
+        try
+        {
+            await Task.Delay(delay, _stop.Token);
+            _queue.Writer.TryWrite(d);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await _stop.CancelAsync();
+        try
+        {
+            await _loop;
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        _http.Dispose();
+        _stop.Dispose();
+    }
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Webhook delivery of {EventId} to {Url} failed: {Reason}")]
+    private static partial void LogDeliveryFailed(ILogger logger, string eventId, string url, string reason);
+
+    private sealed record Delivery(string EndpointId, string Url, string Secret, string EventId, string Type, string Body, int Attempt);
+}
