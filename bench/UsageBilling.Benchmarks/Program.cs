@@ -1,0 +1,32 @@
+using UsageBilling.Benchmarks;
+
+// One subcommand per benchmark, one file per benchmark. Add new ones to the switch and to Usage.
+var command = args.Length > 0 ? args[0] : "";
+var rest = args.Length > 0 ? args[1..] : [];
+try
+{
+    return command switch
+    {
+        "recording" => await RecordingBenchmark.RunAsync(rest),
+        _ => Usage(),
+    };
+}
+catch (ArgumentException ex)
+{
+    await Console.Error.WriteLineAsync(ex.Message);
+    return Usage();
+}
+
+static int Usage()
+{
+    Console.Error.WriteLine("""
+        usage: UsageBilling.Benchmarks <benchmark> [options]
+
+        benchmarks:
+          recording   durable RecordAsync throughput vs. naive EF SaveChanges vs. raw multi-row INSERT
+                      [--events N] [--naive-events N] [--provider sqlite|postgres|both]
+                      [--callers 1,8,64] [--writers K] [--batch-size B] [--raw-batch R]
+                      [--raw-sql values|unnest] [--raw-statement-rows S] [--skip-naive] [--skip-raw]
+        """);
+    return 2;
+}

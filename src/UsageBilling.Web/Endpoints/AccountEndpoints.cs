@@ -1,0 +1,23 @@
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Identity;
+using UsageBilling.Web.Data;
+
+namespace UsageBilling.Web.Endpoints;
+
+/// <summary>Sign-out: a POST with an antiforgery token (a GET link would let any page sign the user out).</summary>
+internal static class AccountEndpoints
+{
+    public static void MapAccountEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/account/logout", async (HttpContext http, IAntiforgery antiforgery, SignInManager<AppUser> signIn) =>
+        {
+            if (!await antiforgery.IsRequestValidAsync(http))
+            {
+                return Results.Problem(statusCode: StatusCodes.Status400BadRequest, title: "Invalid antiforgery token");
+            }
+
+            await signIn.SignOutAsync();
+            return Results.LocalRedirect("~/");
+        }).DisableAntiforgery();
+    }
+}

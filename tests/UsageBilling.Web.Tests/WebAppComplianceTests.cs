@@ -1,0 +1,551 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Stripe;
+using UsageBilling.Flushing;
+using UsageBilling.Storage;
+using UsageBilling.Web.Tests.Infrastructure;
+
+namespace UsageBilling.Web.Tests;
+
+/// <summary>The app's facts, stated once and run on SQLite and on PostgreSQL.</summary>
+public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp>
+    where TApp : WebApp
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task SignUp_CreatesAccountAndStripeCustomer()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+
+        await using var db = app.CreateDbContext();
+        var customer = await db.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct);
+        Assert.StartsWith("cus_", customer.StripeCustomerId, StringComparison.Ordinal);
+        var stripeCustomer = await app.StripeClient.V1.Customers.GetAsync(customer.StripeCustomerId, cancellationToken: Ct);
+        Assert.Equal(userId.ToString(), stripeCustomer.Metadata["user_id"]);
+        Assert.Null(customer.PlanId);
+        Assert.Equal(HttpStatusCode.OK, (await session.Client.GetAsync("/usage", Ct)).StatusCode);
+    }
+
+    [Fact]
+    public async Task SignOutThenSignIn_RequiresPasswordAndRestoresAccess()
+    {
+        var email = $"user-{Guid.NewGuid():N}@example.com";
+        var (session, _) = await app.SignUpAsync(email);
+        using var __ = session;
+        var home = await session.GetPageAsync("/");
+        var logout = await session.PostFormAsync("/account/logout", new() { ["__RequestVerificationToken"] = home.QuerySelector("form[action='/account/logout'] input[name='__RequestVerificationToken']")!.GetAttribute("value")! });
+        Assert.Equal(HttpStatusCode.Redirect, logout.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await session.Client.GetAsync("/api/usage", Ct)).StatusCode);
+
+        var wrong = await session.LoginAsync(email, "wrong-password-1");
+        Assert.Equal(HttpStatusCode.OK, wrong.StatusCode);
+        Assert.Contains("Wrong e-mail or password", await wrong.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+
+        var right = await session.LoginAsync(email, "correct-horse-1");
+        Assert.Equal(HttpStatusCode.Redirect, right.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await session.Client.GetAsync("/api/usage", Ct)).StatusCode);
+    }
+
+    [Fact]
+    public async Task ChoosePlan_CreatesHybridSubscriptionAndItemRows()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+
+        var page = await session.ChoosePlanAsync("starter");
+
+        Assert.Equal("Starter", page.QuerySelector("[data-testid='current-plan']")?.TextContent);
+        await using var db = app.CreateDbContext();
+        Assert.Equal("starter", (await db.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct)).PlanId);
+        var items = await db.SubscriptionItems.Where(i => i.UserId == userId).ToListAsync(Ct);
+        Assert.Equal(2, items.Count);
+        Assert.Single(items, i => i.Meter == "ai_messages");
+        Assert.Single(items, i => i.Meter is null);
+        Assert.All(items, i => Assert.Equal("active", i.Status));
+        Assert.All(items, i => Assert.True(i.CurrentPeriodEnd > i.CurrentPeriodStart));
+
+        var subscription = await app.StripeClient.V1.Subscriptions.GetAsync(items[0].SubscriptionId, cancellationToken: Ct);
+        Assert.Equal(2, subscription.Items.Data.Count);
+        var metered = Assert.Single(subscription.Items.Data, i => i.Price.Recurring.UsageType == "metered");
+        Assert.Equal("tiered", metered.Price.BillingScheme);
+        Assert.Equal("licensed", Assert.Single(subscription.Items.Data, i => i.Price.Recurring.UsageType == "licensed").Price.Recurring.UsageType);
+
+        var usage = await session.GetUsageAsync();
+        Assert.Equal("starter", usage.PlanId);
+        Assert.Equal(100, usage.Meters.Single(m => m.Meter == "ai_messages").Included);
+    }
+
+    [Fact]
+    public async Task ChangePlan_CancelsOldSubscriptionAndKeepsOnlyNewItems()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+        await using var db1 = app.CreateDbContext();
+        var oldSubscription = (await db1.SubscriptionItems.FirstAsync(i => i.UserId == userId, Ct)).SubscriptionId;
+
+        await session.ChoosePlanAsync("pro");
+
+        await using var db = app.CreateDbContext();
+        var items = await db.SubscriptionItems.Where(i => i.UserId == userId).ToListAsync(Ct);
+        Assert.Equal(2, items.Count);
+        Assert.All(items, i => Assert.NotEqual(oldSubscription, i.SubscriptionId));
+        Assert.Equal("pro", (await db.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct)).PlanId);
+        Assert.Equal("canceled", (await app.StripeClient.V1.Subscriptions.GetAsync(oldSubscription, cancellationToken: Ct)).Status);
+    }
+
+    [Fact]
+    public async Task Assistant_RecordsBeforeAnswering()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+
+        var page = await session.SendMessageAsync("What is the answer?");
+
+        Assert.Contains("42", page.QuerySelector("[data-testid='assistant-reply']")?.TextContent, StringComparison.Ordinal);
+        await using var db = app.CreateDbContext();
+        var recorded = await db.UsageEvents.SingleAsync(e => e.UserId == userId, Ct);
+        Assert.Equal("ai_messages", recorded.Meter);
+        Assert.Equal(1, recorded.Quantity);
+        Assert.StartsWith("assistant:", recorded.IdempotencyKey, StringComparison.Ordinal);
+        Assert.Equal("1", page.QuerySelector("[data-testid='used-ai_messages']")?.TextContent);
+    }
+
+    [Fact]
+    public async Task Assistant_DoubleSubmittedForm_RecordsOnce()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        var form = await session.AssistantFormAsync("hello twice");
+
+        var first = await session.PostAssistantAsync(form);
+        var second = await session.PostAssistantAsync(form);
+
+        Assert.NotNull(first.QuerySelector("[data-testid='assistant-reply']"));
+        Assert.NotNull(second.QuerySelector("[data-testid='assistant-reply']"));
+        await using var db = app.CreateDbContext();
+        Assert.Equal(1, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+
+        // A new page load gets a new request id: that one counts.
+        await session.SendMessageAsync("hello again");
+        Assert.Equal(2, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+    }
+
+    [Fact]
+    public async Task Assistant_OverHardLimit_RefusesAndRecordsNothing()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("tiny");
+        var limit = int.Parse(WebApp.TinyHardLimit, System.Globalization.CultureInfo.InvariantCulture);
+        for (var i = 0; i < limit; i++)
+        {
+            var ok = await session.SendMessageAsync($"message {i}");
+            Assert.Null(ok.QuerySelector("[data-testid='assistant-error']"));
+        }
+
+        var refused = await session.SendMessageAsync("one too many");
+
+        Assert.Contains("your plan allows", refused.QuerySelector("[data-testid='assistant-error']")?.TextContent, StringComparison.Ordinal);
+        Assert.Null(refused.QuerySelector("[data-testid='assistant-reply']"));
+        await using var db = app.CreateDbContext();
+        Assert.Equal(limit, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+
+        var api = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "via api", requestId = Guid.NewGuid().ToString("N") }, Ct);
+        Assert.Equal(HttpStatusCode.TooManyRequests, api.StatusCode);
+        Assert.Equal("application/problem+json", api.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(limit, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+    }
+
+    [Fact]
+    public async Task AssistantApi_BurstAtTheLimit_NeverOvershoots()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("tiny");
+        var limit = int.Parse(WebApp.TinyHardLimit, System.Globalization.CultureInfo.InvariantCulture);
+        for (var i = 0; i < limit - 1; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = $"m{i}", requestId = Guid.NewGuid().ToString("N") }, Ct)).StatusCode);
+        }
+
+        var burst = await Task.WhenAll(Enumerable.Range(0, 6).Select(i =>
+            session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = $"burst {i}", requestId = Guid.NewGuid().ToString("N") }, Ct)));
+
+        Assert.Equal(1, burst.Count(r => r.StatusCode == HttpStatusCode.OK));
+        Assert.Equal(5, burst.Count(r => r.StatusCode == HttpStatusCode.TooManyRequests));
+        await using var db = app.CreateDbContext();
+        Assert.Equal(limit, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+    }
+
+    [Fact]
+    public async Task AssistantApi_SameRequestIdTwice_RecordsOnce()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        var body = new { message = "api hello", requestId = Guid.NewGuid().ToString("N") };
+
+        var first = await session.Client.PostAsJsonAsync("/api/assistant/messages", body, Ct);
+        var second = await session.Client.PostAsJsonAsync("/api/assistant/messages", body, Ct);
+
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        await using var db = app.CreateDbContext();
+        Assert.Equal(1, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+        var missingId = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "no id" }, Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, missingId.StatusCode);
+    }
+
+    [Fact]
+    public async Task OtherAccountsIds_AnswerNotFound()
+    {
+        var (alice, aliceId) = await app.SignUpAsync();
+        var (bob, bobId) = await app.SignUpAsync();
+        using var _ = alice;
+        using var __ = bob;
+        await alice.ChoosePlanAsync("starter");
+        await alice.SendMessageAsync("private");
+
+        Assert.Equal(HttpStatusCode.NotFound, (await bob.Client.GetAsync($"/api/users/{aliceId}/usage", Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await bob.Client.GetAsync($"/api/users/{aliceId}/subscription", Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await bob.Client.GetAsync($"/api/users/{bobId}/usage", Ct)).StatusCode);
+        var own = await alice.Client.GetFromJsonAsync<UsageDto>($"/api/users/{aliceId}/usage", Ct);
+        Assert.Equal(1, own!.Meters.Single(m => m.Meter == "ai_messages").Used);
+        Assert.Equal(0, (await bob.GetUsageAsync()).Meters.Single(m => m.Meter == "ai_messages").Used);
+
+        using var anonymous = app.CreateSession();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anonymous.Client.GetAsync($"/api/users/{aliceId}/usage", Ct)).StatusCode);
+        var page = await anonymous.Client.GetAsync("/usage", Ct);
+        Assert.Equal(HttpStatusCode.Redirect, page.StatusCode);
+        Assert.Contains("/account/login", page.Headers.Location?.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task FormPostWithoutAntiforgeryToken_IsRejectedAndRecordsNothing()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        var fields = await session.AssistantFormAsync("forged");
+        fields.Remove("__RequestVerificationToken");
+
+        var response = await session.PostFormAsync("/assistant", fields);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        await using var db = app.CreateDbContext();
+        Assert.Equal(0, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+    }
+
+    [Fact]
+    public async Task UsagePage_ShowsUsageCostPeriodAndChart()
+    {
+        var (session, _) = await app.SignUpAsync();
+        using var __ = session;
+        await session.ChoosePlanAsync("tiny");
+        for (var i = 0; i < 4; i++)
+        {
+            await session.SendMessageAsync($"m{i}");
+        }
+
+        var page = await session.GetPageAsync("/usage");
+
+        Assert.Equal("4", page.QuerySelector("[data-testid='used-ai_messages']")?.TextContent);
+        Assert.Equal("1", page.QuerySelector("[data-testid='remaining-ai_messages']")?.TextContent);
+        Assert.Equal("warn", page.QuerySelector("[data-testid='usage-bar-ai_messages']")?.GetAttribute("data-level"));
+        Assert.NotNull(page.QuerySelector("[data-testid='warning-ai_messages']"));
+        Assert.Equal("5.00 USD", page.QuerySelector("[data-testid='projected-total']")?.TextContent);
+        Assert.Equal("4", page.QuerySelector("[data-testid='pending-ai_messages']")?.TextContent);
+        Assert.Contains("Nothing reported", page.QuerySelector("[data-testid='reported-ai_messages']")?.TextContent, StringComparison.Ordinal);
+        var bars = page.QuerySelectorAll("[data-testid='chart-ai_messages'] rect.bar");
+        Assert.Equal(4, bars.Sum(b => long.Parse(b.GetAttribute("data-value")!, System.Globalization.CultureInfo.InvariantCulture)));
+
+        // Two more: past the allowance, the bar turns red and the overage is priced.
+        await session.SendMessageAsync("m4");
+        await session.SendMessageAsync("m5");
+        page = await session.GetPageAsync("/usage");
+        Assert.Equal("over", page.QuerySelector("[data-testid='usage-bar-ai_messages']")?.GetAttribute("data-level"));
+        Assert.Equal("0.50 USD", page.QuerySelector("[data-testid='cost-ai_messages']")?.TextContent);
+        Assert.Equal("5.50 USD", page.QuerySelector("[data-testid='projected-total']")?.TextContent);
+    }
+
+    [Fact]
+    public async Task Flush_ReportsUsageAndThePageSaysSo()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+        await session.SendMessageAsync("one");
+        await session.SendMessageAsync("two");
+
+        var result = await app.Services.GetRequiredService<IUsageFlusher>().FlushCustomerAsync(userId, Ct);
+
+        Assert.Equal(1, result.ReportsSent);
+        var page = await session.GetPageAsync("/usage");
+        Assert.Equal("0", page.QuerySelector("[data-testid='pending-ai_messages']")?.TextContent);
+        Assert.Contains("Reported to Stripe as of", page.QuerySelector("[data-testid='reported-ai_messages']")?.TextContent, StringComparison.Ordinal);
+        await using var db = app.CreateDbContext();
+        var customer = await db.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct);
+        var events = await app.Stripe.Emulator!.Admin.GetMeterEventsAsync(customer.StripeCustomerId, "ai_messages", Ct);
+        Assert.Equal(2m, events.Sum(e => e.Value));
+    }
+
+    [Fact]
+    public async Task Webhook_SubscriptionUpdated_SyncsPeriodsOnceAndIgnoresReplay()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+        await using var db = app.CreateDbContext();
+        var item = await db.SubscriptionItems.FirstAsync(i => i.UserId == userId && i.Meter == "ai_messages", Ct);
+        var subscription = await SubscriptionJsonAsync(item.SubscriptionId);
+        var newEnd = item.CurrentPeriodEnd.AddDays(3).ToUnixTimeSeconds();
+        foreach (var i in subscription["items"]!["data"]!.AsArray())
+        {
+            i!["current_period_end"] = newEnd;
+        }
+
+        var eventId = $"evt_test_{Guid.NewGuid():N}";
+        var payload = EventJson(eventId, "customer.subscription.updated", subscription);
+
+        var first = await PostWebhookAsync(session, payload, Sign(payload));
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Contains("handled", await first.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Equal(newEnd, (await Reload(item.Id)).CurrentPeriodEnd.ToUnixTimeSeconds());
+
+        // The same event id again, even with other content: nothing changes.
+        foreach (var i in subscription["items"]!["data"]!.AsArray())
+        {
+            i!["current_period_end"] = newEnd + 86_400;
+        }
+
+        var replayPayload = EventJson(eventId, "customer.subscription.updated", subscription);
+        var replay = await PostWebhookAsync(session, replayPayload, Sign(replayPayload));
+        Assert.Equal(HttpStatusCode.OK, replay.StatusCode);
+        Assert.Contains("duplicate", await replay.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Equal(newEnd, (await Reload(item.Id)).CurrentPeriodEnd.ToUnixTimeSeconds());
+    }
+
+    [Fact]
+    public async Task Webhook_SubscriptionDeleted_RemovesItemsAndPlan()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+        await using var db = app.CreateDbContext();
+        var subscriptionId = (await db.SubscriptionItems.FirstAsync(i => i.UserId == userId, Ct)).SubscriptionId;
+        var subscription = await SubscriptionJsonAsync(subscriptionId);
+        subscription["status"] = "canceled";
+        var payload = EventJson($"evt_test_{Guid.NewGuid():N}", "customer.subscription.deleted", subscription);
+
+        var response = await PostWebhookAsync(session, payload, Sign(payload));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await using var after = app.CreateDbContext();
+        Assert.False(await after.SubscriptionItems.AnyAsync(i => i.UserId == userId, Ct));
+        Assert.Null((await after.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct)).PlanId);
+    }
+
+    [Fact]
+    public async Task Webhook_BadSignature_Rejected400AndNothingStored()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+        await using var db = app.CreateDbContext();
+        var item = await db.SubscriptionItems.FirstAsync(i => i.UserId == userId, Ct);
+        var subscription = await SubscriptionJsonAsync(item.SubscriptionId);
+        subscription["status"] = "canceled";
+        var eventId = $"evt_test_{Guid.NewGuid():N}";
+        var payload = EventJson(eventId, "customer.subscription.deleted", subscription);
+
+        var wrongSecret = await PostWebhookAsync(session, payload, EventUtility.GenerateSignatureHeader(payload, "whsec_not_the_secret"));
+        var tampered = await PostWebhookAsync(session, payload.Replace("canceled", "active", StringComparison.Ordinal), Sign(payload));
+        var missing = await PostWebhookAsync(session, payload, null);
+
+        Assert.Equal(HttpStatusCode.BadRequest, wrongSecret.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, tampered.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, missing.StatusCode);
+        Assert.False(await db.ProcessedWebhookEvents.AnyAsync(e => e.Id == eventId, Ct));
+        Assert.True(await db.SubscriptionItems.AnyAsync(i => i.Id == item.Id, Ct));
+    }
+
+    [Fact]
+    public async Task Webhook_StaleTimestamp_Rejected400AndNothingStored()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+        await using var db = app.CreateDbContext();
+        var item = await db.SubscriptionItems.FirstAsync(i => i.UserId == userId, Ct);
+        var subscription = await SubscriptionJsonAsync(item.SubscriptionId);
+        subscription["status"] = "canceled";
+        var eventId = $"evt_test_{Guid.NewGuid():N}";
+        var payload = EventJson(eventId, "customer.subscription.deleted", subscription);
+        var tenMinutesAgo = DateTimeOffset.UtcNow.AddMinutes(-10).ToUnixTimeSeconds();
+
+        var response = await PostWebhookAsync(session, payload, EventUtility.GenerateSignatureHeader(payload, WebApp.WebhookSecret, tenMinutesAgo));
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.False(await db.ProcessedWebhookEvents.AnyAsync(e => e.Id == eventId, Ct));
+        Assert.True(await db.SubscriptionItems.AnyAsync(i => i.Id == item.Id, Ct));
+    }
+
+    [Fact]
+    public async Task Webhook_UnknownType_AcknowledgedAndNothingStored()
+    {
+        using var session = app.CreateSession();
+        var eventId = $"evt_test_{Guid.NewGuid():N}";
+        var payload = EventJson(eventId, "charge.refunded", new JsonObject { ["id"] = "ch_1", ["object"] = "charge" });
+
+        var response = await PostWebhookAsync(session, payload, Sign(payload));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Contains("ignored", await response.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        await using var db = app.CreateDbContext();
+        Assert.False(await db.ProcessedWebhookEvents.AnyAsync(e => e.Id == eventId, Ct));
+    }
+
+    [Fact]
+    public async Task Webhook_InvoiceCreated_FlushesThatCustomerAtOnce()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+        await session.SendMessageAsync("bill me");
+        await using var db = app.CreateDbContext();
+        var customer = await db.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct);
+        var invoice = new JsonObject { ["id"] = $"in_test_{Guid.NewGuid():N}", ["object"] = "invoice", ["customer"] = customer.StripeCustomerId, ["status"] = "draft" };
+        var payload = EventJson($"evt_test_{Guid.NewGuid():N}", "invoice.created", invoice);
+
+        var response = await PostWebhookAsync(session, payload, Sign(payload));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.False(await db.UsageEvents.AnyAsync(e => e.UserId == userId && e.ReportedAt == null, Ct));
+        var events = await app.Stripe.Emulator!.Admin.GetMeterEventsAsync(customer.StripeCustomerId, "ai_messages", Ct);
+        Assert.Equal(1m, events.Sum(e => e.Value));
+    }
+
+    [Fact]
+    public async Task Webhook_MeterErrorReport_MarksReportDeadAndOperatorSeesIt()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+        await session.SendMessageAsync("soon rejected");
+        await app.Services.GetRequiredService<IUsageFlusher>().FlushCustomerAsync(userId, Ct);
+        await using var db = app.CreateDbContext();
+        var customer = await db.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct);
+        var report = await db.UsageReports.SingleAsync(r => r.StripeCustomerId == customer.StripeCustomerId, Ct);
+        Assert.Equal(UsageReportStatus.Sent, report.Status);
+        var thin = new JsonObject
+        {
+            ["id"] = $"evt_test_{Guid.NewGuid():N}",
+            ["object"] = "v2.core.event",
+            ["type"] = "v1.billing.meter.error_report_triggered",
+            ["created"] = DateTimeOffset.UtcNow.ToString("O"),
+            ["livemode"] = false,
+            ["data"] = new JsonObject
+            {
+                ["reason"] = new JsonObject
+                {
+                    ["error_count"] = 1,
+                    ["error_types"] = new JsonArray(new JsonObject
+                    {
+                        ["code"] = "meter_event_customer_not_found",
+                        ["error_count"] = 1,
+                        ["sample_errors"] = new JsonArray(new JsonObject
+                        {
+                            ["error_message"] = "No customer was found.",
+                            ["request"] = new JsonObject { ["identifier"] = report.Id.ToString() },
+                        }),
+                    }),
+                },
+            },
+        }.ToJsonString();
+
+        var response = await PostWebhookAsync(session, thin, Sign(thin));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await using var after = app.CreateDbContext();
+        var dead = await after.UsageReports.SingleAsync(r => r.Id == report.Id, Ct);
+        Assert.Equal(UsageReportStatus.Dead, dead.Status);
+        Assert.Contains("meter_event_customer_not_found", dead.LastError, StringComparison.Ordinal);
+
+        var (operatorSession, operatorId) = await app.SignUpAsync();
+        using var ___ = operatorSession;
+        Assert.Equal(HttpStatusCode.Redirect, (await operatorSession.Client.GetAsync("/operator", Ct)).StatusCode);
+        await app.AddToRoleAsync(operatorId, "Operator");
+        Assert.Equal(HttpStatusCode.Redirect, (await operatorSession.LoginAsync(await EmailOf(operatorId), "correct-horse-1")).StatusCode);
+        var page = await operatorSession.GetPageAsync("/operator");
+        Assert.Contains(report.Id.ToString(), page.QuerySelector("[data-testid='reports']")?.TextContent, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Healthz_ReportsDatabaseAndFlushLag()
+    {
+        using var session = app.CreateSession();
+
+        var response = await session.Client.GetAsync("/healthz", Ct);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = JsonNode.Parse(await response.Content.ReadAsStringAsync(Ct))!;
+        Assert.Equal("Healthy", body["checks"]!["database"]!["status"]!.GetValue<string>());
+        Assert.NotNull(body["checks"]!["usagebilling-flush"]);
+    }
+
+    private async Task<string> EmailOf(Guid userId)
+    {
+        await using var db = app.CreateDbContext();
+        return (await db.Users.SingleAsync(u => u.Id == userId, Ct)).Email!;
+    }
+
+    private async Task<ItemView> Reload(string itemId)
+    {
+        await using var db = app.CreateDbContext();
+        var row = await db.SubscriptionItems.AsNoTracking().SingleAsync(i => i.Id == itemId, Ct);
+        return new(row.Id, row.CurrentPeriodEnd);
+    }
+
+    private async Task<JsonObject> SubscriptionJsonAsync(string subscriptionId)
+    {
+        var raw = await app.StripeClient.RawRequestAsync(HttpMethod.Get, $"/v1/subscriptions/{subscriptionId}", cancellationToken: Ct);
+        return JsonNode.Parse(raw.Content)!.AsObject();
+    }
+
+    private static string EventJson(string id, string type, JsonObject data) => new JsonObject
+    {
+        ["id"] = id,
+        ["object"] = "event",
+        ["api_version"] = StripeConfiguration.ApiVersion,
+        ["created"] = DateTimeOffset.UtcNow.ToUnixTimeSeconds(),
+        ["data"] = new JsonObject { ["object"] = data.DeepClone() },
+        ["livemode"] = false,
+        ["pending_webhooks"] = 1,
+        ["request"] = new JsonObject { ["id"] = null, ["idempotency_key"] = null },
+        ["type"] = type,
+    }.ToJsonString();
+
+    private static string Sign(string payload) => EventUtility.GenerateSignatureHeader(payload, WebApp.WebhookSecret);
+
+    private static async Task<HttpResponseMessage> PostWebhookAsync(UserSession session, string payload, string? signature)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/webhooks/stripe") { Content = new StringContent(payload, System.Text.Encoding.UTF8, "application/json") };
+        if (signature is not null)
+        {
+            request.Headers.Add("Stripe-Signature", signature);
+        }
+
+        return await session.Client.SendAsync(request, Ct);
+    }
+}
+
+public sealed class SqliteWebAppTests(SqliteWebApp app) : WebAppComplianceTests<SqliteWebApp>(app);
+
+public sealed class PostgresWebAppTests(PostgresWebApp app) : WebAppComplianceTests<PostgresWebApp>(app);
+
+public sealed record ItemView(string Id, DateTimeOffset CurrentPeriodEnd);
