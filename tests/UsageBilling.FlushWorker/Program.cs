@@ -15,7 +15,8 @@ if (args.Length != 3)
 }
 
 var services = new ServiceCollection();
-services.AddLogging(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
+// Logs go to stderr: stdout carries only the "ready" line the test waits for.
+services.AddLogging(l => l.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace).SetMinimumLevel(LogLevel.Warning));
 var builder = services.AddUsageBilling(o =>
 {
     o.Meters["ai_messages"] = new MeterDefinition();
@@ -41,6 +42,9 @@ builder.UseStripe(o =>
 });
 await using var provider = services.BuildServiceProvider();
 var flusher = provider.GetRequiredService<IUsageFlusher>();
+// Warm up (EF model, connection pool, JIT) so the kill timer starts when real work starts.
+await provider.GetRequiredService<IUsageFlushStore>().GetBacklogAsync(CancellationToken.None);
+
 // The test waits for this line before it starts the kill timer.
 Console.WriteLine("ready");
 Console.Out.Flush();

@@ -17,14 +17,20 @@ namespace UsageBilling.IntegrationTests;
 /// The flusher's guarantees, through the real Stripe.net client against the emulator, on both
 /// databases (<see cref="SqliteFlushTests"/>, <see cref="PostgresFlushTests"/>).
 /// </summary>
-public abstract class FlushComplianceTests(Provider provider) : IAsyncLifetime
+public abstract class FlushComplianceTestsBase(Provider provider) : IAsyncLifetime
 {
     protected static readonly DateTimeOffset Now = new(2026, 11, 20, 12, 0, 0, TimeSpan.Zero);
 
     private TestDatabase _database = null!;
     private readonly List<BillingHost> _hosts = [];
 
+    protected TestDatabase Database => _database;
+
+    protected List<BillingHost> Hosts => _hosts;
+
     protected Provider Provider => provider;
+
+    protected string ConnectionString => _database.ConnectionString;
 
     protected FakeTimeProvider Time { get; } = new(Now);
 
@@ -140,6 +146,11 @@ public abstract class FlushComplianceTests(Provider provider) : IAsyncLifetime
         }
     }
 
+}
+
+/// <summary>The flusher's facts, run on both databases.</summary>
+public abstract class FlushComplianceTests(Provider provider) : FlushComplianceTestsBase(provider)
+{
     [Fact]
     public async Task Flush_ManyCustomersTwoMetersTwoPeriods_StripeTotalsEqualLocalSums()
     {
@@ -321,10 +332,10 @@ public abstract class FlushComplianceTests(Provider provider) : IAsyncLifetime
         await Recorder.RecordAsync(user, "api_calls", 1, cancellationToken: Ct);
 
         // A live key: well-formed, but this "Stripe" (test mode only) answers 401.
-        var badHost = await BillingHost.StartAsync(_database, Time, null, b => b
+        var badHost = await BillingHost.StartAsync(Database, Time, null, b => b
             .UseStripe(o => { o.SecretKey = "sk_live_refusedkey"; o.ApiBase = Emulator.ApiBase; o.MaxNetworkRetries = 0; })
             .AddFlusher(o => { o.Enabled = false; o.MaxConcurrentCalls = 1; }));
-        _hosts.Add(badHost);
+        Hosts.Add(badHost);
 
         var result = await badHost.Get<IUsageFlusher>().FlushOnceAsync(Ct);
 
@@ -374,6 +385,105 @@ public abstract class FlushComplianceTests(Provider provider) : IAsyncLifetime
         await AssertTotalsMatchAsync();
     }
 }
+
+/// <summary>Crash safety: a flusher in another process, killed with SIGKILL at random moments while the emulator injects faults.</summary>
+public abstract class CrashSafetyTests(Provider provider) : FlushComplianceTestsBase(provider)
+{
+    /// <summary>Trials per provider; USAGEBILLING_CRASH_TRIALS raises it for a longer soak.</summary>
+    private static int Trials => int.TryParse(Environment.GetEnvironmentVariable("USAGEBILLING_CRASH_TRIALS"), out var n) ? n : 50;
+
+    [Fact]
+    public async Task Flush_WorkerKilledAtRandomMomentsWithFaults_NothingLostNothingCountedTwice()
+    {
+        // The worker runs on the wall clock; bring the shared fake clock (app and emulator) to it.
+        Time.SetUtcNow(DateTimeOffset.UtcNow);
+        var customers = new List<(Guid User, string Customer)>();
+        for (var i = 0; i < 15; i++)
+        {
+            customers.Add(await NewCustomerAsync());
+        }
+
+        var worker = Path.Combine(AppContext.BaseDirectory, "UsageBilling.FlushWorker.dll");
+        var random = new Random(2026);
+        var faults = new[] { FaultKind.ServerError, FaultKind.RateLimited, FaultKind.DropAfterProcessing, FaultKind.Delay };
+        var killedWhileSending = 0;
+        var workerErrors = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        for (var trial = 0; trial < Trials; trial++)
+        {
+            for (var i = 0; i < 30; i++)
+            {
+                var (user, _) = customers[random.Next(customers.Count)];
+                await Recorder.RecordAsync(user, random.Next(3) == 0 ? "api_calls" : "ai_messages", random.Next(1, 50), cancellationToken: Ct);
+            }
+
+            if (trial % 3 == 0)
+            {
+                var kind = faults[random.Next(faults.Length)];
+                await Emulator.Admin.InjectFaultAsync(new FaultSpec("/v1/billing/meter_events", kind, Count: random.Next(1, 4), DelayMilliseconds: kind == FaultKind.Delay ? 2500 : 0, StoreForIdempotency: random.Next(2) == 0 && kind == FaultKind.ServerError), Ct);
+            }
+            var before = (await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct)).Count;
+
+            using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("dotnet")
+            {
+                ArgumentList = { worker, Provider == Provider.Sqlite ? "sqlite" : "postgres", ConnectionString, Emulator.ApiBase },
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            })!;
+            var errors = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            process.ErrorDataReceived += (_, e) =>
+            {
+                if (e.Data is { } line)
+                {
+                    errors.Enqueue(line);
+                    workerErrors.Enqueue(line);
+                }
+            };
+            process.BeginErrorReadLine();
+            var ready = await process.StandardOutput.ReadLineAsync(Ct).AsTask().WaitAsync(TimeSpan.FromSeconds(60), Ct);
+            if (ready != "ready")
+            {
+                process.Kill();
+                Assert.Fail($"worker did not start: {ready} {string.Join('\n', errors)}");
+            }
+
+            if (trial % 3 != 0)
+            {
+                // Most trials: wait until this worker is delivering, then kill it a moment later, mid-send.
+                var deadline = DateTime.UtcNow.AddSeconds(30);
+                while ((await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct)).Count == before && DateTime.UtcNow < deadline && !process.HasExited)
+                {
+                    await Task.Delay(10, Ct);
+                }
+            }
+
+            // Every third trial dies early: while starting, claiming or leasing.
+            await Task.Delay(random.Next(0, 250), Ct);
+            process.Kill();   // SIGKILL: no finally blocks, no disposal
+            Assert.True(process.WaitForExit(30_000), "killed worker did not exit");
+
+            if ((await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct)).Count > before)
+            {
+                killedWhileSending++;
+            }
+        }
+        // One final clean flush, after the killed workers' leases lapsed.
+        await Emulator.Admin.ClearFaultsAsync(Ct);
+        Time.SetUtcNow(DateTimeOffset.UtcNow.AddSeconds(5));
+        await FlushUntilDoneAsync();
+        await AssertTotalsMatchAsync();
+        var accepted = await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct);
+        Assert.Equal(accepted.Count, accepted.Select(a => a.Identifier).Distinct().Count());
+        await using var db = Host.CreateContext();
+        Assert.Equal(await db.UsageReports.CountAsync(r => r.Status == UsageReportStatus.Sent, Ct), accepted.Count);
+        Assert.True(killedWhileSending > Trials / 4, $"only {killedWhileSending} of {Trials} workers got to send before being killed; worker stderr: {string.Join('\n', workerErrors.Take(30))}");
+        TestContext.Current.SendDiagnosticMessage($"{Trials} trials, {killedWhileSending} killed after sending, {accepted.Count} meter events accepted");
+    }
+}
+
+public sealed class SqliteCrashSafetyTests() : CrashSafetyTests(Provider.Sqlite);
+
+public sealed class PostgresCrashSafetyTests() : CrashSafetyTests(Provider.Postgres);
 
 public sealed class SqliteFlushTests() : FlushComplianceTests(Provider.Sqlite);
 
