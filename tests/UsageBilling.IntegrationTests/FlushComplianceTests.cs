@@ -311,6 +311,7 @@ public abstract class FlushComplianceTests(Provider provider) : FlushComplianceT
         Assert.Equal(0, first.EventsClaimed);
         var backlog = await Host.Get<IUsageFlushStore>().GetBacklogAsync(Ct);
         Assert.Equal(1, backlog.PendingEventsWithoutCustomer);
+        Assert.Equal(1, Host.Get<FlushState>().Backlog?.PendingEvents);   // what the pending-events gauge reports
 
         var customer = (await new CustomerService(Stripe).CreateAsync(new CustomerCreateOptions(), cancellationToken: Ct)).Id;
         await using (var db = Host.CreateContext())

@@ -17,6 +17,17 @@ public sealed class FlushState
     /// <summary>When <see cref="ConfigurationError"/> was seen.</summary>
     public DateTimeOffset? ConfigurationErrorAt { get; private set; }
 
+    /// <summary>The backlog as seen at the end of the last full flush.</summary>
+    public FlushBacklog? Backlog { get; private set; }
+
+    internal void BacklogSeen(FlushBacklog backlog)
+    {
+        lock (_gate)
+        {
+            Backlog = backlog;
+        }
+    }
+
     /// <summary>Background cycles that threw.</summary>
     public long FailedCycles { get; private set; }
 

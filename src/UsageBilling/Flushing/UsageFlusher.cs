@@ -61,6 +61,12 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         _dead = metrics.Meter.CreateCounter<long>("usagebilling.flush.reports_dead", "{report}", "Reports that ended dead.");
         _claimed = metrics.Meter.CreateCounter<long>("usagebilling.flush.events_claimed", "{event}", "Events grouped into reports.");
         _callDuration = metrics.Meter.CreateHistogram<double>("usagebilling.stripe.call_duration", "s", "Duration of meter-event calls to Stripe.");
+        metrics.Meter.CreateObservableGauge("usagebilling.flush.pending_events", () => state.Backlog?.PendingEvents ?? 0, "{event}", "Events not yet claimed into a report, as of the last flush.");
+        metrics.Meter.CreateObservableGauge(
+            "usagebilling.flush.oldest_pending_age",
+            () => state.Backlog?.OldestUnreportedAt is { } oldest ? Math.Max(0, (time.GetUtcNow() - oldest).TotalSeconds) : 0,
+            "s",
+            "Age of the oldest usage Stripe has not acknowledged, as of the last flush.");
     }
 
     /// <summary>A token bucket refilled in small steps, so permits flow evenly rather than in bursts of a whole second.</summary>
@@ -145,6 +151,11 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         }
 
         _state.Completed(_time.GetUtcNow(), result);
+        if (userId is null)
+        {
+            _state.BacklogSeen(await _store.GetBacklogAsync(cancellationToken).ConfigureAwait(false));
+        }
+
         activity?.SetTag("usagebilling.reports_sent", result.ReportsSent);
         return result;
     }
