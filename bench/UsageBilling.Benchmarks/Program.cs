@@ -8,6 +8,7 @@ try
     return command switch
     {
         "recording" => await RecordingBenchmark.RunAsync(rest),
+        "flush" => await FlushBenchmark.RunAsync(rest),
         _ => Usage(),
     };
 }
@@ -27,6 +28,11 @@ static int Usage()
                       [--events N] [--naive-events N] [--provider sqlite|postgres|both]
                       [--callers 1,8,64] [--writers K] [--batch-size B] [--raw-batch R]
                       [--raw-sql values|unnest] [--raw-statement-rows S] [--skip-naive] [--skip-raw]
+          flush       FlushOnceAsync against the Stripe emulator: events/s, calls vs. groups, totals, peak memory;
+                      then achieved calls/s under injected latency and a rate limit, 429s
+                      [--events N] [--customers C] [--provider postgres|sqlite|both] [--layout interleaved|clustered]
+                      [--concurrency K] [--claim-batch B] [--send-batch S] [--limited-groups G] [--rate R]
+                      [--latency-ms L] [--emulator child|inprocess] [--skip-throughput] [--skip-limited]
         """);
     return 2;
 }

@@ -1,0 +1,105 @@
+using System.CommandLine;
+using Microsoft.EntityFrameworkCore;
+using Spectre.Console;
+using UsageBilling.Flushing;
+using UsageBilling.Storage;
+
+namespace UsageBilling.Cli.Commands;
+
+/// <summary><c>flush [--customer ID]</c>: runs flush cycles until nothing is due, then prints what happened.</summary>
+internal static class FlushCommand
+{
+    private const int MaxCycles = 1000;
+
+    public static Command Create(GlobalOptions globals)
+    {
+        var customer = new Option<string?>("--customer") { Description = "Only this customer: the app's user id (a GUID) or the Stripe customer id (cus_…)." };
+        var command = new Command("flush", "Report buffered usage to Stripe until nothing is due; exit 1 when a report went dead or needs review.");
+        command.Options.Add(customer);
+        CliApp.SetHandler(command, globals, async (result, settings, ct) =>
+        {
+            await using var services = CliServices.Build(settings, Needs.Flusher | Needs.Meters);
+            var userId = await ResolveCustomerAsync(services, result.GetValue(customer), ct).ConfigureAwait(false);
+            var flusher = services.Get<IUsageFlusher>();
+            var console = Output.Console;
+            var total = FlushResult.Empty;
+            var cycles = 0;
+
+            async Task RunAsync(Action<string> progress)
+            {
+                // One FlushOnceAsync claims and sends everything due; loop for events recorded meanwhile.
+                while (cycles < MaxCycles)
+                {
+                    cycles++;
+                    var cycle = userId is { } id
+                        ? await flusher.FlushCustomerAsync(id, ct).ConfigureAwait(false)
+                        : await flusher.FlushOnceAsync(ct).ConfigureAwait(false);
+                    total = total.Add(cycle);
+                    progress($"cycle {cycles}: {Output.N(total.EventsClaimed)} events claimed, {Output.N(total.ReportsSent)} reports sent");
+                    if (cycle.ConfigurationError is not null || (cycle.EventsClaimed == 0 && cycle.ReportsSent == 0 && cycle.ReportsDead == 0 && cycle.ReportsNeedingReview == 0))
+                    {
+                        break;
+                    }
+                }
+            }
+
+            if (Output.Interactive)
+            {
+                await console.Status().StartAsync("Flushing…", ctx => RunAsync(text => ctx.Status(Markup.Escape(text)))).ConfigureAwait(false);
+            }
+            else
+            {
+                await RunAsync(_ => { }).ConfigureAwait(false);
+            }
+
+            var backlog = await services.Get<IUsageFlushStore>().GetBacklogAsync(ct).ConfigureAwait(false);
+            var table = Output.NewTable("Flush", "Count");
+            table.AddRow("Events claimed", Output.N(total.EventsClaimed));
+            table.AddRow("Reports created", Output.N(total.ReportsCreated));
+            table.AddRow("Reports sent", Output.N(total.ReportsSent));
+            table.AddRow("Reports retrying later", Output.N(total.ReportsRetried));
+            table.AddRow("Reports dead", Output.N(total.ReportsDead));
+            table.AddRow("Reports needing review", Output.N(total.ReportsNeedingReview));
+            table.AddRow("Still pending reports", Output.N(backlog.ReportsByStatus.GetValueOrDefault(UsageReportStatus.Pending)));
+            table.AddRow("Events without a Stripe customer", Output.N(backlog.PendingEventsWithoutCustomer));
+            console.Write(table);
+
+            if (total.ConfigurationError is not null)
+            {
+                throw new CliException($"Stripe refused UsageBilling's credentials, flushing stopped: {total.ConfigurationError}", ExitCodes.BadInput);
+            }
+
+            if (total.ReportsDead > 0 || total.ReportsNeedingReview > 0)
+            {
+                Console.Error.WriteLine($"{total.ReportsDead} report(s) went dead and {total.ReportsNeedingReview} need review: see 'usagebilling status' and 'usagebilling reconcile --repair'.");
+                return ExitCodes.Finding;
+            }
+
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static async Task<Guid?> ResolveCustomerAsync(CliServices services, string? customer, CancellationToken ct)
+    {
+        if (string.IsNullOrWhiteSpace(customer))
+        {
+            return null;
+        }
+
+        if (Guid.TryParse(customer, out var userId))
+        {
+            return userId;
+        }
+
+        if (!customer.StartsWith("cus_", StringComparison.Ordinal))
+        {
+            throw new CliException($"--customer must be a user id (GUID) or a Stripe customer id (cus_…), was '{customer}'.");
+        }
+
+        await using var context = services.CreateContext();
+        var found = await context.BillingCustomers.AsNoTracking().Where(c => c.StripeCustomerId == customer)
+            .Select(c => (Guid?)c.UserId).FirstOrDefaultAsync(ct).ConfigureAwait(false);
+        return found ?? throw new CliException($"no user has Stripe customer {customer}.");
+    }
+}

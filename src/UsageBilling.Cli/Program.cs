@@ -1,0 +1,3 @@
+using UsageBilling.Cli;
+
+return await CliApp.RunAsync(args).ConfigureAwait(false);

@@ -1,0 +1,175 @@
+using Microsoft.EntityFrameworkCore;
+using Stripe;
+using Stripe.Billing;
+using UsageBilling.Cli.Tests.Infrastructure;
+using UsageBilling.Storage;
+
+namespace UsageBilling.Cli.Tests;
+
+/// <summary>The CLI run as a real process against a real database and the emulator; the facts hold on SQLite and PostgreSQL alike.</summary>
+public abstract class CliComplianceTests(Provider provider) : IAsyncLifetime
+{
+    private CliWorld _world = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        _world = await CliWorld.CreateAsync(provider);
+        var migrate = await _world.RunOkAsync("db", "migrate");
+        Assert.Contains("Applied", migrate.Stdout, StringComparison.Ordinal);
+    }
+
+    public async ValueTask DisposeAsync() => await _world.DisposeAsync();
+
+    [Fact]
+    public async Task Setup_SecondRun_CreatesNothing()
+    {
+        var dry = await _world.RunOkAsync("setup", "--dry-run");
+        Assert.Contains("Dry run: would create 6, update 0; 0 unchanged.", dry.Stdout, StringComparison.Ordinal);
+        Assert.Empty(await new MeterService(_world.Stripe).ListAsync(new MeterListOptions { Limit = 100 }, cancellationToken: TestContext.Current.CancellationToken));
+
+        var first = await _world.RunOkAsync("setup");
+        Assert.Contains("Created 6, updated 0, unchanged 0.", first.Stdout, StringComparison.Ordinal);
+        var meters = await new MeterService(_world.Stripe).ListAsync(new MeterListOptions { Limit = 100 }, cancellationToken: TestContext.Current.CancellationToken);
+        var prices = await new PriceService(_world.Stripe).ListAsync(new PriceListOptions { Limit = 100 }, cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Equal(["ai_messages", "api_calls"], meters.Select(m => m.EventName).Order(StringComparer.Ordinal));
+        foreach (var meter in meters)
+        {
+            Assert.Contains(meter.Id, first.Stdout, StringComparison.Ordinal);
+        }
+
+        var migrateAgain = await _world.RunOkAsync("db", "migrate");
+        Assert.Contains("up to date", migrateAgain.Stdout, StringComparison.Ordinal);
+
+        var second = await _world.RunOkAsync("setup");
+        Assert.Contains("Created 0, updated 0, unchanged 6.", second.Stdout, StringComparison.Ordinal);
+        Assert.Equal(2, (await new MeterService(_world.Stripe).ListAsync(new MeterListOptions { Limit = 100 }, cancellationToken: TestContext.Current.CancellationToken)).Count());
+        Assert.Equal(prices.Count(), (await new PriceService(_world.Stripe).ListAsync(new PriceListOptions { Limit = 100 }, cancellationToken: TestContext.Current.CancellationToken)).Count());
+    }
+
+    [Fact]
+    public async Task Flush_PendingUsage_IsSentAndStatusMatchesDatabase()
+    {
+        await _world.RunOkAsync("setup");
+        var (alice, aliceCus) = await _world.AddCustomerAsync();
+        var (bob, bobCus) = await _world.AddCustomerAsync();
+        await _world.AddEventsAsync(alice, "ai_messages", 2, 3, 5);
+        await _world.AddEventsAsync(bob, "ai_messages", 7);
+
+        var before = await _world.StatusAsync();
+        Assert.Equal(4, (long)before["pending_events"]!);
+        Assert.Equal(0, (long)before["reports"]!["sent"]!);
+        Assert.NotNull((string?)before["oldest_unreported_at"]);
+        Assert.StartsWith("emulator", (string)before["stripe_mode"]!, StringComparison.Ordinal);
+
+        var flush = await _world.RunOkAsync("flush", "--customer", alice.ToString());
+        Assert.Matches(@"Reports sent\s+│\s+1\s", flush.Stdout);
+        Assert.Equal(10m, await _world.StripeTotalAsync(aliceCus, "ai_messages"));
+        Assert.Equal(0m, await _world.StripeTotalAsync(bobCus, "ai_messages"));
+
+        await _world.RunOkAsync("flush");
+        Assert.Equal(7m, await _world.StripeTotalAsync(bobCus, "ai_messages"));
+
+        var after = await _world.StatusAsync();
+        var reports = await _world.ReportsAsync();
+        Assert.Equal(2, reports.Count(r => r.Status == UsageReportStatus.Sent));
+        Assert.Equal(reports.Count(r => r.Status == UsageReportStatus.Sent), (long)after["reports"]!["sent"]!);
+        Assert.Equal(0, (long)after["pending_events"]!);
+        Assert.Null((string?)after["oldest_unreported_at"]);
+        Assert.Equal(reports.Max(r => r.SentAt)!.Value, DateTimeOffset.Parse((string)after["last_sent_at"]!, System.Globalization.CultureInfo.InvariantCulture), TimeSpan.FromMilliseconds(1));
+
+        var human = await _world.RunOkAsync("status");
+        Assert.Contains("pending 0  sent 2  dead 0  needs_review 0", human.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Flush_ReportThatGoesDead_ExitsNonZero()
+    {
+        await _world.RunOkAsync("setup");
+        var (alice, _) = await _world.AddCustomerAsync();
+
+        // Usage older than Stripe's 35-day window can never be sent: its report is dead at claim time.
+        await _world.AddEventsAsync(alice, "ai_messages", 1);
+        await _world.AddEventsAsync(alice, DateTimeOffset.UtcNow.AddDays(-40), "ai_messages", 5);
+        var flush = await _world.RunAsync("flush");
+        Assert.Equal(1, flush.ExitCode);
+        Assert.Matches(@"Reports dead\s+│\s+1\s", flush.Stdout);
+        Assert.Single(flush.StderrLines);
+        var reports = await _world.ReportsAsync();
+        Assert.Equal([UsageReportStatus.Sent, UsageReportStatus.Dead], reports.OrderBy(r => r.Quantity).Select(r => r.Status));
+        Assert.StartsWith("too_old_for_stripe", reports.Single(r => r.Status == UsageReportStatus.Dead).LastError, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Reconcile_ExtraEventOnStripeSide_IsUnexplainedDrift()
+    {
+        await _world.RunOkAsync("setup");
+        var (alice, aliceCus) = await _world.AddCustomerAsync();
+        await _world.AddEventsAsync(alice, "ai_messages", 4, 6);
+        await _world.RunOkAsync("flush");
+
+        var clean = await _world.RunOkAsync("reconcile");
+        Assert.Contains("0 with unexplained drift", clean.Stdout, StringComparison.Ordinal);
+
+        await _world.SendMeterEventAsync(aliceCus, "ai_messages", 7);
+        var drift = await _world.RunAsync("reconcile");
+        Assert.Equal(1, drift.ExitCode);
+        Assert.Matches(@"│\s+10\s+│\s+17\s+│\s+\+7\s+│\s+UNEXPLAINED", drift.Stdout);
+        Assert.Contains("unexplained drift", Assert.Single(drift.StderrLines), StringComparison.Ordinal);
+
+        // --repair does not paper over drift it cannot explain.
+        var repair = await _world.RunAsync("reconcile", "--repair");
+        Assert.Equal(1, repair.ExitCode);
+    }
+
+    [Fact]
+    public async Task ReconcileRepair_NeedsReviewReports_AreMarkedSentOrResentUnderNewIdentifier()
+    {
+        await _world.RunOkAsync("setup");
+        var (alice, aliceCus) = await _world.AddCustomerAsync();
+        var (bob, bobCus) = await _world.AddCustomerAsync();
+        await _world.AddEventsAsync(alice, "ai_messages", 1);
+        await _world.AddEventsAsync(bob, "ai_messages", 2);
+        await _world.RunOkAsync("flush");
+
+        // Alice's report reached Stripe but the acknowledgement was lost; Bob's never arrived.
+        var arrived = await _world.AddNeedsReviewReportAsync(alice, aliceCus, "ai_messages", 4);
+        await _world.SendMeterEventAsync(aliceCus, "ai_messages", 4, identifier: arrived.ToString());
+        var lost = await _world.AddNeedsReviewReportAsync(bob, bobCus, "ai_messages", 6);
+
+        var look = await _world.RunOkAsync("reconcile");
+        Assert.Contains($"needs_review {arrived}: Stripe has it", look.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"needs_review {lost}: not in Stripe", look.Stdout, StringComparison.Ordinal);
+        Assert.Contains("2 needs_review report(s) to repair", look.Stdout, StringComparison.Ordinal);
+        Assert.Equal(2, (await _world.ReportsAsync()).Count(r => r.Status == UsageReportStatus.NeedsReview));
+
+        var repair = await _world.RunOkAsync("reconcile", "--repair");
+        Assert.Contains("1 needs_review report(s) marked sent, 1 superseded", repair.Stdout, StringComparison.Ordinal);
+
+        var reports = await _world.ReportsAsync();
+        var arrivedRow = reports.Single(r => r.Id == arrived);
+        Assert.Equal(UsageReportStatus.Sent, arrivedRow.Status);
+        Assert.NotNull(arrivedRow.SentAt);
+        var lostRow = reports.Single(r => r.Id == lost);
+        Assert.Equal(UsageReportStatus.Dead, lostRow.Status);
+        var replacement = reports.Single(r => r.LastError == $"resend of {lost} after reconcile: Stripe did not have it");
+        Assert.Equal($"superseded by {replacement.Id} after reconcile", lostRow.LastError);
+        Assert.Equal(UsageReportStatus.Pending, replacement.Status);
+        Assert.Equal((bobCus, "ai_messages", 6L, lostRow.Timestamp), (replacement.StripeCustomerId, replacement.Meter, replacement.Quantity, replacement.Timestamp));
+        await using (var db = _world.Database.CreateContext())
+        {
+            Assert.NotNull((await db.UsageEvents.SingleAsync(e => e.ReportId == arrived, TestContext.Current.CancellationToken)).ReportedAt);
+            Assert.Single(await db.UsageEvents.Where(e => e.ReportId == replacement.Id).ToListAsync(TestContext.Current.CancellationToken));
+            Assert.Empty(await db.UsageEvents.Where(e => e.ReportId == lost).ToListAsync(TestContext.Current.CancellationToken));
+        }
+
+        await _world.RunOkAsync("flush");
+        Assert.Equal(5m, await _world.StripeTotalAsync(aliceCus, "ai_messages"));
+        Assert.Equal(8m, await _world.StripeTotalAsync(bobCus, "ai_messages"));
+        var final = await _world.RunOkAsync("reconcile");
+        Assert.Contains("0 with unexplained drift, 0 needs_review report(s) to repair", final.Stdout, StringComparison.Ordinal);
+    }
+}
+
+public sealed class SqliteCliTests() : CliComplianceTests(Provider.Sqlite);
+
+public sealed class PostgresCliTests() : CliComplianceTests(Provider.Postgres);
