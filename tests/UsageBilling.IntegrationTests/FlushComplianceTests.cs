@@ -191,6 +191,37 @@ public abstract class FlushComplianceTests(Provider provider) : FlushComplianceT
     }
 
     [Fact]
+    public async Task Flush_GroupSpreadOverManyClaimBatches_MakesOneStripeCallPerGroup()
+    {
+        var customers = new List<(Guid User, string Customer)>();
+        for (var i = 0; i < 3; i++)
+        {
+            customers.Add(await NewCustomerAsync());
+        }
+
+        // Interleaved arrivals: every claim batch of 10 touches every customer·meter.
+        for (var i = 0; i < 90; i++)
+        {
+            await Recorder.RecordAsync(customers[i % 3].User, i % 2 == 0 ? "ai_messages" : "api_calls", 1 + (i % 4), cancellationToken: Ct);
+        }
+
+        var flusher = (await AddFlusherHostAsync(o => o.ClaimBatchSize = 10)).Get<IUsageFlusher>();
+        var result = await flusher.FlushOnceAsync(Ct);
+
+        Assert.Equal(90, result.EventsClaimed);
+        Assert.Equal(6, result.ReportsCreated);
+        Assert.Equal(6, result.ReportsSent);
+        Assert.Equal(6, (await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct)).Count);
+        await AssertTotalsMatchAsync();
+
+        // Once sent, a report is closed: later usage of the same period goes into a new report.
+        await Recorder.RecordAsync(customers[0].User, "ai_messages", 5, cancellationToken: Ct);
+        var next = await flusher.FlushOnceAsync(Ct);
+        Assert.Equal(1, next.ReportsCreated);
+        await AssertTotalsMatchAsync();
+    }
+
+    [Fact]
     public async Task Flush_ServerErrorsRateLimitsTimeoutsAndDroppedConnections_TotalsStayExact()
     {
         var customers = new List<(Guid User, string Customer)>();

@@ -11,7 +11,7 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> contexts, IFlushSqlDialect dialect, TimeProvider time) : IUsageFlushStore
     where TContext : DbContext
 {
-    public async Task<IReadOnlyList<NewUsageReport>> ClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken)
+    public async Task<ClaimOutcome> ClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken)
     {
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -21,7 +21,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         if (events.Count == 0)
         {
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            return [];
+            return new ClaimOutcome(0, 0, 0, 0);
         }
 
         var users = events.Select(e => e.UserId).Distinct().ToList();
@@ -29,10 +29,32 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
             .Where(i => users.Contains(i.UserId) && i.Meter != null)
             .Select(i => new { i.UserId, Period = new SubscriptionItemPeriod(i.Id, i.Meter, i.CurrentPeriodStart, i.CurrentPeriodEnd) })
             .ToListAsync(cancellationToken).ConfigureAwait(false);
-        var reports = plan(events, items.ToLookup(i => i.UserId, i => i.Period));
+        var planned = plan(events, items.ToLookup(i => i.UserId, i => i.Period));
+
+        // Pending groups join an open report of their key when one exists (nothing was sent under its identifier yet).
+        var keys = planned.Where(r => r.Status == UsageReportStatus.Pending).Select(r => (r.StripeCustomerId, r.Meter, r.PeriodStart)).ToHashSet();
+        var open = keys.Count == 0 ? [] : await dialect.LockOpenReportsAsync(connection, dbTransaction, keys, cancellationToken).ConfigureAwait(false);
+        var created = new List<NewUsageReport>();
+        var extended = new List<(Guid, long, int, DateTimeOffset)>();
+        var links = new List<(Guid, Guid)>(events.Count);
+        foreach (var report in planned)
+        {
+            var target = report.Id;
+            if (report.Status == UsageReportStatus.Pending && open.TryGetValue((report.StripeCustomerId, report.Meter, report.PeriodStart), out var openId))
+            {
+                target = openId;
+                extended.Add((openId, report.Quantity, report.EventIds.Count, report.Timestamp));
+            }
+            else
+            {
+                created.Add(report);
+            }
+
+            links.AddRange(report.EventIds.Select(e => (e, target)));
+        }
 
         var now = time.GetUtcNow();
-        context.Set<UsageReport>().AddRange(reports.Select(r => new UsageReport
+        context.Set<UsageReport>().AddRange(created.Select(r => new UsageReport
         {
             Id = r.Id,
             StripeCustomerId = r.StripeCustomerId,
@@ -48,9 +70,14 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
             CreatedAt = now,
         }));
         await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
-        await dialect.AssignReportsAsync(connection, dbTransaction, [.. reports.SelectMany(r => r.EventIds.Select(e => (e, r.Id)))], cancellationToken).ConfigureAwait(false);
+        if (extended.Count > 0)
+        {
+            await dialect.ExtendReportsAsync(connection, dbTransaction, extended, cancellationToken).ConfigureAwait(false);
+        }
+
+        await dialect.AssignReportsAsync(connection, dbTransaction, links, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return reports;
+        return new ClaimOutcome(events.Count, created.Count, extended.Count, created.Count(r => r.Status == UsageReportStatus.Dead));
     }
 
     public async Task<IReadOnlyList<LeasedReport>> LeaseDueReportsAsync(DateTimeOffset now, int limit, string? stripeCustomerId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken)

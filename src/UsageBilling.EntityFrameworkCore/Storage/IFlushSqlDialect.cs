@@ -9,6 +9,15 @@ internal interface IFlushSqlDialect
     /// <summary>Unclaimed events of users with a Stripe customer, oldest first, locked for this transaction where the database can.</summary>
     Task<List<ClaimableEvent>> SelectClaimableAsync(DbConnection connection, DbTransaction transaction, int limit, Guid? userId, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Open reports (pending, never attempted, not leased) for the given customer·meter·period keys,
+    /// locked for this transaction where the database can (others' locked rows are skipped).
+    /// </summary>
+    Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> LockOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<(string Customer, string Meter, DateTimeOffset PeriodStart)> keys, CancellationToken cancellationToken);
+
+    /// <summary>Adds quantity and events to open reports; the timestamp becomes the latest event's.</summary>
+    Task ExtendReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid ReportId, long Quantity, int Events, DateTimeOffset Timestamp)> growth, CancellationToken cancellationToken);
+
     /// <summary>Links events to their reports.</summary>
     Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken);
 

@@ -39,6 +39,47 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
         return events;
     }
 
+    public async Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> LockOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<(string Customer, string Meter, DateTimeOffset PeriodStart)> keys, CancellationToken cancellationToken)
+    {
+        // A lease in progress holds the row: SKIP LOCKED lets this claim open a new report instead of waiting.
+        const string sql = """
+            SELECT r.id, r.stripe_customer_id, r.meter, r.period_start
+            FROM usage_reports r
+            JOIN unnest(@customers, @meters, @starts) AS k(c, m, ps)
+              ON r.stripe_customer_id = k.c AND r.meter = k.m AND r.period_start = k.ps
+            WHERE r.status = 'pending' AND r.first_attempt_at IS NULL AND r.lease_expires_at IS NULL
+            FOR UPDATE OF r SKIP LOCKED
+            """;
+        await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. keys.Select(k => k.Customer)] });
+        command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. keys.Select(k => k.Meter)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. keys.Select(k => k.PeriodStart)] });
+        var open = new Dictionary<(string, string, DateTimeOffset), Guid>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            open.TryAdd((reader.GetString(1), reader.GetString(2), reader.GetFieldValue<DateTimeOffset>(3)), reader.GetGuid(0));
+        }
+
+        return open;
+    }
+
+    public async Task ExtendReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid ReportId, long Quantity, int Events, DateTimeOffset Timestamp)> growth, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            UPDATE usage_reports r
+            SET quantity = r.quantity + g.q, event_count = r.event_count + g.n, timestamp = GREATEST(r.timestamp, g.t)
+            FROM unnest(@ids, @quantities, @counts, @times) AS g(id, q, n, t)
+            WHERE r.id = g.id
+            """;
+        await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. growth.Select(g => g.ReportId)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. growth.Select(g => g.Quantity)] });
+        command.Parameters.Add(new NpgsqlParameter<int[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = [.. growth.Select(g => g.Events)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("times", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. growth.Select(g => g.Timestamp)] });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
     {
         const string sql = """

@@ -36,6 +36,53 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
         return events;
     }
 
+    public async Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> LockOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<(string Customer, string Meter, DateTimeOffset PeriodStart)> keys, CancellationToken cancellationToken)
+    {
+        await using var command = ((SqliteConnection)connection).CreateCommand();
+        command.Transaction = (SqliteTransaction)transaction;
+        command.CommandText = """
+            SELECT id FROM usage_reports
+            WHERE stripe_customer_id = $customer AND meter = $meter AND period_start = $start
+              AND status = 'pending' AND first_attempt_at IS NULL AND lease_expires_at IS NULL
+            LIMIT 1
+            """;
+        var customer = command.Parameters.Add("$customer", SqliteType.Text);
+        var meter = command.Parameters.Add("$meter", SqliteType.Text);
+        var start = command.Parameters.Add("$start", SqliteType.Integer);
+        var open = new Dictionary<(string, string, DateTimeOffset), Guid>();
+        foreach (var key in keys)
+        {
+            customer.Value = key.Customer;
+            meter.Value = key.Meter;
+            start.Value = ToUnixMicroseconds(key.PeriodStart);
+            if (await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string id)
+            {
+                open[key] = Guid.Parse(id);
+            }
+        }
+
+        return open;
+    }
+
+    public async Task ExtendReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid ReportId, long Quantity, int Events, DateTimeOffset Timestamp)> growth, CancellationToken cancellationToken)
+    {
+        await using var command = ((SqliteConnection)connection).CreateCommand();
+        command.Transaction = (SqliteTransaction)transaction;
+        command.CommandText = "UPDATE usage_reports SET quantity = quantity + $q, event_count = event_count + $n, timestamp = max(timestamp, $t) WHERE id = $id";
+        var id = command.Parameters.Add("$id", SqliteType.Text);
+        var q = command.Parameters.Add("$q", SqliteType.Integer);
+        var n = command.Parameters.Add("$n", SqliteType.Integer);
+        var t = command.Parameters.Add("$t", SqliteType.Integer);
+        foreach (var g in growth)
+        {
+            id.Value = SqliteUsageSqlDialect.GuidText(g.ReportId);
+            q.Value = g.Quantity;
+            n.Value = g.Events;
+            t.Value = ToUnixMicroseconds(g.Timestamp);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
     {
         await using var command = ((SqliteConnection)connection).CreateCommand();

@@ -8,14 +8,17 @@ public interface IUsageFlushStore
     /// <summary>
     /// In one transaction: takes up to <paramref name="limit"/> unclaimed events of users that have a
     /// Stripe customer (oldest first; on PostgreSQL <c>FOR UPDATE SKIP LOCKED</c>), lets
-    /// <paramref name="plan"/> group them, writes the reports and links the events.
+    /// <paramref name="plan"/> group them, and links the events to reports: a planned pending report
+    /// joins an open report of the same customer·meter·period (one never attempted nor leased, so
+    /// nothing was ever sent under its identifier), else it is written as a new report. Events of one
+    /// customer·meter·period spread over many claim batches thus still make one Stripe call.
     /// </summary>
     /// <param name="limit">Most events to claim.</param>
     /// <param name="userId">Only this user's events, or all.</param>
     /// <param name="plan">Groups events into reports.</param>
     /// <param name="cancellationToken">Cancels the claim; nothing is written then.</param>
-    /// <returns>The reports written.</returns>
-    Task<IReadOnlyList<NewUsageReport>> ClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken);
+    /// <returns>What the claim did.</returns>
+    Task<ClaimOutcome> ClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken);
 
     /// <summary>
     /// Leases due pending reports for sending: only customer·meter keys no other flusher holds, and
@@ -68,6 +71,13 @@ public interface IUsageFlushStore
 /// <param name="items">The users' metered subscription items, by user id.</param>
 /// <returns>The reports to write, each naming its events.</returns>
 public delegate IReadOnlyList<NewUsageReport> ReportPlanner(IReadOnlyList<ClaimableEvent> events, ILookup<Guid, SubscriptionItemPeriod> items);
+
+/// <summary>What one claim transaction did.</summary>
+/// <param name="EventsClaimed">Events linked to a report.</param>
+/// <param name="ReportsCreated">New reports written (pending and dead).</param>
+/// <param name="ReportsExtended">Open reports that took more events.</param>
+/// <param name="ReportsDead">New reports born dead (events too old for Stripe).</param>
+public sealed record ClaimOutcome(int EventsClaimed, int ReportsCreated, int ReportsExtended, int ReportsDead);
 
 /// <summary>An unclaimed event with its user's Stripe customer.</summary>
 /// <param name="Id">The event id.</param>

@@ -110,14 +110,14 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             var now = _time.GetUtcNow();
-            var reports = await _store.ClaimAsync(
+            var claim = await _store.ClaimAsync(
                 _options.ClaimBatchSize,
                 userId,
                 (events, items) => ReportPlanning.Plan(events, items, now, _options.MaxEventAge, _countMeters),
                 cancellationToken).ConfigureAwait(false);
-            var claimed = reports.Sum(r => r.EventIds.Count);
-            var dead = reports.Count(r => r.Status == UsageReportStatus.Dead);
-            result = result.Add(new FlushResult(claimed, reports.Count, 0, 0, dead, 0));
+            var claimed = claim.EventsClaimed;
+            var dead = claim.ReportsDead;
+            result = result.Add(new FlushResult(claimed, claim.ReportsCreated, 0, 0, dead, 0));
             _claimed.Add(claimed);
             if (dead > 0)
             {
