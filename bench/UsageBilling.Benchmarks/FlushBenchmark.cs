@@ -17,7 +17,7 @@ using UsageBilling.StripeEmulator.Admin;
 namespace UsageBilling.Benchmarks;
 
 /// <summary>
-/// <c>flush</c>: <see cref="IUsageFlusher.FlushOnceAsync"/> end to end against the Stripe emulator.
+/// <c>flush</c>: <see cref="IUsageFlusher.FlushOnceAsync(CancellationToken)"/> end to end against the Stripe emulator.
 /// (a) throughput: N pending events for C customers × 2 meters, no latency, no rate limit — events/s,
 /// Stripe calls vs. groups, exact totals, peak memory; (b) rate limit: one call per group with
 /// injected latency on every meter-event call and the emulator limiting at the same rate as the

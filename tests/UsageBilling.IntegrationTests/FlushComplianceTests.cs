@@ -206,8 +206,14 @@ public abstract class FlushComplianceTests(Provider provider) : FlushComplianceT
         }
 
         var flusher = (await AddFlusherHostAsync(o => o.ClaimBatchSize = 10)).Get<IUsageFlusher>();
-        var result = await flusher.FlushOnceAsync(Ct);
+        var reports = new List<FlushResult>();
+        var result = await flusher.FlushOnceAsync(new SyncProgress(reports.Add), Ct);
 
+        // Progress after each claim batch (10 events) and each send round, cumulative, ending at the result.
+        Assert.Equal(10, reports[0].EventsClaimed);
+        Assert.True(reports.Count >= 10);
+        Assert.Equal(result.EventsClaimed, reports[^1].EventsClaimed);
+        Assert.Equal(result.ReportsSent, reports[^1].ReportsSent);
         Assert.Equal(90, result.EventsClaimed);
         Assert.Equal(6, result.ReportsCreated);
         Assert.Equal(6, result.ReportsSent);
@@ -511,6 +517,11 @@ public abstract class CrashSafetyTests(Provider provider) : FlushComplianceTests
         Assert.True(killedWhileSending > Trials / 4, $"only {killedWhileSending} of {Trials} workers got to send before being killed; worker stderr: {string.Join('\n', workerErrors.Take(30))}");
         TestContext.Current.SendDiagnosticMessage($"{Trials} trials, {killedWhileSending} killed after sending, {accepted.Count} meter events accepted");
     }
+}
+
+internal sealed class SyncProgress(Action<FlushResult> report) : IProgress<FlushResult>
+{
+    public void Report(FlushResult value) => report(value);
 }
 
 public sealed class SqliteCrashSafetyTests() : CrashSafetyTests(Provider.Sqlite);

@@ -25,17 +25,18 @@ internal static class FlushCommand
             var total = FlushResult.Empty;
             var cycles = 0;
 
-            async Task RunAsync(Action<string> progress)
+            async Task RunAsync(Action<FlushResult> progress)
             {
                 // One FlushOnceAsync claims and sends everything due; loop for events recorded meanwhile.
                 while (cycles < MaxCycles)
                 {
                     cycles++;
+                    var before = total;
                     var cycle = userId is { } id
                         ? await flusher.FlushCustomerAsync(id, ct).ConfigureAwait(false)
-                        : await flusher.FlushOnceAsync(ct).ConfigureAwait(false);
+                        : await flusher.FlushOnceAsync(new Progress(p => progress(before.Add(p))), ct).ConfigureAwait(false);
                     total = total.Add(cycle);
-                    progress($"cycle {cycles}: {Output.N(total.EventsClaimed)} events claimed, {Output.N(total.ReportsSent)} reports sent");
+                    progress(total);
                     if (cycle.ConfigurationError is not null || (cycle.EventsClaimed == 0 && cycle.ReportsSent == 0 && cycle.ReportsDead == 0 && cycle.ReportsNeedingReview == 0))
                     {
                         break;
@@ -45,7 +46,23 @@ internal static class FlushCommand
 
             if (Output.Interactive)
             {
-                await console.Status().StartAsync("Flushing…", ctx => RunAsync(text => ctx.Status(Markup.Escape(text)))).ConfigureAwait(false);
+                // Bars sized from the backlog at the start; the send bar grows as claims create reports.
+                var start = await services.Get<IUsageFlushStore>().GetBacklogAsync(ct).ConfigureAwait(false);
+                var pendingReports = start.ReportsByStatus.GetValueOrDefault(UsageReportStatus.Pending);
+                await console.Progress().StartAsync(async ctx =>
+                {
+                    var claimBar = ctx.AddTask("Claiming events", maxValue: Math.Max(1, start.PendingEvents - start.PendingEventsWithoutCustomer));
+                    var sendBar = ctx.AddTask("Sending reports", maxValue: Math.Max(1, pendingReports));
+                    await RunAsync(p =>
+                    {
+                        claimBar.MaxValue = Math.Max(claimBar.MaxValue, p.EventsClaimed);
+                        claimBar.Value = p.EventsClaimed;
+                        sendBar.MaxValue = Math.Max(1, pendingReports + p.ReportsCreated - p.ReportsDead);
+                        sendBar.Value = Math.Min(sendBar.MaxValue, p.ReportsSent + p.ReportsDead + p.ReportsNeedingReview);
+                    }).ConfigureAwait(false);
+                    claimBar.Value = claimBar.MaxValue;
+                    sendBar.Value = sendBar.MaxValue;
+                }).ConfigureAwait(false);
             }
             else
             {
@@ -78,6 +95,12 @@ internal static class FlushCommand
             return ExitCodes.Ok;
         });
         return command;
+    }
+
+    /// <summary>Reports synchronously on the flusher's thread (System.Progress would post to the thread pool, out of order).</summary>
+    private sealed class Progress(Action<FlushResult> report) : IProgress<FlushResult>
+    {
+        public void Report(FlushResult value) => report(value);
     }
 
     private static async Task<Guid?> ResolveCustomerAsync(CliServices services, string? customer, CancellationToken ct)

@@ -3,7 +3,7 @@ namespace UsageBilling.Flushing;
 /// <summary>Tuning of the flusher, bound from <c>UsageBilling:Flush</c>. Every default suits a single app instance on Stripe test mode.</summary>
 public sealed class FlushOptions
 {
-    /// <summary>Whether the background service runs. Default <see langword="true"/>; the CLI and tests call <see cref="IUsageFlusher.FlushOnceAsync"/> directly.</summary>
+    /// <summary>Whether the background service runs. Default <see langword="true"/>; the CLI and tests call <see cref="IUsageFlusher.FlushOnceAsync(CancellationToken)"/> directly.</summary>
     public bool Enabled { get; set; } = true;
 
     /// <summary>Time between background flush cycles. Default 60 s.</summary>

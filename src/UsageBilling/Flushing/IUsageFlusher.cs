@@ -11,6 +11,12 @@ public interface IUsageFlusher
     /// <returns>What the cycle did.</returns>
     Task<FlushResult> FlushOnceAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>One flush cycle, reporting the running totals after every claim batch and every send round.</summary>
+    /// <param name="progress">Receives the cumulative result so far.</param>
+    /// <param name="cancellationToken">Stops the cycle; nothing is lost, unsent reports stay due.</param>
+    /// <returns>What the cycle did.</returns>
+    Task<FlushResult> FlushOnceAsync(IProgress<FlushResult> progress, CancellationToken cancellationToken = default);
+
     /// <summary>Flushes one user's usage at once (the invoice-boundary path: <c>invoice.created</c>).</summary>
     /// <param name="userId">The app's user id.</param>
     /// <param name="cancellationToken">Stops the flush.</param>

@@ -4,7 +4,7 @@ using Microsoft.Extensions.Options;
 
 namespace UsageBilling.Flushing;
 
-/// <summary>Runs <see cref="IUsageFlusher.FlushOnceAsync"/> every <see cref="FlushOptions.Interval"/>; one failing cycle is logged and counted, the loop goes on.</summary>
+/// <summary>Runs <see cref="IUsageFlusher.FlushOnceAsync(CancellationToken)"/> every <see cref="FlushOptions.Interval"/>; one failing cycle is logged and counted, the loop goes on.</summary>
 internal sealed partial class UsageFlushBackgroundService(
     IUsageFlusher flusher,
     IOptions<FlushOptions> options,

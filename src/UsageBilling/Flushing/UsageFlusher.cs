@@ -87,7 +87,13 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     }
 
     public Task<FlushResult> FlushOnceAsync(CancellationToken cancellationToken = default) =>
-        RunAsync(null, null, cancellationToken);
+        RunAsync(null, null, null, cancellationToken);
+
+    public Task<FlushResult> FlushOnceAsync(IProgress<FlushResult> progress, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(progress);
+        return RunAsync(null, null, progress, cancellationToken);
+    }
 
     public async Task<FlushResult> FlushCustomerAsync(Guid userId, CancellationToken cancellationToken = default)
     {
@@ -97,10 +103,10 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
             return FlushResult.Empty;
         }
 
-        return await RunAsync(userId, state.StripeCustomerId, cancellationToken).ConfigureAwait(false);
+        return await RunAsync(userId, state.StripeCustomerId, null, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<FlushResult> RunAsync(Guid? userId, string? customerId, CancellationToken cancellationToken)
+    private async Task<FlushResult> RunAsync(Guid? userId, string? customerId, IProgress<FlushResult>? progress, CancellationToken cancellationToken)
     {
         using var activity = UsageBillingMetrics.ActivitySource.StartActivity(userId is null ? "usagebilling.flush" : "usagebilling.flush_customer");
         var result = FlushResult.Empty;
@@ -118,6 +124,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
             var claimed = claim.EventsClaimed;
             var dead = claim.ReportsDead;
             result = result.Add(new FlushResult(claimed, claim.ReportsCreated, 0, 0, dead, 0));
+            progress?.Report(result);
             _claimed.Add(claimed);
             if (dead > 0)
             {
@@ -144,6 +151,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 
             var round = await SendRoundAsync(leased, cancellationToken).ConfigureAwait(false);
             result = result.Add(round);
+            progress?.Report(result);
             if (round.ConfigurationError is not null)
             {
                 break;
