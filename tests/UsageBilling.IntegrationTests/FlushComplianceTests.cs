@@ -294,6 +294,79 @@ public abstract class FlushComplianceTests(Provider provider) : FlushComplianceT
     }
 
     [Fact]
+    public async Task FlushCustomer_AfterPeriodEndWithinGrace_UsageLandsOnTheClosedPeriodsInvoice()
+    {
+        var (user, customer) = await NewCustomerAsync();
+        var meter = (await new MeterService(Stripe).ListAsync(new MeterListOptions { Limit = 100 }, cancellationToken: Ct)).Data.Single(m => m.EventName == "ai_messages");
+        var product = await new ProductService(Stripe).CreateAsync(new ProductCreateOptions { Name = "AI messages" }, cancellationToken: Ct);
+        var price = await new PriceService(Stripe).CreateAsync(
+            new PriceCreateOptions
+            {
+                Currency = "usd",
+                UnitAmount = 2,
+                Recurring = new PriceRecurringOptions { Interval = "month", UsageType = "metered", Meter = meter.Id },
+                Product = product.Id,
+            },
+            cancellationToken: Ct);
+        var subscription = await new SubscriptionService(Stripe).CreateAsync(new SubscriptionCreateOptions { Customer = customer, Items = [new SubscriptionItemOptions { Price = price.Id }] }, cancellationToken: Ct);
+        var item = subscription.Items.Data.Single();
+        var start = new DateTimeOffset(item.CurrentPeriodStart, TimeSpan.Zero);
+        var end = new DateTimeOffset(item.CurrentPeriodEnd, TimeSpan.Zero);
+        await using (var db = Host.CreateContext())
+        {
+            db.SubscriptionItems.Add(new BillingSubscriptionItem { Id = item.Id, SubscriptionId = subscription.Id, UserId = user, PriceId = price.Id, Meter = "ai_messages", Status = "active", CurrentPeriodStart = start, CurrentPeriodEnd = end, UpdatedAt = Now });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        Time.SetUtcNow(end.AddMinutes(-2));
+        await Recorder.RecordAsync(user, "ai_messages", 40, cancellationToken: Ct);
+        await Recorder.RecordAsync(user, "ai_messages", 2, occurredAt: end.AddMilliseconds(-1), cancellationToken: Ct);
+
+        // The period closed and Stripe drafted its invoice (invoice.created); the app flushes this customer at once.
+        Time.SetUtcNow(end.AddMinutes(20));
+        var draft = (await new InvoiceService(Stripe).ListAsync(new InvoiceListOptions { Subscription = subscription.Id, Status = "draft" }, cancellationToken: Ct)).Data.Single();
+        var flushed = await Flusher.FlushCustomerAsync(user, Ct);
+        Assert.Equal(1, flushed.ReportsSent);
+
+        Time.SetUtcNow(end.AddHours(1).AddMinutes(1));
+        var final = await new InvoiceService(Stripe).GetAsync(draft.Id, cancellationToken: Ct);
+        Assert.NotEqual("draft", final.Status);
+        Assert.Equal(end.UtcDateTime, final.PeriodEnd);
+        var usageLine = final.Lines.Data.Single(l => l.Pricing.PriceDetails.PriceId == price.Id);
+        Assert.Equal(42L, usageLine.Quantity);
+        Assert.Equal(84L, usageLine.Amount);
+    }
+
+    [Fact]
+    public async Task Flush_ReportUnacknowledgedForADay_GoesToNeedsReviewAndIsNotResent()
+    {
+        var (user, _) = await NewCustomerAsync();
+        await Recorder.RecordAsync(user, "ai_messages", 3, cancellationToken: Ct);
+
+        // Every attempt fails with a 500 the emulator keeps for the key: the report stays pending while it retries.
+        await Emulator.Admin.InjectFaultAsync(new FaultSpec("/v1/billing/meter_events", FaultKind.ServerError, Count: 1000), Ct);
+        var first = await Flusher.FlushOnceAsync(Ct);
+        Assert.Equal(1, first.ReportsRetried);
+        for (var hour = 0; hour < 24; hour++)
+        {
+            Time.Advance(TimeSpan.FromHours(1));
+            await Flusher.FlushOnceAsync(Ct);
+        }
+
+        var review = Assert.Single(await Host.Get<IUsageFlushStore>().ListReportsAsync(UsageReportStatus.NeedsReview, 10, Ct));
+        Assert.StartsWith("needs_review", review.LastError, StringComparison.Ordinal);
+        var attempts = review.Attempts;
+
+        // Faults gone, a day later: still not resent blindly.
+        await Emulator.Admin.ClearFaultsAsync(Ct);
+        Time.Advance(TimeSpan.FromHours(2));
+        var later = await Flusher.FlushOnceAsync(Ct);
+        Assert.Equal(0, later.ReportsSent);
+        Assert.Empty(await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct));
+        Assert.Equal(attempts, Assert.Single(await Host.Get<IUsageFlushStore>().ListReportsAsync(UsageReportStatus.NeedsReview, 10, Ct)).Attempts);
+    }
+
+    [Fact]
     public async Task Flush_EventsOlderThanStripeWindow_EndDeadWithReasonAndAreNeverSent()
     {
         var (user, _) = await NewCustomerAsync();
