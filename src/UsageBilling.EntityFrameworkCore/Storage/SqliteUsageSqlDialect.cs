@@ -12,7 +12,9 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// </summary>
 internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
 {
-    private const int RowsPerStatement = 500;
+    // Microsoft.Data.Sqlite binds parameters by name, which costs more per parameter the more a
+    // statement has: 32-row statements measured ~2x faster per row than 500-row ones (docs/benchmarks.md).
+    private const int RowsPerStatement = 32;
 
     public int DefaultConcurrentBatches => 1;
 
