@@ -49,9 +49,11 @@ export USAGEBILLING_CHROMIUM=${USAGEBILLING_CHROMIUM:-/usr/bin/chromium}
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet tool restore >/dev/null
 dotnet build UsageBilling.slnx -c Release -warnaserror -nologo -v quiet
+set +e
 dotnet test UsageBilling.slnx -c Release --no-build --logger "console;verbosity=normal" "$@" 2>&1 | tee /tmp/usagebilling-test.log
 status=${PIPESTATUS[0]}
+set -e
 # One closing line for the whole run, summed over the test assemblies.
-awk '/^(Passed|Failed)!/ { for (i=1;i<=NF;i++) { if ($i=="Failed:") f+=$(i+1); if ($i=="Passed:") p+=$(i+1); if ($i=="Skipped:") s+=$(i+1) } }
-     END { gsub(",", "", p); printf "%d passed, %d failed, %d skipped\n", p, f, s }' /tmp/usagebilling-test.log
+awk '/^[[:space:]]+Passed: [0-9]+$/ { p += $2 } /^[[:space:]]+Failed: [0-9]+$/ { f += $2 } /^[[:space:]]+Skipped: [0-9]+$/ { s += $2 }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' /tmp/usagebilling-test.log
 exit "$status"
