@@ -1,9 +1,10 @@
-using Microsoft.Data.Sqlite;
 using Npgsql;
 
-namespace UsageBilling.Web.Tests.Infrastructure;
+namespace UsageBilling.Testing;
 
-/// <summary>Which database the app under test runs on.</summary>
+// Linked into every test project that needs a real database (see the test csproj files).
+
+/// <summary>Which database a test class runs on.</summary>
 public enum Provider
 {
     Sqlite,
@@ -11,19 +12,19 @@ public enum Provider
 }
 
 /// <summary>
-/// A fresh database per app: a temp SQLite file, or a new PostgreSQL database on the server named
-/// by USAGEBILLING_TEST_PG (scripts/test.sh starts it and exports the variable).
+/// A fresh database per test class: a temp SQLite file, or a new PostgreSQL database on the server
+/// named by USAGEBILLING_TEST_PG (scripts/test.sh starts it and exports the variable).
 /// </summary>
-public sealed class TestDatabase : IAsyncDisposable
+public sealed partial class TestDatabase : IAsyncDisposable
 {
-    private readonly Func<Task> _drop;
-
     private TestDatabase(Provider provider, string connectionString, Func<Task> drop)
     {
         Provider = provider;
         ConnectionString = connectionString;
         _drop = drop;
     }
+
+    private readonly Func<Task> _drop;
 
     public Provider Provider { get; }
 
@@ -37,12 +38,12 @@ public sealed class TestDatabase : IAsyncDisposable
     {
         if (provider == Provider.Sqlite)
         {
-            var dir = Path.Combine(Path.GetTempPath(), "usagebilling-web-tests");
+            var dir = Path.Combine(Path.GetTempPath(), "usagebilling-tests");
             Directory.CreateDirectory(dir);
             var file = Path.Combine(dir, $"{Guid.NewGuid():N}.db");
             return new TestDatabase(provider, $"Data Source={file}", () =>
             {
-                SqliteConnection.ClearAllPools();
+                Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
                 foreach (var f in new[] { file, file + "-wal", file + "-shm" })
                 {
                     File.Delete(f);
@@ -52,7 +53,7 @@ public sealed class TestDatabase : IAsyncDisposable
             });
         }
 
-        var name = $"ub_web_test_{Guid.NewGuid():N}";
+        var name = $"ub_test_{Guid.NewGuid():N}";
         await using (var admin = new NpgsqlConnection(PostgresServer))
         {
             try
@@ -68,7 +69,7 @@ public sealed class TestDatabase : IAsyncDisposable
             await create.ExecuteNonQueryAsync();
         }
 
-        var cs = new NpgsqlConnectionStringBuilder(PostgresServer) { Database = name }.ToString();
+        var cs = new NpgsqlConnectionStringBuilder(PostgresServer) { Database = name, MaxPoolSize = 100 }.ToString();
         return new TestDatabase(provider, cs, async () =>
         {
             NpgsqlConnection.ClearAllPools();
