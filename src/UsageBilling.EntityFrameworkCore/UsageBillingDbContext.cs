@@ -25,6 +25,9 @@ public abstract class UsageBillingDbContext : DbContext
     /// <summary>The usage buffer.</summary>
     public DbSet<UsageEvent> UsageEvents => Set<UsageEvent>();
 
+    /// <summary>The hourly rollup of the usage buffer, which summaries read.</summary>
+    public DbSet<UsageHourly> UsageHourly => Set<UsageHourly>();
+
     /// <summary>The reports sent (or to send) to Stripe.</summary>
     public DbSet<UsageReport> UsageReports => Set<UsageReport>();
 

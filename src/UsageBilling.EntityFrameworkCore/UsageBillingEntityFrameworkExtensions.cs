@@ -66,7 +66,7 @@ public static class UsageBillingEntityFrameworkExtensions
         builder.Services.RemoveAll<IUsageStore>();
         builder.Services.RemoveAll<IUsageFlushStore>();
         builder.Services.AddSingleton<IUsageStore>(sp => new EfUsageStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), dialect));
-        builder.Services.AddSingleton<IUsageFlushStore>(sp => new EfUsageFlushStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, sp.GetRequiredService<TimeProvider>()));
+        builder.Services.AddSingleton<IUsageFlushStore>(sp => new EfUsageFlushStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, dialect, sp.GetRequiredService<TimeProvider>()));
         builder.Services.TryAddSingleton<IUsageBillingDatabase, UsageBillingDatabase<TContext>>();
         return builder;
     }

@@ -8,7 +8,7 @@ namespace UsageBilling.EntityFrameworkCore;
 public static class UsageBillingModelBuilderExtensions
 {
     /// <summary>
-    /// Maps <c>usage_events</c>, <c>usage_reports</c>, <c>billing_customers</c> and
+    /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_reports</c>, <c>billing_customers</c> and
     /// <c>billing_subscription_items</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
     /// whose primary key must be a single <see cref="Guid"/> (ASP.NET Core Identity with Guid keys fits).
     /// </summary>
@@ -43,6 +43,23 @@ public static class UsageBillingModelBuilderExtensions
             // Serves the claim: unassigned events only, oldest first; shrinks as events are claimed.
             e.HasIndex(x => x.CreatedAt).HasFilter("report_id IS NULL").HasDatabaseName("ix_usage_events_unclaimed");
             e.HasIndex(x => x.ReportId).HasDatabaseName("ix_usage_events_report");
+        });
+
+        modelBuilder.Entity<UsageHourly>(e =>
+        {
+            e.ToTable("usage_hourly");
+
+            // Key order serves the summary: one user's hours in a range, all meters.
+            e.HasKey(x => new { x.UserId, x.Hour, x.Meter }).HasName("pk_usage_hourly");
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.Hour).HasColumnName("hour");
+            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
+            e.Property(x => x.Quantity).HasColumnName("quantity");
+            e.Property(x => x.EventCount).HasColumnName("event_count");
+            e.Property(x => x.ReportedQuantity).HasColumnName("reported_quantity");
+            e.Property(x => x.ReportedCount).HasColumnName("reported_count");
+            e.Property(x => x.LastReportedAt).HasColumnName("last_reported_at");
+            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_hourly_user");
         });
 
         modelBuilder.Entity<UsageReport>(e =>

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Microsoft.EntityFrameworkCore;
 using UsageBilling.EntityFrameworkCore.Entities;
+using UsageBilling.Flushing;
 using UsageBilling.IntegrationTests.Infrastructure;
 using UsageBilling.Recording;
 using UsageBilling.Summaries;
@@ -385,10 +386,7 @@ public abstract class RecordingComplianceTests(Provider provider) : IAsyncLifeti
         var reported = await Recorder.RecordAsync(user, "ai_messages", 30, cancellationToken: Ct);
         await Recorder.RecordAsync(user, "ai_messages", 12, cancellationToken: Ct);
         var ackAt = Now.AddSeconds(1);
-        await using (var db = Host.CreateContext())
-        {
-            await db.UsageEvents.Where(e => e.Id == reported).ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportedAt, ackAt), Ct);
-        }
+        await AcknowledgeAsync([reported], ackAt);
 
         var ai = (await Summaries.GetCurrentPeriodAsync(user, Ct)).Meters.Single(m => m.Meter == "ai_messages");
         Assert.Equal(42, ai.Used);
@@ -414,8 +412,130 @@ public abstract class RecordingComplianceTests(Provider provider) : IAsyncLifeti
         Assert.Equal(12, days.Sum(d => d.Total));
     }
 
+    /// <summary>Links the events to a fresh report and marks it sent, as the flusher does when Stripe answers 200.</summary>
+    protected async Task AcknowledgeAsync(IReadOnlyList<Guid> eventIds, DateTimeOffset at)
+    {
+        var reportId = Guid.CreateVersion7();
+        await using (var db = Host.CreateContext())
+        {
+            db.UsageReports.Add(new UsageReport
+            {
+                Id = reportId,
+                StripeCustomerId = "cus_test",
+                Meter = "ai_messages",
+                Timestamp = at,
+                PeriodStart = Now.AddDays(-14),
+                PeriodEnd = Now.AddDays(16),
+                NextAttemptAt = at,
+                CreatedAt = at,
+            });
+            await db.SaveChangesAsync(Ct);
+            await db.UsageEvents.Where(e => eventIds.Contains(e.Id)).ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportId, reportId), Ct);
+        }
+
+        await Host.Get<IUsageFlushStore>().MarkSentAsync([reportId], at, Ct);
+    }
+
     [Fact]
-    public async Task GetCurrentPeriod_SummaryQuery_IsServedByTheUserTimeIndex()
+    public async Task HourlyRollup_StaysInStepWithEvents_ThroughDuplicatesFailuresAndAcknowledgements()
+    {
+        var alice = await NewUserAsync("starter");
+        var bob = await NewUserAsync();
+        var ids = new ConcurrentBag<Guid>();
+        // Every fifth call repeats the call before it (same key and payload): recorded once, counted once.
+        var calls = Enumerable.Range(0, 600).Select(async i =>
+        {
+            var n = i % 5 == 0 && i > 0 ? i - 1 : i;
+            ids.Add(await Recorder.RecordAsync(
+                n % 3 == 0 ? bob : alice,
+                n % 2 == 0 ? "ai_messages" : "api_calls",
+                n % 7 + 1,
+                $"k-{n}",
+                Now.AddMinutes(-(n * 37 % 4000)).AddTicks(n),
+                Ct));
+        }).ToList();
+        calls.Add(Assert.ThrowsAsync<UnknownUserException>(() => Recorder.RecordAsync(Guid.NewGuid(), "ai_messages", 5, cancellationToken: Ct)));
+        await Task.WhenAll(calls);
+
+        // Stripe acknowledges a third of the events in three reports; one report is acknowledged twice.
+        var events = (await EventsOfAsync(alice)).Concat(await EventsOfAsync(bob)).OrderBy(e => e.Id).ToList();
+        Assert.Equal(481, events.Count);
+        Assert.Equal(481, ids.Distinct().Count());
+        var acknowledged = events.Where((_, i) => i % 3 == 0).Select(e => e.Id).ToList();
+        await AcknowledgeAsync(acknowledged[..50], Now.AddMinutes(1));
+        await AcknowledgeAsync(acknowledged[50..], Now.AddMinutes(2));
+        await using (var db = Host.CreateContext())
+        {
+            var first = (await db.UsageEvents.AsNoTracking().SingleAsync(e => e.Id == acknowledged[0], Ct)).ReportId!.Value;
+            await Host.Get<IUsageFlushStore>().MarkSentAsync([first], Now.AddMinutes(3), Ct);
+        }
+
+        await using var check = Host.CreateContext();
+        var stored = await check.Set<UsageHourly>().AsNoTracking().ToListAsync(Ct);
+        var expected = (await check.UsageEvents.AsNoTracking().ToListAsync(Ct))
+            .GroupBy(e => (e.UserId, Hour: new DateTimeOffset(e.OccurredAt.UtcTicks - e.OccurredAt.UtcTicks % TimeSpan.TicksPerHour, TimeSpan.Zero), e.Meter))
+            .Select(g => new UsageHourly
+            {
+                UserId = g.Key.UserId,
+                Hour = g.Key.Hour,
+                Meter = g.Key.Meter,
+                Quantity = g.Sum(e => e.Quantity),
+                EventCount = g.Count(),
+                ReportedQuantity = g.Where(e => e.ReportedAt != null).Sum(e => e.Quantity),
+                ReportedCount = g.Count(e => e.ReportedAt != null),
+                LastReportedAt = g.Max(e => e.ReportedAt),
+            })
+            .ToList();
+        Assert.Equal(
+            expected.Select(Describe).Order(StringComparer.Ordinal),
+            stored.Select(Describe).Order(StringComparer.Ordinal));
+        Assert.Contains(stored, h => h.ReportedCount > 0 && h.ReportedCount < h.EventCount);
+
+        static string Describe(UsageHourly h) =>
+            $"{h.UserId} {h.Hour.UtcDateTime:O} {h.Meter} q={h.Quantity} n={h.EventCount} rq={h.ReportedQuantity} rn={h.ReportedCount} at={h.LastReportedAt?.UtcDateTime:O}";
+    }
+
+    [Fact]
+    public async Task GetCurrentPeriod_PeriodStartingMidHour_CountsOnlyThatHoursPartInThePeriod()
+    {
+        var user = await NewUserAsync("starter");
+        var start = new DateTimeOffset(2026, 11, 10, 9, 30, 15, TimeSpan.Zero);
+        await using (var db = Host.CreateContext())
+        {
+            db.SubscriptionItems.Add(new BillingSubscriptionItem
+            {
+                Id = "si_mid_hour",
+                SubscriptionId = "sub_mid_hour",
+                UserId = user,
+                PriceId = "price_ai",
+                Meter = "ai_messages",
+                Status = "active",
+                CurrentPeriodStart = start,
+                CurrentPeriodEnd = start.AddMonths(1),
+                UpdatedAt = Now,
+            });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await Recorder.RecordAsync(user, "ai_messages", 3, occurredAt: start.AddTicks(-10), cancellationToken: Ct); // previous period, same hour
+        var inPartialHour = await Recorder.RecordAsync(user, "ai_messages", 4, occurredAt: start, cancellationToken: Ct);
+        await Recorder.RecordAsync(user, "ai_messages", 5, occurredAt: start.AddMinutes(45), cancellationToken: Ct); // next whole hour
+        await Recorder.RecordAsync(user, "ai_messages", 6, occurredAt: Now.AddMinutes(-1), cancellationToken: Ct);
+        await Recorder.RecordAsync(user, "ai_messages", 7, occurredAt: new DateTimeOffset(2026, 11, 10, 8, 59, 0, TimeSpan.Zero), cancellationToken: Ct);
+        await AcknowledgeAsync([inPartialHour], Now.AddSeconds(5));
+
+        var ai = (await Summaries.GetCurrentPeriodAsync(user, Ct)).Meters.Single(m => m.Meter == "ai_messages");
+
+        Assert.Equal(start, ai.PeriodStart);
+        Assert.Equal(15, ai.Used);
+        Assert.Equal(11, ai.PendingQuantity);
+        Assert.Equal(Now.AddSeconds(5), ai.ReportedAsOf);
+        Assert.Equal([9, 0, 0, 0, 0, 6], ai.Daily.Select(d => d.Total));
+        Assert.Equal(new DateOnly(2026, 11, 10), ai.Daily[0].Day);
+    }
+
+    [Fact]
+    public async Task GetCurrentPeriod_SummaryQueries_AreServedByTheRollupKeyAndTheUserTimeIndex()
     {
         // A month of history for one user, and the summary asking for a few days of it.
         var user = await NewUserAsync("starter");
@@ -424,30 +544,47 @@ public abstract class RecordingComplianceTests(Provider provider) : IAsyncLifeti
         await db.Database.OpenConnectionAsync(Ct);
         await using (var analyze = db.Database.GetDbConnection().CreateCommand())
         {
-            analyze.CommandText = "ANALYZE usage_events";
+            analyze.CommandText = "ANALYZE usage_events; ANALYZE usage_hourly";
             await analyze.ExecuteNonQueryAsync(Ct);
         }
 
-        await using var command = db.Database.GetDbConnection().CreateCommand();
-        command.CommandText = ExplainSummarySql(user, Now.AddDays(-3), Now);
-        var lines = new List<string>();
-        await using (var reader = await command.ExecuteReaderAsync(Ct))
+        foreach (var (sql, index) in new[]
         {
-            while (await reader.ReadAsync(Ct))
+            (ExplainSummarySql(user, Now.AddDays(-3), Now), "ix_usage_events_user_time"),
+            (ExplainRollupSql(user, Now.AddDays(-3), Now), RollupIndex),
+        })
+        {
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            command.CommandText = sql;
+            var lines = new List<string>();
+            await using (var reader = await command.ExecuteReaderAsync(Ct))
             {
-                lines.Add(reader.GetString(reader.FieldCount - 1));
+                while (await reader.ReadAsync(Ct))
+                {
+                    lines.Add(reader.GetString(reader.FieldCount - 1));
+                }
             }
-        }
 
-        var plan = string.Join('\n', lines);
-        Assert.True(plan.Contains("ix_usage_events_user_time", StringComparison.Ordinal), plan);
+            var plan = string.Join('\n', lines);
+            Assert.True(plan.Contains(index, StringComparison.Ordinal), plan);
+        }
     }
+
+    protected abstract string RollupIndex { get; }
+
+    protected abstract string ExplainRollupSql(Guid user, DateTimeOffset from, DateTimeOffset to);
 
     protected abstract string ExplainSummarySql(Guid user, DateTimeOffset from, DateTimeOffset to);
 }
 
 public sealed class SqliteRecordingTests() : RecordingComplianceTests(Provider.Sqlite)
 {
+    protected override string RollupIndex => "sqlite_autoindex_usage_hourly_1";
+
+    protected override string ExplainRollupSql(Guid user, DateTimeOffset from, DateTimeOffset to) =>
+        $"EXPLAIN QUERY PLAN SELECT meter, SUM(quantity) FROM usage_hourly WHERE user_id = '{user.ToString().ToUpperInvariant()}' " +
+        $"AND hour >= {UsageBilling.EntityFrameworkCore.UsageBillingSqliteConventions.ToUnixMicroseconds(from)} AND hour < {UsageBilling.EntityFrameworkCore.UsageBillingSqliteConventions.ToUnixMicroseconds(to)} GROUP BY meter";
+
     protected override string ExplainSummarySql(Guid user, DateTimeOffset from, DateTimeOffset to) =>
         $"EXPLAIN QUERY PLAN SELECT meter, SUM(quantity), COUNT(*) FROM usage_events WHERE user_id = '{user.ToString().ToUpperInvariant()}' " +
         $"AND occurred_at >= {UsageBilling.EntityFrameworkCore.UsageBillingSqliteConventions.ToUnixMicroseconds(from)} AND occurred_at < {UsageBilling.EntityFrameworkCore.UsageBillingSqliteConventions.ToUnixMicroseconds(to)} GROUP BY meter";
@@ -455,6 +592,12 @@ public sealed class SqliteRecordingTests() : RecordingComplianceTests(Provider.S
 
 public sealed class PostgresRecordingTests() : RecordingComplianceTests(Provider.Postgres)
 {
+    protected override string RollupIndex => "pk_usage_hourly";
+
+    protected override string ExplainRollupSql(Guid user, DateTimeOffset from, DateTimeOffset to) =>
+        $"EXPLAIN SELECT meter, SUM(quantity) FROM usage_hourly WHERE user_id = '{user}' " +
+        $"AND hour >= '{from:O}' AND hour < '{to:O}' GROUP BY meter";
+
     protected override string ExplainSummarySql(Guid user, DateTimeOffset from, DateTimeOffset to) =>
         $"EXPLAIN SELECT meter, SUM(quantity), COUNT(*) FROM usage_events WHERE user_id = '{user}' " +
         $"AND occurred_at >= '{from:O}' AND occurred_at < '{to:O}' GROUP BY meter";

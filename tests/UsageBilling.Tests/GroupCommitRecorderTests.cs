@@ -35,9 +35,7 @@ public class GroupCommitRecorderTests
 
         public Task<BillingState?> GetBillingStateAsync(Guid userId, CancellationToken cancellationToken) => throw new NotSupportedException();
 
-        public Task<IReadOnlyList<MeterUsage>> GetUsageAsync(Guid userId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => throw new NotSupportedException();
-
-        public Task<IReadOnlyList<DailyUsage>> GetDailyUsageAsync(Guid userId, string meter, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => throw new NotSupportedException();
+        public Task<IReadOnlyList<MeterDayUsage>> GetUsageByDayAsync(Guid userId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken) => throw new NotSupportedException();
     }
 
     private static GroupCommitUsageRecorder Create(ScriptedStore store)

@@ -6,6 +6,7 @@ using Stripe;
 using Stripe.Billing;
 using UsageBilling.EntityFrameworkCore;
 using UsageBilling.EntityFrameworkCore.Entities;
+using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Cli.Commands;
@@ -213,26 +214,8 @@ internal static class ReconcileCommand
         return match;
     }
 
-    private static async Task MarkSentAsync(CliServices services, Guid reportId, DateTimeOffset now, CancellationToken ct)
-    {
-        await using var context = services.CreateContext();
-        await using var transaction = await context.Database.BeginTransactionAsync(ct).ConfigureAwait(false);
-        var changed = await context.UsageReports
-            .Where(r => r.Id == reportId && r.Status == UsageReportStatus.NeedsReview)
-            .ExecuteUpdateAsync(
-                s => s.SetProperty(r => r.Status, UsageReportStatus.Sent)
-                    .SetProperty(r => r.SentAt, now)
-                    .SetProperty(r => r.LastError, "confirmed by reconcile: Stripe's event summary includes it"),
-                ct).ConfigureAwait(false);
-        if (changed == 1)
-        {
-            var id = (Guid?)reportId;
-            await context.UsageEvents.Where(e => e.ReportId == id && e.ReportedAt == null)
-                .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportedAt, now), ct).ConfigureAwait(false);
-        }
-
-        await transaction.CommitAsync(ct).ConfigureAwait(false);
-    }
+    private static Task MarkSentAsync(CliServices services, Guid reportId, DateTimeOffset now, CancellationToken ct) =>
+        services.Get<IUsageFlushStore>().ConfirmSentAsync(reportId, now, "confirmed by reconcile: Stripe's event summary includes it", ct);
 
     /// <summary>A report's identifier never changes: the usage moves to a new pending report with a fresh id, the old one becomes dead.</summary>
     private static async Task<Guid> SupersedeAsync(CliServices services, Guid reportId, DateTimeOffset now, CancellationToken ct)

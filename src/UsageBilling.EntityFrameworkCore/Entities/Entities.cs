@@ -92,6 +92,38 @@ public sealed class UsageReport
     public DateTimeOffset? LeaseExpiresAt { get; set; }
 }
 
+/// <summary>
+/// A row of <c>usage_hourly</c>: one user's usage of one meter in one UTC hour, kept in step with
+/// <c>usage_events</c> by the recorder (in the insert's transaction) and the flusher (when Stripe
+/// acknowledges a report), so summaries read hundreds of rows instead of millions of events.
+/// </summary>
+public sealed class UsageHourly
+{
+    /// <summary>The app's user; deleting the user deletes these rows.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The start of the UTC hour.</summary>
+    public DateTimeOffset Hour { get; set; }
+
+    /// <summary>The Stripe meter event name.</summary>
+    public string Meter { get; set; } = "";
+
+    /// <summary>Sum of the quantities of the hour's events.</summary>
+    public long Quantity { get; set; }
+
+    /// <summary>Number of the hour's events.</summary>
+    public long EventCount { get; set; }
+
+    /// <summary>Sum of the quantities Stripe has acknowledged.</summary>
+    public long ReportedQuantity { get; set; }
+
+    /// <summary>Number of events Stripe has acknowledged.</summary>
+    public long ReportedCount { get; set; }
+
+    /// <summary>When Stripe last acknowledged an event of this hour.</summary>
+    public DateTimeOffset? LastReportedAt { get; set; }
+}
+
 /// <summary>A row of <c>billing_customers</c>: the app user's Stripe customer and plan.</summary>
 public sealed class BillingCustomer
 {

@@ -8,7 +8,7 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 
 /// <summary><see cref="IUsageFlushStore"/> over any DbContext that applied the UsageBilling model.</summary>
 /// <typeparam name="TContext">The app's context.</typeparam>
-internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> contexts, IFlushSqlDialect dialect, TimeProvider time) : IUsageFlushStore
+internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> contexts, IFlushSqlDialect dialect, IUsageSqlDialect usageDialect, TimeProvider time) : IUsageFlushStore
     where TContext : DbContext
 {
     public async Task<ClaimOutcome> ClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken)
@@ -106,13 +106,47 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
                         .SetProperty(r => r.LeaseOwner, (string?)null)
                         .SetProperty(r => r.LeaseExpiresAt, (DateTimeOffset?)null),
                     cancellationToken).ConfigureAwait(false);
-            var reportIdsNullable = ids.Select(i => (Guid?)i).ToList();
-            await context.Set<UsageEvent>()
-                .Where(e => reportIdsNullable.Contains(e.ReportId) && e.ReportedAt == null)
-                .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportedAt, at), cancellationToken).ConfigureAwait(false);
+            await MarkEventsReportedAsync(context, transaction.GetDbTransaction(), ids, at, cancellationToken).ConfigureAwait(false);
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<bool> ConfirmSentAsync(Guid reportId, DateTimeOffset at, string note, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(note);
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var changed = await context.Set<UsageReport>()
+            .Where(r => r.Id == reportId && r.Status == UsageReportStatus.NeedsReview)
+            .ExecuteUpdateAsync(
+                s => s.SetProperty(r => r.Status, UsageReportStatus.Sent)
+                    .SetProperty(r => r.SentAt, at)
+                    .SetProperty(r => r.LastError, note.Length > 2000 ? note[..2000] : note),
+                cancellationToken).ConfigureAwait(false);
+        if (changed == 1)
+        {
+            await MarkEventsReportedAsync(context, transaction.GetDbTransaction(), [reportId], at, cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return changed == 1;
+    }
+
+    /// <summary>
+    /// Stamps the reports' events acknowledged and adds them to the hourly rollup's reported
+    /// columns, in the caller's transaction, after the caller changed the reports' status (whose row
+    /// locks keep two flushers from counting the same events twice).
+    /// </summary>
+    private async Task MarkEventsReportedAsync(TContext context, System.Data.Common.DbTransaction transaction, List<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        var deltas = await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction, reportIds, at, cancellationToken).ConfigureAwait(false);
+        deltas.Sort(HourlyRollup.LockOrder);
+        await usageDialect.UpsertHourlyAsync(context.Database.GetDbConnection(), transaction, deltas, cancellationToken).ConfigureAwait(false);
+        var reportIdsNullable = reportIds.Select(i => (Guid?)i).ToList();
+        await context.Set<UsageEvent>()
+            .Where(e => reportIdsNullable.Contains(e.ReportId) && e.ReportedAt == null)
+            .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportedAt, at), cancellationToken).ConfigureAwait(false);
     }
 
     public async Task MarkFailedAsync(IReadOnlyCollection<ReportFailure> failures, CancellationToken cancellationToken)

@@ -52,6 +52,7 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
         var connection = context.Database.GetDbConnection();
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         var inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+        await dialect.UpsertHourlyAsync(connection, transaction, HourlyRollup.FromInserted(events, inserted), cancellationToken).ConfigureAwait(false);
         var outcomes = new StoredEventOutcome[events.Count];
         List<(Guid, string)>? missing = null;
         for (var i = 0; i < events.Count; i++)
@@ -104,29 +105,31 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
         return new BillingState(userId, customer.StripeCustomerId, customer.PlanId, items);
     }
 
-    public async Task<IReadOnlyList<MeterUsage>> GetUsageAsync(Guid userId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<MeterDayUsage>> GetUsageByDayAsync(Guid userId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
     {
-        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
-        var rows = await context.Set<UsageEvent>().AsNoTracking()
-            .Where(e => e.UserId == userId && e.OccurredAt >= from && e.OccurredAt < to)
-            .GroupBy(e => e.Meter)
-            .Select(g => new
-            {
-                Meter = g.Key,
-                Total = g.Sum(e => e.Quantity),
-                Count = g.LongCount(),
-                PendingTotal = g.Sum(e => e.ReportedAt == null ? e.Quantity : 0L),
-                PendingCount = g.Sum(e => e.ReportedAt == null ? 1L : 0L),
-                LastReportedAt = g.Max(e => e.ReportedAt),
-            })
-            .ToListAsync(cancellationToken).ConfigureAwait(false);
-        return [.. rows.Select(r => new MeterUsage(r.Meter, r.Total, r.Count, r.PendingTotal, r.PendingCount, r.LastReportedAt))];
-    }
-
-    public async Task<IReadOnlyList<DailyUsage>> GetDailyUsageAsync(Guid userId, string meter, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
-    {
+        var (hoursFrom, hoursTo) = HourlyRollup.WholeHours(from, to);
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        return await dialect.DailyUsageAsync(context.Database.GetDbConnection(), userId, meter, from, to, cancellationToken).ConfigureAwait(false);
+        var rows = await dialect.UsageByDayAsync(context.Database.GetDbConnection(), userId, from, hoursFrom, hoursTo, to, cancellationToken).ConfigureAwait(false);
+
+        // A day cut by an hour boundary comes back twice: once from the rollup, once from the events.
+        var merged = new Dictionary<(string, DateOnly), MeterDayUsage>();
+        foreach (var row in rows)
+        {
+            merged[(row.Meter, row.Day)] = merged.TryGetValue((row.Meter, row.Day), out var seen)
+                ? new MeterDayUsage(
+                    row.Meter,
+                    row.Day,
+                    seen.Total + row.Total,
+                    seen.Count + row.Count,
+                    seen.PendingTotal + row.PendingTotal,
+                    seen.PendingCount + row.PendingCount,
+                    Max(seen.LastReportedAt, row.LastReportedAt))
+                : row;
+        }
+
+        return [.. merged.Values];
     }
+
+    private static DateTimeOffset? Max(DateTimeOffset? a, DateTimeOffset? b) => a is null ? b : b is null ? a : a > b ? a : b;
 }

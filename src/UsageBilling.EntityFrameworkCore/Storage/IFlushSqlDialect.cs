@@ -23,4 +23,10 @@ internal interface IFlushSqlDialect
 
     /// <summary>Leases due reports of customer·meter keys nobody else holds.</summary>
     Task<List<LeasedReport>> LeaseAsync(DbConnection connection, DbTransaction transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// What marking these reports sent adds to <c>usage_hourly</c>: their not-yet-acknowledged events
+    /// summed per user, UTC hour and meter, as reported deltas stamped <paramref name="at"/>.
+    /// </summary>
+    Task<List<HourlyDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken);
 }

@@ -22,11 +22,38 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
           ON e.user_id = k.user_id AND e.idempotency_key = k.idempotency_key
         """;
 
-    private const string DailySql = """
-        SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, SUM(quantity)::bigint, COUNT(*)
-        FROM usage_events
-        WHERE user_id = @user AND meter = @meter AND occurred_at >= @from AND occurred_at < @to
-        GROUP BY 1 ORDER BY 1
+    // Rows are fed in lock order (HourlyRollup.LockOrder) and an INSERT processes them in input order,
+    // so concurrent writers lock usage_hourly rows in one global order and never deadlock.
+    private const string UpsertHourlySql = """
+        INSERT INTO usage_hourly AS h (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+        SELECT * FROM unnest(@users, @hours, @meters, @quantities, @counts, @reported_quantities, @reported_counts, @reported_at)
+        ON CONFLICT (user_id, hour, meter) DO UPDATE SET
+          quantity = h.quantity + excluded.quantity,
+          event_count = h.event_count + excluded.event_count,
+          reported_quantity = h.reported_quantity + excluded.reported_quantity,
+          reported_count = h.reported_count + excluded.reported_count,
+          last_reported_at = GREATEST(h.last_reported_at, excluded.last_reported_at)
+        """;
+
+    // Two range scans of the events' (user_id, occurred_at) index for the ragged ends, one of the
+    // rollup's primary key for the whole hours.
+    private const string UsageByDaySql = """
+        SELECT meter, (hour AT TIME ZONE 'UTC')::date, SUM(quantity)::bigint, SUM(event_count)::bigint,
+               SUM(quantity - reported_quantity)::bigint, SUM(event_count - reported_count)::bigint, MAX(last_reported_at)
+        FROM usage_hourly
+        WHERE user_id = @user AND hour >= @hours_from AND hour < @hours_to
+        GROUP BY 1, 2
+        UNION ALL
+        SELECT meter, (occurred_at AT TIME ZONE 'UTC')::date, SUM(quantity)::bigint, COUNT(*),
+               COALESCE(SUM(quantity) FILTER (WHERE reported_at IS NULL), 0)::bigint, COUNT(*) FILTER (WHERE reported_at IS NULL), MAX(reported_at)
+        FROM (
+            SELECT meter, occurred_at, quantity, reported_at FROM usage_events
+            WHERE user_id = @user AND occurred_at >= @from AND occurred_at < @hours_from
+            UNION ALL
+            SELECT meter, occurred_at, quantity, reported_at FROM usage_events
+            WHERE user_id = @user AND occurred_at >= @hours_to AND occurred_at < @to
+        ) e
+        GROUP BY 1, 2
         """;
 
     public int DefaultConcurrentBatches => 4;
@@ -87,21 +114,48 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         return found;
     }
 
-    public async Task<IReadOnlyList<DailyUsage>> DailyUsageAsync(DbConnection connection, Guid userId, string meter, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    public async Task UpsertHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<HourlyDelta> deltas, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand(DailySql, (NpgsqlConnection)connection);
+        if (deltas.Count == 0)
+        {
+            return;
+        }
+
+        await using var command = new NpgsqlCommand(UpsertHourlySql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. deltas.Select(d => d.UserId)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("hours", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. deltas.Select(d => d.Hour.ToUniversalTime())] });
+        command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. deltas.Select(d => d.Meter)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. deltas.Select(d => d.Quantity)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. deltas.Select(d => d.Count)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]>("reported_quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. deltas.Select(d => d.ReportedQuantity)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]>("reported_counts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. deltas.Select(d => d.ReportedCount)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?[]>("reported_at", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. deltas.Select(d => d.ReportedAt?.ToUniversalTime())] });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<IReadOnlyList<MeterDayUsage>> UsageByDayAsync(DbConnection connection, Guid userId, DateTimeOffset from, DateTimeOffset hoursFrom, DateTimeOffset hoursTo, DateTimeOffset to, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand(UsageByDaySql, (NpgsqlConnection)connection);
         command.Parameters.Add(new NpgsqlParameter<Guid>("user", userId));
-        command.Parameters.Add(new NpgsqlParameter<string>("meter", meter));
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("from", from.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("hours_from", hoursFrom.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("hours_to", hoursTo.ToUniversalTime()));
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("to", to.ToUniversalTime()));
-        var days = new List<DailyUsage>();
+        var rows = new List<MeterDayUsage>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            days.Add(new DailyUsage(reader.GetFieldValue<DateOnly>(0), reader.GetInt64(1), reader.GetInt64(2)));
+            rows.Add(new MeterDayUsage(
+                reader.GetString(0),
+                reader.GetFieldValue<DateOnly>(1),
+                reader.GetInt64(2),
+                reader.GetInt64(3),
+                reader.GetInt64(4),
+                reader.GetInt64(5),
+                reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6)));
         }
 
-        return days;
+        return rows;
     }
 
     public bool IsForeignKeyViolation(Exception exception) =>

@@ -159,4 +159,34 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
 
         return leased;
     }
+
+    public async Task<List<HourlyDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        var deltas = new List<HourlyDelta>();
+        foreach (var chunk in reportIds.Chunk(500))
+        {
+            await using var command = ((SqliteConnection)connection).CreateCommand();
+            command.Transaction = (SqliteTransaction)transaction;
+            var names = new string[chunk.Length];
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                names[i] = "$r" + i;
+                command.Parameters.Add(new SqliteParameter(names[i], SqliteType.Text) { Value = SqliteUsageSqlDialect.GuidText(chunk[i]) });
+            }
+
+            command.CommandText = $"""
+                SELECT user_id, (occurred_at / 3600000000) * 3600000000, meter, SUM(quantity), COUNT(*)
+                FROM usage_events
+                WHERE report_id IN ({string.Join(',', names)}) AND reported_at IS NULL
+                GROUP BY 1, 2, 3
+                """;
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                deltas.Add(new HourlyDelta(Guid.Parse(reader.GetString(0)), FromUnixMicroseconds(reader.GetInt64(1)), reader.GetString(2), 0, 0, reader.GetInt64(3), reader.GetInt64(4), at));
+            }
+        }
+
+        return deltas;
+    }
 }

@@ -95,27 +95,85 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
         return found;
     }
 
-    public async Task<IReadOnlyList<DailyUsage>> DailyUsageAsync(DbConnection connection, Guid userId, string meter, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    public async Task UpsertHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<HourlyDelta> deltas, CancellationToken cancellationToken)
+    {
+        for (var offset = 0; offset < deltas.Count; offset += RowsPerStatement)
+        {
+            var count = Math.Min(RowsPerStatement, deltas.Count - offset);
+            await using var command = ((SqliteConnection)connection).CreateCommand();
+            command.Transaction = (SqliteTransaction)transaction;
+            var sql = new StringBuilder("INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at) VALUES ");
+            for (var i = 0; i < count; i++)
+            {
+                var d = deltas[offset + i];
+                if (i > 0)
+                {
+                    sql.Append(',');
+                }
+
+                sql.Append("($u").Append(i).Append(",$h").Append(i).Append(",$m").Append(i).Append(",$q").Append(i)
+                    .Append(",$c").Append(i).Append(",$rq").Append(i).Append(",$rc").Append(i).Append(",$at").Append(i).Append(')');
+                command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(d.UserId) });
+                command.Parameters.Add(new SqliteParameter("$h" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(d.Hour) });
+                command.Parameters.Add(new SqliteParameter("$m" + i, SqliteType.Text) { Value = d.Meter });
+                command.Parameters.Add(new SqliteParameter("$q" + i, SqliteType.Integer) { Value = d.Quantity });
+                command.Parameters.Add(new SqliteParameter("$c" + i, SqliteType.Integer) { Value = d.Count });
+                command.Parameters.Add(new SqliteParameter("$rq" + i, SqliteType.Integer) { Value = d.ReportedQuantity });
+                command.Parameters.Add(new SqliteParameter("$rc" + i, SqliteType.Integer) { Value = d.ReportedCount });
+                command.Parameters.Add(new SqliteParameter("$at" + i, SqliteType.Integer) { Value = d.ReportedAt is { } at ? UsageBillingSqliteConventions.ToUnixMicroseconds(at) : DBNull.Value });
+            }
+
+            // SQLite's two-argument max() is NULL when either side is; the coalesces keep the known one.
+            sql.Append("""
+                 ON CONFLICT (user_id, hour, meter) DO UPDATE SET
+                  quantity = quantity + excluded.quantity,
+                  event_count = event_count + excluded.event_count,
+                  reported_quantity = reported_quantity + excluded.reported_quantity,
+                  reported_count = reported_count + excluded.reported_count,
+                  last_reported_at = max(coalesce(last_reported_at, excluded.last_reported_at), coalesce(excluded.last_reported_at, last_reported_at))
+                """);
+            command.CommandText = sql.ToString();
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async Task<IReadOnlyList<MeterDayUsage>> UsageByDayAsync(DbConnection connection, Guid userId, DateTimeOffset from, DateTimeOffset hoursFrom, DateTimeOffset hoursTo, DateTimeOffset to, CancellationToken cancellationToken)
     {
         await using var command = ((SqliteConnection)connection).CreateCommand();
         command.CommandText = """
-            SELECT occurred_at / 86400000000 AS day, SUM(quantity), COUNT(*)
+            SELECT meter, hour / 86400000000, SUM(quantity), SUM(event_count),
+                   SUM(quantity - reported_quantity), SUM(event_count - reported_count), MAX(last_reported_at)
+            FROM usage_hourly
+            WHERE user_id = $user AND hour >= $hoursFrom AND hour < $hoursTo
+            GROUP BY 1, 2
+            UNION ALL
+            SELECT meter, occurred_at / 86400000000, SUM(quantity), COUNT(*),
+                   SUM(CASE WHEN reported_at IS NULL THEN quantity ELSE 0 END), SUM(reported_at IS NULL), MAX(reported_at)
             FROM usage_events
-            WHERE user_id = $user AND meter = $meter AND occurred_at >= $from AND occurred_at < $to
-            GROUP BY 1 ORDER BY 1
+            WHERE user_id = $user AND ((occurred_at >= $from AND occurred_at < $hoursFrom) OR (occurred_at >= $hoursTo AND occurred_at < $to))
+            GROUP BY 1, 2
             """;
         command.Parameters.Add(new SqliteParameter("$user", SqliteType.Text) { Value = GuidText(userId) });
-        command.Parameters.Add(new SqliteParameter("$meter", SqliteType.Text) { Value = meter });
         command.Parameters.Add(new SqliteParameter("$from", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(from) });
+        command.Parameters.Add(new SqliteParameter("$hoursFrom", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(hoursFrom) });
+        command.Parameters.Add(new SqliteParameter("$hoursTo", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(hoursTo) });
         command.Parameters.Add(new SqliteParameter("$to", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(to) });
-        var days = new List<DailyUsage>();
+        var rows = new List<MeterDayUsage>();
+        var epochDay = DateOnly.FromDateTime(DateTime.UnixEpoch).DayNumber;
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            days.Add(new DailyUsage(DateOnly.FromDayNumber(DateOnly.FromDateTime(DateTime.UnixEpoch).DayNumber + (int)reader.GetInt64(0)), reader.GetInt64(1), reader.GetInt64(2)));
+            rows.Add(new MeterDayUsage(
+                reader.GetString(0),
+                DateOnly.FromDayNumber(epochDay + (int)reader.GetInt64(1)),
+                reader.GetInt64(2),
+                reader.GetInt64(3),
+                reader.GetInt64(4),
+                reader.GetInt64(5),
+                reader.IsDBNull(6) ? null : UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(6))));
         }
 
-        return days;
+        return rows;
     }
 
     public bool IsForeignKeyViolation(Exception exception) =>

@@ -40,6 +40,17 @@ public interface IUsageFlushStore
     /// <returns>A task.</returns>
     Task MarkSentAsync(IReadOnlyCollection<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Marks a report in needs-review sent after an operator (or reconcile) confirmed Stripe has it,
+    /// and its events acknowledged, exactly as a successful send would.
+    /// </summary>
+    /// <param name="reportId">The report.</param>
+    /// <param name="at">When it was confirmed.</param>
+    /// <param name="note">Why, kept on the report for operators.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns><see langword="true"/> when the report was in needs-review and is now sent.</returns>
+    Task<bool> ConfirmSentAsync(Guid reportId, DateTimeOffset at, string note, CancellationToken cancellationToken);
+
     /// <summary>Records failed attempts: rescheduled, dead or needs-review, and releases their leases.</summary>
     /// <param name="failures">The failures.</param>
     /// <param name="cancellationToken">Cancels the write.</param>

@@ -25,22 +25,17 @@ public interface IUsageStore
     /// <returns>The state, or <see langword="null"/> when the user has no billing customer yet.</returns>
     Task<BillingState?> GetBillingStateAsync(Guid userId, CancellationToken cancellationToken);
 
-    /// <summary>Aggregates the user's usage per meter over [<paramref name="from"/>, <paramref name="to"/>).</summary>
+    /// <summary>
+    /// The user's usage over [<paramref name="from"/>, <paramref name="to"/>) per meter and UTC day,
+    /// unreported events included. Implementations must not scan every event of the range: summaries
+    /// call this on every page view, for customers with millions of events.
+    /// </summary>
     /// <param name="userId">The app's user id.</param>
     /// <param name="from">Inclusive start.</param>
     /// <param name="to">Exclusive end.</param>
     /// <param name="cancellationToken">Cancels the read.</param>
-    /// <returns>One row per meter with usage in the range.</returns>
-    Task<IReadOnlyList<MeterUsage>> GetUsageAsync(Guid userId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
-
-    /// <summary>The user's usage of one meter per UTC day over [<paramref name="from"/>, <paramref name="to"/>).</summary>
-    /// <param name="userId">The app's user id.</param>
-    /// <param name="meter">The meter event name.</param>
-    /// <param name="from">Inclusive start.</param>
-    /// <param name="to">Exclusive end.</param>
-    /// <param name="cancellationToken">Cancels the read.</param>
-    /// <returns>Days with usage, ascending.</returns>
-    Task<IReadOnlyList<DailyUsage>> GetDailyUsageAsync(Guid userId, string meter, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
+    /// <returns>One row per meter and day with usage in the range, in no particular order.</returns>
+    Task<IReadOnlyList<MeterDayUsage>> GetUsageByDayAsync(Guid userId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken);
 }
 
 /// <summary>A validated usage event ready to insert.</summary>
@@ -105,14 +100,15 @@ public sealed record BillingState(Guid UserId, string StripeCustomerId, string? 
 /// <param name="PeriodEnd">Exclusive end of the current period.</param>
 public sealed record SubscriptionItemPeriod(string ItemId, string? Meter, DateTimeOffset PeriodStart, DateTimeOffset PeriodEnd);
 
-/// <summary>A user's aggregated usage of one meter over a range.</summary>
+/// <summary>A user's usage of one meter on one UTC day (within the range asked for).</summary>
 /// <param name="Meter">The meter event name.</param>
+/// <param name="Day">The UTC day.</param>
 /// <param name="Total">Sum of quantities.</param>
 /// <param name="Count">Number of events.</param>
 /// <param name="PendingTotal">Sum of quantities Stripe has not acknowledged yet.</param>
 /// <param name="PendingCount">Number of events Stripe has not acknowledged yet.</param>
-/// <param name="LastReportedAt">When Stripe last acknowledged an event of this range, if ever.</param>
-public sealed record MeterUsage(string Meter, long Total, long Count, long PendingTotal, long PendingCount, DateTimeOffset? LastReportedAt);
+/// <param name="LastReportedAt">When Stripe last acknowledged an event of this day, if ever.</param>
+public sealed record MeterDayUsage(string Meter, DateOnly Day, long Total, long Count, long PendingTotal, long PendingCount, DateTimeOffset? LastReportedAt);
 
 /// <summary>Usage of one meter on one UTC day.</summary>
 /// <param name="Day">The UTC day.</param>

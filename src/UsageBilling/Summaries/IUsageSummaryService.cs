@@ -5,7 +5,7 @@ namespace UsageBilling.Summaries;
 /// <summary>Reads customers' usage from the local database: fast, no Stripe call.</summary>
 public interface IUsageSummaryService
 {
-    /// <summary>The user's usage per configured meter in its current billing period.</summary>
+    /// <summary>The user's usage per configured meter in its current billing period, with its daily usage: everything the usage page shows, in one read.</summary>
     /// <param name="userId">The app's user id.</param>
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <returns>The summary.</returns>

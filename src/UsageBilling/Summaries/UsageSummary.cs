@@ -1,3 +1,5 @@
+using UsageBilling.Storage;
+
 namespace UsageBilling.Summaries;
 
 /// <summary>A customer's usage in the current billing period, read from the local database.</summary>
@@ -33,6 +35,7 @@ public sealed record UsageSummary(
 /// <param name="ProjectedCost">Cost of <paramref name="Used"/> under the plan's tiers, in currency units.</param>
 /// <param name="PendingQuantity">Usage not yet acknowledged by Stripe.</param>
 /// <param name="ReportedAsOf">When Stripe last acknowledged usage of this period, if ever.</param>
+/// <param name="Daily">Usage per UTC day of the period, from its first day up to today, zero days included.</param>
 public sealed record MeterUsageSummary(
     string Meter,
     string DisplayName,
@@ -46,7 +49,8 @@ public sealed record MeterUsageSummary(
     DateTimeOffset PeriodEnd,
     decimal ProjectedCost,
     long PendingQuantity,
-    DateTimeOffset? ReportedAsOf)
+    DateTimeOffset? ReportedAsOf,
+    IReadOnlyList<DailyUsage> Daily)
 {
     /// <summary>Whether the hard limit, if any, is reached.</summary>
     public bool LimitReached => HardLimit is { } limit && Used >= limit;

@@ -23,16 +23,21 @@ internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBilli
             planId = null;
         }
 
-        // Meters usually share one period; query each distinct period once.
+        // Meters usually share one period; read each distinct period once (one rollup query).
         var periods = _options.Meters.Keys.ToDictionary(m => m, m => BillingPeriod.For(now, BillingPeriod.ItemFor(state, m)), StringComparer.Ordinal);
-        var usage = new Dictionary<string, MeterUsage>(StringComparer.Ordinal);
+        var days = new Dictionary<string, List<MeterDayUsage>>(StringComparer.Ordinal);
         foreach (var period in periods.Values.Distinct())
         {
-            foreach (var row in await store.GetUsageAsync(userId, period.Start, period.End, cancellationToken).ConfigureAwait(false))
+            foreach (var row in await store.GetUsageByDayAsync(userId, period.Start, period.End, cancellationToken).ConfigureAwait(false))
             {
                 if (periods.TryGetValue(row.Meter, out var p) && p == period)
                 {
-                    usage[row.Meter] = row;
+                    if (!days.TryGetValue(row.Meter, out var list))
+                    {
+                        days[row.Meter] = list = [];
+                    }
+
+                    list.Add(row);
                 }
             }
         }
@@ -42,10 +47,20 @@ internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBilli
         foreach (var (name, meter) in _options.Meters.OrderBy(m => m.Key, StringComparer.Ordinal))
         {
             var period = periods[name];
-            usage.TryGetValue(name, out var row);
+            var rows = days.TryGetValue(name, out var list) ? list : [];
             var count = meter.Aggregation == MeterAggregation.Count;
-            var used = row is null ? 0 : count ? row.Count : row.Total;
-            var pending = row is null ? 0 : count ? row.PendingCount : row.PendingTotal;
+            long used = 0, pending = 0;
+            DateTimeOffset? reportedAsOf = null;
+            foreach (var row in rows)
+            {
+                used += count ? row.Count : row.Total;
+                pending += count ? row.PendingCount : row.PendingTotal;
+                if (row.LastReportedAt is { } at && (reportedAsOf is null || at > reportedAsOf))
+                {
+                    reportedAsOf = at;
+                }
+            }
+
             PriceSchedule? schedule = plan is not null && plan.Meters.TryGetValue(name, out var price) ? PriceSchedule.From(price) : null;
             var included = schedule?.Included ?? 0;
             var cost = schedule?.CostOf(used) ?? 0m;
@@ -63,8 +78,9 @@ internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBilli
                 period.Start,
                 period.End,
                 cost,
-                pending,
-                row?.LastReportedAt));
+                Math.Max(0, pending),
+                reportedAsOf,
+                EveryDay(period, now, rows)));
         }
 
         return new UsageSummary(userId, planId, plan is null ? null : plan.DisplayName ?? planId, plan?.Currency ?? "usd", plan?.MonthlyPrice ?? 0m, total, now, meters);
@@ -77,16 +93,19 @@ internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBilli
             throw new UnknownMeterException($"Unknown meter '{meter}'. Configured meters: {string.Join(", ", _options.Meters.Keys)}.");
         }
 
-        var now = time.GetUtcNow();
-        var state = await store.GetBillingStateAsync(userId, cancellationToken).ConfigureAwait(false);
-        var period = BillingPeriod.For(now, BillingPeriod.ItemFor(state, meter));
-        var rows = await store.GetDailyUsageAsync(userId, meter, period.Start, period.End, cancellationToken).ConfigureAwait(false);
+        var summary = await GetCurrentPeriodAsync(userId, cancellationToken).ConfigureAwait(false);
+        return summary.Meters.Single(m => m.Meter == meter).Daily;
+    }
+
+    /// <summary>Every UTC day of the period up to today, zero days included.</summary>
+    private static List<DailyUsage> EveryDay(BillingPeriod period, DateTimeOffset now, List<MeterDayUsage> rows)
+    {
         var byDay = rows.ToDictionary(r => r.Day);
         var result = new List<DailyUsage>();
         var last = DateOnly.FromDateTime(now.UtcDateTime);
         for (var day = DateOnly.FromDateTime(period.Start.UtcDateTime); day <= last && day.ToDateTime(TimeOnly.MinValue) < period.End.UtcDateTime; day = day.AddDays(1))
         {
-            result.Add(byDay.TryGetValue(day, out var d) ? d : new DailyUsage(day, 0, 0));
+            result.Add(byDay.TryGetValue(day, out var d) ? new DailyUsage(day, d.Total, d.Count) : new DailyUsage(day, 0, 0));
         }
 
         return result;

@@ -199,6 +199,47 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         });
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("user_id");
+
+                    b.Property<DateTimeOffset>("Hour")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("hour");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("meter");
+
+                    b.Property<long>("EventCount")
+                        .HasColumnType("bigint")
+                        .HasColumnName("event_count");
+
+                    b.Property<DateTimeOffset?>("LastReportedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_reported_at");
+
+                    b.Property<long>("Quantity")
+                        .HasColumnType("bigint")
+                        .HasColumnName("quantity");
+
+                    b.Property<long>("ReportedCount")
+                        .HasColumnType("bigint")
+                        .HasColumnName("reported_count");
+
+                    b.Property<long>("ReportedQuantity")
+                        .HasColumnType("bigint")
+                        .HasColumnName("reported_quantity");
+
+                    b.HasKey("UserId", "Hour", "Meter")
+                        .HasName("pk_usage_hourly");
+
+                    b.ToTable("usage_hourly", (string)null);
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageReport", b =>
                 {
                     b.Property<Guid>("Id")
@@ -317,6 +358,16 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_usage_events_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>
+                {
+                    b.HasOne("UsageBilling.EntityFrameworkCore.Entities.BillingUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_hourly_user");
                 });
 #pragma warning restore 612, 618
         }

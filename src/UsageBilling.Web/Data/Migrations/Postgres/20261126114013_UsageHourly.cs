@@ -1,0 +1,49 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace UsageBilling.Web.Data.Migrations.Postgres
+{
+    /// <inheritdoc />
+    public partial class UsageHourly : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.CreateTable(
+                name: "usage_hourly",
+                columns: table => new
+                {
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    hour = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    quantity = table.Column<long>(type: "bigint", nullable: false),
+                    event_count = table.Column<long>(type: "bigint", nullable: false),
+                    reported_quantity = table.Column<long>(type: "bigint", nullable: false),
+                    reported_count = table.Column<long>(type: "bigint", nullable: false),
+                    last_reported_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_usage_hourly", x => new { x.user_id, x.hour, x.meter });
+                    table.ForeignKey(
+                        name: "fk_usage_hourly_user",
+                        column: x => x.user_id,
+                        principalTable: "AspNetUsers",
+                        principalColumn: "Id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            // Existing events: the rollup starts in step with the buffer.
+            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlyPostgres);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropTable(
+                name: "usage_hourly");
+        }
+    }
+}
