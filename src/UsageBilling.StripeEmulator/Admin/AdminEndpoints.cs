@@ -78,6 +78,38 @@ internal static class AdminEndpoints
         });
         g.MapGet("/webhook_deliveries", async (CancellationToken ct) => TypedResults.Ok(await admin.GetWebhookDeliveriesAsync(ct)));
 
+        g.MapPost("/checkout_sessions/{id}/complete", async Task<Results<Ok<CheckoutCompletion>, ProblemHttpResult>> (string id, CancellationToken ct) =>
+        {
+            try
+            {
+                return TypedResults.Ok(await admin.CompleteCheckoutSessionAsync(id, ct));
+            }
+            catch (KeyNotFoundException ex)
+            {
+                return TypedResults.Problem(ex.Message, statusCode: StatusCodes.Status404NotFound);
+            }
+            catch (InvalidOperationException ex)
+            {
+                return TypedResults.Problem(ex.Message, statusCode: StatusCodes.Status400BadRequest);
+            }
+        });
+
+        // The hosted payment page a Checkout Session's url points at: GET shows it, POST is the "Pay" button.
+        g.MapGet("/checkout/{id}", (string id) => CheckoutPage.Render(admin.Backend.CheckoutPage(id), id));
+        g.MapPost("/checkout/{id}", (string id, HttpContext ctx) =>
+        {
+            try
+            {
+                var completion = admin.Backend.CompleteCheckoutSession(id);
+                ctx.Response.Headers.Location = completion.RedirectUrl.OriginalString;
+                return Results.StatusCode(StatusCodes.Status303SeeOther);
+            }
+            catch (Api.StripeApiException ex)
+            {
+                return CheckoutPage.Error(ex.Status, ex.Message);
+            }
+        });
+
         g.MapPost("/reset", async (CancellationToken ct) =>
         {
             await admin.ResetAsync(ct);

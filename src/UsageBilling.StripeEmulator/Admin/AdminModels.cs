@@ -75,3 +75,10 @@ public sealed record WebhookEndpointInfo(string Id, Uri Url, string Secret, IRea
 /// <param name="StatusCode">HTTP status of the receiver, or 0 when it could not be reached.</param>
 /// <param name="Succeeded">2xx answer.</param>
 public sealed record WebhookDeliveryInfo(string EventId, string EventType, string EndpointId, int Attempt, int StatusCode, bool Succeeded);
+
+/// <summary>A Checkout Session the emulator completed as if the customer had paid.</summary>
+/// <param name="SessionId">The <c>cs_test_</c> id.</param>
+/// <param name="SubscriptionId">The subscription the completion created.</param>
+/// <param name="CustomerId">The session's customer (created at completion when the session named none).</param>
+/// <param name="RedirectUrl">Where Checkout sends the customer: the session's <c>success_url</c> with <c>{CHECKOUT_SESSION_ID}</c> filled in.</param>
+public sealed record CheckoutCompletion(string SessionId, string SubscriptionId, string CustomerId, Uri RedirectUrl);

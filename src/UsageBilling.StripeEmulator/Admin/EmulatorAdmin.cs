@@ -20,6 +20,9 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
         _webhooks = webhooks;
     }
 
+    /// <summary>The emulated state, for the hosted checkout page.</summary>
+    internal StripeBackend Backend => _backend;
+
     /// <summary>Webhook deliveries queued or awaiting a retry.</summary>
     public int PendingWebhookDeliveries => _webhooks.Pending;
 
@@ -103,6 +106,24 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
     /// <inheritdoc/>
     public Task<IReadOnlyList<WebhookDeliveryInfo>> GetWebhookDeliveriesAsync(CancellationToken cancellationToken = default) =>
         Task.FromResult(_webhooks.Deliveries);
+
+    /// <inheritdoc/>
+    public Task<CheckoutCompletion> CompleteCheckoutSessionAsync(string sessionId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(sessionId);
+        try
+        {
+            return Task.FromResult(_backend.CompleteCheckoutSession(sessionId));
+        }
+        catch (StripeApiException ex) when (ex.Status == 404)
+        {
+            throw new KeyNotFoundException(ex.Message, ex);
+        }
+        catch (StripeApiException ex)
+        {
+            throw new InvalidOperationException(ex.Message, ex);
+        }
+    }
 
     /// <inheritdoc/>
     public Task ResetAsync(CancellationToken cancellationToken = default)

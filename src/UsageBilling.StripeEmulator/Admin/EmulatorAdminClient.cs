@@ -95,6 +95,13 @@ public sealed class EmulatorAdminClient : IStripeEmulatorAdmin
         await SendAsync<List<WebhookDeliveryInfo>>(HttpMethod.Get, "webhook_deliveries", null, cancellationToken);
 
     /// <inheritdoc/>
+    public async Task<CheckoutCompletion> CompleteCheckoutSessionAsync(string sessionId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(sessionId);
+        return await SendAsync<CheckoutCompletion>(HttpMethod.Post, $"checkout_sessions/{Uri.EscapeDataString(sessionId)}/complete", null, cancellationToken);
+    }
+
+    /// <inheritdoc/>
     public Task ResetAsync(CancellationToken cancellationToken = default) => SendAsync(HttpMethod.Post, "reset", null, cancellationToken);
 
     private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)

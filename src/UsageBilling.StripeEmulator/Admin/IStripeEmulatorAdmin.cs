@@ -51,6 +51,14 @@ public interface IStripeEmulatorAdmin
     /// <summary>Every webhook delivery attempt so far.</summary>
     Task<IReadOnlyList<WebhookDeliveryInfo>> GetWebhookDeliveriesAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Completes an open Checkout Session as if the customer had paid on its page: the subscription is created (and
+    /// <c>customer.subscription.created</c> emitted) exactly as <c>POST /v1/subscriptions</c> would, then
+    /// <c>checkout.session.completed</c>. Unknown session: <see cref="KeyNotFoundException"/> (HTTP 404); a complete or
+    /// expired one: <see cref="InvalidOperationException"/> (HTTP 400).
+    /// </summary>
+    Task<CheckoutCompletion> CompleteCheckoutSessionAsync(string sessionId, CancellationToken cancellationToken = default);
+
     /// <summary>Forgets all objects, events, idempotency keys, faults and counters; restores the configured rate limit and concurrency setting. The clock keeps its time.</summary>
     Task ResetAsync(CancellationToken cancellationToken = default);
 }

@@ -56,7 +56,7 @@ internal sealed partial class StripeApiHandler
 
             _backend.ProcessDue(_backend.Now);
             var (p, rawBody) = await ReadParamsAsync(ctx);
-            var route = Resolve(method, path, out var isMeterEvent)
+            var route = Resolve(method, path, request, out var isMeterEvent)
                 ?? throw new StripeApiException(404, "invalid_request_error", null,
                     $"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
                     null, "unrecognized_url");
@@ -334,7 +334,8 @@ internal sealed partial class StripeApiHandler
         return (new Params(root), string.Empty);
     }
 
-    private Func<Params, JsonObject>? Resolve(string method, string path, out bool isMeterEvent)
+    /// <summary>The handler of a Stripe route; <paramref name="request"/> gives the emulator root as the client called it (for URLs in answers).</summary>
+    private Func<Params, JsonObject>? Resolve(string method, string path, HttpRequest request, out bool isMeterEvent)
     {
         isMeterEvent = false;
         var s = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
@@ -400,6 +401,17 @@ internal sealed partial class StripeApiHandler
                 return p => b.UpdateSubscription(id, p);
             case ("DELETE", ["v1", "subscriptions", var id]):
                 return p => b.CancelSubscription(id, p);
+
+            case ("POST", ["v1", "checkout", "sessions"]):
+                return p => b.CreateCheckoutSession(p, $"{request.Scheme}://{request.Host}");
+            case ("GET", ["v1", "checkout", "sessions"]):
+                return b.ListCheckoutSessions;
+            case ("GET", ["v1", "checkout", "sessions", var id]):
+                return p => b.GetCheckoutSession(id, p);
+            case ("GET", ["v1", "checkout", "sessions", var id, "line_items"]):
+                return p => b.ListCheckoutLineItems(id, p);
+            case ("POST", ["v1", "checkout", "sessions", var id, "expire"]):
+                return p => b.ExpireCheckoutSession(id, p);
 
             case ("GET", ["v1", "invoices"]):
                 return b.ListInvoices;

@@ -117,6 +117,49 @@ internal sealed class Subscription
     public Dictionary<string, string> Metadata { get; set; } = [];
 }
 
+internal sealed class CheckoutLineItem
+{
+    public required string Id { get; init; }
+    public required string PriceId { get; init; }
+
+    /// <summary>Null for metered prices (Stripe rejects a quantity on them).</summary>
+    public long? Quantity { get; init; }
+
+    /// <summary>What the line costs today: licensed prices are billed in advance, metered ones in arrears (0 here).</summary>
+    public long Amount { get; init; }
+}
+
+internal sealed class CheckoutSession
+{
+    public required string Id { get; init; }
+    public long Created { get; init; }
+    public long ExpiresAt { get; init; }
+    public string Mode { get; init; } = "subscription";
+    public string Status { get; set; } = "open";
+    public string PaymentStatus { get; set; } = "unpaid";
+    public string? CustomerId { get; set; }
+    public string? CustomerEmail { get; init; }
+
+    /// <summary>Whether Checkout creates the customer at completion (no <c>customer</c> was given).</summary>
+    public bool CreatesCustomer { get; init; }
+    public required string Currency { get; init; }
+    public required string SuccessUrl { get; init; }
+    public string? CancelUrl { get; init; }
+    public string? ClientReferenceId { get; init; }
+
+    /// <summary>The emulator's hosted page for this session.</summary>
+    public required string PageUrl { get; init; }
+    public Dictionary<string, string> Metadata { get; set; } = [];
+    public Dictionary<string, string> SubscriptionMetadata { get; set; } = [];
+    public string? SubscriptionDescription { get; init; }
+    public List<CheckoutLineItem> LineItems { get; } = [];
+    public string? SubscriptionId { get; set; }
+    public string? InvoiceId { get; set; }
+    public long? CompletedAt { get; set; }
+
+    public long AmountTotal => LineItems.Sum(l => l.Amount);
+}
+
 internal sealed class InvoiceLine
 {
     public required string Id { get; init; }

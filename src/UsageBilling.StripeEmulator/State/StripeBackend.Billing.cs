@@ -111,18 +111,21 @@ internal sealed partial class StripeBackend
             throw StripeApiException.Invalid("Invalid quantity: must be at least 0", it.Name("quantity"));
         }
 
-        var item = new SubscriptionItem
-        {
-            Id = NewId("si_", 14),
-            Created = now,
-            PriceId = priceId,
-            Quantity = price.IsMetered ? null : quantity ?? 1,
-            PeriodStart = periodStart,
-            PeriodEnd = NextBoundary(s.BillingCycleAnchor, price, periodStart),
-        };
+        var item = BuildItem(price, quantity, s, now, periodStart);
         MergeMetadata(item.Metadata, it);
         return item;
     }
+
+    /// <summary>A subscription item of an already validated price (metered: no quantity; licensed: default 1).</summary>
+    private static SubscriptionItem BuildItem(Price price, long? quantity, Subscription s, long now, long periodStart) => new()
+    {
+        Id = NewId("si_", 14),
+        Created = now,
+        PriceId = price.Id,
+        Quantity = price.IsMetered ? null : quantity ?? 1,
+        PeriodStart = periodStart,
+        PeriodEnd = NextBoundary(s.BillingCycleAnchor, price, periodStart),
+    };
 
     public JsonObject CreateSubscription(Params p)
     {
@@ -160,23 +163,32 @@ internal sealed partial class StripeBackend
             }
 
             MergeMetadata(s.Metadata, p);
-            _subscriptions[s.Id] = s;
-            _subscriptionList.Add(s);
-            Emit("customer.subscription.created", Render(s), now);
-
-            // The flat fee is billed in advance: the first invoice holds the licensed items for the first period.
-            var inv = NewInvoice(s, "subscription_create", now, now, finalizeAt: now);
-            foreach (var item in s.Items.Where(i => !_prices[i.PriceId].IsMetered))
-            {
-                inv.Lines.Add(FlatLine(inv, s, item, item.PeriodStart, item.PeriodEnd));
-            }
-
-            s.LatestInvoiceId = inv.Id;
-            Emit("invoice.created", Render(inv), now);
-            FinalizeLocked(inv, now);
-            RecomputeNextDue();
+            StartSubscriptionLocked(s, now);
             return Render(s);
         }
+    }
+
+    /// <summary>
+    /// Stores a new subscription, emits <c>customer.subscription.created</c> and bills the first period's flat fee.
+    /// Shared by <c>POST /v1/subscriptions</c> and Checkout completion. Caller holds the lock.
+    /// </summary>
+    private void StartSubscriptionLocked(Subscription s, long now)
+    {
+        _subscriptions[s.Id] = s;
+        _subscriptionList.Add(s);
+        Emit("customer.subscription.created", Render(s), now);
+
+        // The flat fee is billed in advance: the first invoice holds the licensed items for the first period.
+        var inv = NewInvoice(s, "subscription_create", now, now, finalizeAt: now);
+        foreach (var item in s.Items.Where(i => !_prices[i.PriceId].IsMetered))
+        {
+            inv.Lines.Add(FlatLine(inv, s, item, item.PeriodStart, item.PeriodEnd));
+        }
+
+        s.LatestInvoiceId = inv.Id;
+        Emit("invoice.created", Render(inv), now);
+        FinalizeLocked(inv, now);
+        RecomputeNextDue();
     }
 
     private Subscription SubscriptionOrThrow(string id) =>
@@ -640,12 +652,27 @@ internal sealed partial class StripeBackend
                 }
             }
 
-            if (dueSub is null && dueInv is null)
+            CheckoutSession? dueSession = null;
+            foreach (var cs in _checkoutList)
+            {
+                if (cs.Status == "open" && cs.ExpiresAt <= now && (dueSession is null || cs.ExpiresAt < dueSession.ExpiresAt))
+                {
+                    dueSession = cs;
+                }
+            }
+
+            if (dueSub is null && dueInv is null && dueSession is null)
             {
                 break;
             }
 
-            if (dueInv is not null && (dueSub is null || dueInv.FinalizeAt <= subAt))
+            if (dueSession is not null
+                && (dueSub is null || dueSession.ExpiresAt <= subAt)
+                && (dueInv is null || dueSession.ExpiresAt <= dueInv.FinalizeAt))
+            {
+                ExpireLocked(dueSession, dueSession.ExpiresAt);
+            }
+            else if (dueInv is not null && (dueSub is null || dueInv.FinalizeAt <= subAt))
             {
                 FinalizeLocked(dueInv, dueInv.FinalizeAt);
             }
@@ -713,6 +740,14 @@ internal sealed partial class StripeBackend
             if (inv.Status == "draft")
             {
                 next = Math.Min(next, inv.FinalizeAt);
+            }
+        }
+
+        foreach (var cs in _checkoutList)
+        {
+            if (cs.Status == "open")
+            {
+                next = Math.Min(next, cs.ExpiresAt);
             }
         }
 

@@ -24,6 +24,7 @@ internal sealed partial class StripeBackend
         public List<WebhookEndpoint> Endpoints { get; set; } = [];
         public List<EventRecord> Events { get; set; } = [];
         public List<MeterEventRecord> MeterEvents { get; set; } = [];
+        public List<CheckoutSession> CheckoutSessions { get; set; } = [];
     }
 
     /// <summary>Writes the whole state to <paramref name="path"/> (atomically, through a temp file).</summary>
@@ -45,6 +46,7 @@ internal sealed partial class StripeBackend
                 Endpoints = [.. _endpointList],
                 Events = [.. _eventList],
                 MeterEvents = [.. _meterEvents],
+                CheckoutSessions = [.. _checkoutList],
             };
             bytes = JsonSerializer.SerializeToUtf8Bytes(snapshot, SnapshotJson);
         }
@@ -118,6 +120,12 @@ internal sealed partial class StripeBackend
             {
                 _events[x.Id] = x;
                 _eventList.Add(x);
+            }
+
+            foreach (var x in s.CheckoutSessions)
+            {
+                _checkout[x.Id] = x;
+                _checkoutList.Add(x);
             }
 
             foreach (var e in s.MeterEvents)

@@ -33,6 +33,8 @@ internal sealed partial class StripeBackend
     private readonly List<WebhookEndpoint> _endpointList = [];
     private readonly Dictionary<string, EventRecord> _events = new(StringComparer.Ordinal);
     private readonly List<EventRecord> _eventList = [];
+    private readonly Dictionary<string, CheckoutSession> _checkout = new(StringComparer.Ordinal);
+    private readonly List<CheckoutSession> _checkoutList = [];
 
     private readonly List<MeterEventRecord> _meterEvents = [];
     private readonly Dictionary<string, MeterEventRecord> _byIdentifier = new(StringComparer.Ordinal);
@@ -89,6 +91,8 @@ internal sealed partial class StripeBackend
             _endpointList.Clear();
             _events.Clear();
             _eventList.Clear();
+            _checkout.Clear();
+            _checkoutList.Clear();
             _meterEvents.Clear();
             _byIdentifier.Clear();
             _eventIndex.Clear();

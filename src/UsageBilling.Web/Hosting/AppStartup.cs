@@ -88,7 +88,8 @@ internal sealed partial class AppStartup(
         await accounts.EnsureCustomerAsync(user.Id, user.Email, ct);
         if (access.IsEmulated && catalog.Plans.ContainsKey(o.DemoPlan))
         {
-            await accounts.SubscribeAsync(user.Id, user.Email, o.DemoPlan, "demo-seed", new Uri("http://127.0.0.1/"), ct);
+            // The demo gets its subscription at once, whatever Billing:SubscribeWith says: nobody is there to pay.
+            await accounts.SubscribeAsync(user.Id, user.Email, o.DemoPlan, "demo-seed", new Uri("http://127.0.0.1/"), ct, SubscribeMode.Api);
         }
 
         // History: a few messages a day since the (back-dated) period start, below the allowance.
@@ -158,7 +159,11 @@ internal sealed partial class AppStartup(
             new WebhookEndpointCreateOptions
             {
                 Url = url.ToString(),
-                EnabledEvents = ["customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted", "invoice.created", "invoice.finalized", "invoice.paid"],
+                EnabledEvents =
+                [
+                    "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
+                    "invoice.created", "invoice.finalized", "invoice.paid", Webhooks.StripeWebhookHandler.CheckoutCompleted,
+                ],
             },
             cancellationToken: ct);
         webhookSecret.Secret = created.Secret;

@@ -99,6 +99,9 @@ internal static class HostingExtensions
     {
         var config = builder.Configuration;
         builder.Services.AddOptions<AppOptions>().Bind(config.GetSection(AppOptions.SectionName));
+
+        // Bound at start, so a wrong Billing:SubscribeWith fails the start instead of the first plan choice.
+        builder.Services.AddOptions<BillingOptions>().Bind(config.GetSection(BillingOptions.SectionName)).ValidateOnStart();
         var usage = builder.Services.AddUsageBilling(config.GetSection("UsageBilling"));
         var provider = config["Database:Provider"] ?? "Sqlite";
         var connectionString = config.GetConnectionString("UsageBilling");

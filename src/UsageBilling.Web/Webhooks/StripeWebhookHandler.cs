@@ -52,6 +52,9 @@ internal sealed partial class StripeWebhookHandler(
 
     private static readonly HashSet<string> InvoiceEvents = new(StringComparer.Ordinal) { "invoice.created", "invoice.finalized", "invoice.paid" };
 
+    /// <summary>A customer paid on Stripe Checkout (<c>Billing:SubscribeWith=Checkout</c>).</summary>
+    public const string CheckoutCompleted = "checkout.session.completed";
+
     private static IReadOnlySet<string> MeterErrorEvents => MeterErrorReportHandler.EventTypes;
 
     public async Task<WebhookOutcome> HandleAsync(string json, string? signature, CancellationToken ct)
@@ -88,7 +91,7 @@ internal sealed partial class StripeWebhookHandler(
             return WebhookOutcome.Malformed;
         }
 
-        var known = SubscriptionEvents.Contains(type) || InvoiceEvents.Contains(type) || MeterErrorEvents.Contains(type);
+        var known = SubscriptionEvents.Contains(type) || InvoiceEvents.Contains(type) || MeterErrorEvents.Contains(type) || type == CheckoutCompleted;
         if (!known)
         {
             LogIgnored(logger, type, id);
@@ -120,6 +123,11 @@ internal sealed partial class StripeWebhookHandler(
                 else if (type == "invoice.created" && stripeEvent.Data.Object is Invoice invoice)
                 {
                     await FlushCustomerAsync(invoice.CustomerId, ct);
+                }
+                else if (type == CheckoutCompleted && stripeEvent.Data.Object is global::Stripe.Checkout.Session session)
+                {
+                    // A failure (Stripe unreachable) throws: the delivery answers 500 and Stripe retries it.
+                    await services.GetRequiredService<BillingAccounts>().ApplyCompletedCheckoutAsync(session, ct);
                 }
             }
 
