@@ -143,9 +143,36 @@ public sealed class BenchDatabase : IAsyncDisposable
             ? services.GetRequiredService<IDbContextFactory<SqliteUsageBillingDbContext>>().CreateDbContext()
             : services.GetRequiredService<IDbContextFactory<PostgresUsageBillingDbContext>>().CreateDbContext();
 
+    /// <summary>Leave the database in place on dispose (to inspect it, or reuse it with <see cref="OpenPostgresAsync"/>).</summary>
+    public bool Keep { get; set; }
+
+    /// <summary>Wires the library to an existing PostgreSQL benchmark database (kept by an earlier run) and migrates it.</summary>
+    public static async Task<BenchDatabase> OpenPostgresAsync(string databaseName, Action<UsageBillingOptions>? configure = null)
+    {
+        var cs = new NpgsqlConnectionStringBuilder(PostgresServer) { Database = databaseName, MaxPoolSize = 90 }.ToString();
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddUsageBilling(o =>
+        {
+            o.Meters["ai_messages"] = new MeterDefinition { DisplayName = "AI messages" };
+            configure?.Invoke(o);
+        }).UsePostgres(cs);
+        var sp = services.BuildServiceProvider();
+        await sp.GetRequiredService<IUsageBillingDatabase>().MigrateAsync();
+        await using var context = CreateContext(sp, BenchProvider.Postgres);
+        var users = await context.Users.OrderBy(u => u.Email).Select(u => u.Id).ToListAsync();
+        return new BenchDatabase(BenchProvider.Postgres, cs, sp, users, () => Task.CompletedTask) { Keep = true };
+    }
+
     public async ValueTask DisposeAsync()
     {
         await Services.DisposeAsync();
+        if (Keep)
+        {
+            Console.WriteLine($"# database kept: {new NpgsqlConnectionStringBuilder(ConnectionString).Database ?? ConnectionString}");
+            return;
+        }
+
         await _drop();
     }
 }

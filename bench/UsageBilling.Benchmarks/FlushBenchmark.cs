@@ -65,11 +65,11 @@ public static class FlushBenchmark
             throw new ArgumentException($"--emulator must be child or inprocess, was '{settings.Emulator}'.");
         }
 
-        Console.WriteLine($"# flush benchmark — {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {BuildConfiguration}, GC server={System.Runtime.GCSettings.IsServerGC}");
+        Console.WriteLine($"# flush benchmark — {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {BenchInfo.BuildConfiguration}, GC server={System.Runtime.GCSettings.IsServerGC}");
         Console.WriteLine($"# (a) events={settings.Events}, customers={settings.Customers} x {Meters.Length} meters, layout={settings.Layout}, MaxConcurrentCalls={settings.Concurrency}, " +
             $"ClaimBatchSize={settings.ClaimBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, SendBatchSize={settings.SendBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, emulator={settings.Emulator}");
         Console.WriteLine($"# (b) groups={settings.LimitedGroups}, {settings.LatencyMs} ms injected on every meter event, flusher and emulator limit {settings.LimitedRate}/s");
-        Console.WriteLine($"# load average at start: {LoadAverage()}");
+        Console.WriteLine($"# load average at start: {BenchInfo.LoadAverage()}");
 
         await using var emulator = settings.Emulator == "child" ? await BenchEmulator.StartChildAsync() : await BenchEmulator.StartInProcessAsync();
         Console.WriteLine($"# emulator at {emulator.ApiBase} ({(emulator.IsChild ? $"child process pid {emulator.ChildPid}, so this process's memory is the flusher's + harness's alone" : "in this process")})");
@@ -91,7 +91,7 @@ public static class FlushBenchmark
             }
         }
 
-        Console.WriteLine($"# load average at end: {LoadAverage()}");
+        Console.WriteLine($"# load average at end: {BenchInfo.LoadAverage()}");
         Console.WriteLine();
         if (throughputRows.Count > 0)
         {
@@ -154,7 +154,7 @@ public static class FlushBenchmark
         var heapBefore = GC.GetTotalMemory(true);
         var peakReset = MemoryProbe.TryResetPeakRss();
         using var probe = new MemoryProbe();
-        Console.WriteLine($"   load average before flush: {LoadAverage()}; managed heap {Mb(heapBefore)}, RSS {Mb(Environment.WorkingSet)}");
+        Console.WriteLine($"   load average before flush: {BenchInfo.LoadAverage()}; managed heap {Mb(heapBefore)}, RSS {Mb(Environment.WorkingSet)}");
         using var phases = new PhaseListener();
         var clock = Stopwatch.StartNew();
         var result = await flusher.GetRequiredService<IUsageFlusher>().FlushOnceAsync();
@@ -162,11 +162,11 @@ public static class FlushBenchmark
         var peak = probe.Stop();
         var peakRss = peakReset ? MemoryProbe.PeakRss() : (long?)null;
         Console.WriteLine($"   flushed in {clock.Elapsed.TotalSeconds:N1} s: claimed {result.EventsClaimed:N0}, reports {result.ReportsCreated:N0}, sent {result.ReportsSent:N0}, retried {result.ReportsRetried}, dead {result.ReportsDead}, review {result.ReportsNeedingReview}");
-        Console.WriteLine($"   peak managed heap {Mb(peak.PeakHeap)} (sampled, incl. garbage; largest heap right after a GC {Mb(peak.PeakGcHeap)}), peak RSS {(peakRss is { } p ? Mb(p) : "n/a")}, gen2 GCs {peak.Gen2Collections}, load average {LoadAverage()}");
+        Console.WriteLine($"   peak managed heap {Mb(peak.PeakHeap)} (sampled, incl. garbage; largest heap right after a GC {Mb(peak.PeakGcHeap)}), peak RSS {(peakRss is { } p ? Mb(p) : "n/a")}, gen2 GCs {peak.Gen2Collections}, load average {BenchInfo.LoadAverage()}");
 
         var check = await VerifyAsync(db, emulator, periodStart, periodEnd, s.Events);
         Console.WriteLine($"   phases: claim {phases.ClaimPhase.TotalSeconds:N1} s ({result.EventsClaimed / phases.ClaimPhase.TotalSeconds:N0} events/s), send+mark {phases.SendPhase.TotalSeconds:N1} s ({phases.Calls / phases.SendPhase.TotalSeconds:N0} calls/s)");
-        var row = new ThroughputRow(name, s.Events, s.Customers, s.Layout, clock.Elapsed, result, check, peak, peakRss, LoadAverage(), phases.ClaimPhase, phases.SendPhase);
+        var row = new ThroughputRow(name, s.Events, s.Customers, s.Layout, clock.Elapsed, result, check, peak, peakRss, BenchInfo.LoadAverage(), phases.ClaimPhase, phases.SendPhase);
         Console.WriteLine($"   -> {row.EventsPerSecond:N0} events/s, {check.Accepted:N0} Stripe calls accepted for {check.Groups:N0} groups, totals {check.TotalsSummary}");
         return row;
     }
@@ -214,7 +214,7 @@ public static class FlushBenchmark
         await emulator.Admin.InjectFaultAsync(new FaultSpec("/v1/billing/meter_events", FaultKind.Delay, Count: groups * 2, DelayMilliseconds: s.LatencyMs, Method: "POST"));
         await emulator.Admin.SetRateLimitAsync(s.LimitedRate);
         var rejectionsBefore = await emulator.Admin.GetRejectionCountsAsync();
-        Console.WriteLine($"   load average before flush: {LoadAverage()}");
+        Console.WriteLine($"   load average before flush: {BenchInfo.LoadAverage()}");
         using var phases = new PhaseListener();
         var clock = Stopwatch.StartNew();
         var result = await flusher.GetRequiredService<IUsageFlusher>().FlushOnceAsync();
@@ -229,7 +229,7 @@ public static class FlushBenchmark
         var first = accepted.Min(e => e.ReceivedAt);
         var last = accepted.Max(e => e.ReceivedAt);
         var check = await VerifyAsync(db, emulator, periodStart, periodEnd, events, accepted);
-        var row = new LimitedRow(name, groups, s.LimitedRate, s.LatencyMs, clock.Elapsed, result, check, rejected429, allRejections.Length == 0 ? "none" : allRejections, LoadAverage(), phases.ClaimPhase, phases.SendPhase);
+        var row = new LimitedRow(name, groups, s.LimitedRate, s.LatencyMs, clock.Elapsed, result, check, rejected429, allRejections.Length == 0 ? "none" : allRejections, BenchInfo.LoadAverage(), phases.ClaimPhase, phases.SendPhase);
         Console.WriteLine($"   flushed in {clock.Elapsed.TotalSeconds:N1} s: sent {result.ReportsSent}, retried {result.ReportsRetried}; emulator accepted {check.Accepted} ({first:HH:mm:ss} .. {last:HH:mm:ss}, whole seconds); rejections during flush: {row.Rejections}");
         Console.WriteLine($"   phases: claim {phases.ClaimPhase.TotalSeconds:N2} s, send+mark {phases.SendPhase.TotalSeconds:N1} s ({row.SendCallsPerSecond:N1} calls/s in the send phase)");
         Console.WriteLine($"   -> {row.CallsPerSecond:N1} calls/s = {row.CallsPerSecond / s.LimitedRate:P1} of {s.LimitedRate}/s, 429s received {rejected429}, totals {check.TotalsSummary}");
@@ -430,15 +430,6 @@ public static class FlushBenchmark
 
     private static string Mb(long bytes) => (bytes / (1024.0 * 1024.0)).ToString("N0", CultureInfo.InvariantCulture) + " MB";
 
-    private static string LoadAverage() =>
-        System.IO.File.Exists("/proc/loadavg") ? string.Join(" ", System.IO.File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
-
-    private static string BuildConfiguration =>
-#if DEBUG
-        "DEBUG build (numbers not representative)";
-#else
-        "Release build";
-#endif
 
     private sealed class Settings
     {

@@ -9,6 +9,7 @@ try
     {
         "recording" => await RecordingBenchmark.RunAsync(rest),
         "flush" => await FlushBenchmark.RunAsync(rest),
+        "summary" => await SummaryBenchmark.RunAsync(rest),
         _ => Usage(),
     };
 }
@@ -33,6 +34,9 @@ static int Usage()
                       [--events N] [--customers C] [--provider postgres|sqlite|both] [--layout interleaved|clustered]
                       [--concurrency K] [--claim-batch B] [--send-batch S] [--limited-groups G] [--rate R]
                       [--latency-ms L] [--emulator child|inprocess] [--skip-throughput] [--skip-limited]
+          summary     usage-page read (GetCurrentPeriodAsync) p50/p95/p99 for a customer with 1M events in a 10M-row
+                      PostgreSQL table, vs. one aggregate over usage_events; both must agree
+                      [--events N] [--customer-events M] [--users U] [--iterations I] [--baseline-iterations B] [--recorded R]
         """);
     return 2;
 }

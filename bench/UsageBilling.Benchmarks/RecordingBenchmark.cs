@@ -49,10 +49,10 @@ public static class RecordingBenchmark
         }
 
         Console.WriteLine($"# recording benchmark — {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, " +
-            $"{(Debugger.IsAttached ? "debugger attached, " : "")}{BuildConfiguration}");
+            $"{(Debugger.IsAttached ? "debugger attached, " : "")}{BenchInfo.BuildConfiguration}");
         Console.WriteLine($"# events={events}, users={UserCount}, meter={Meter}, half with idempotency keys, writers={writers?.ToString(CultureInfo.InvariantCulture) ?? "default"}, " +
             $"max batch={batchSize?.ToString(CultureInfo.InvariantCulture) ?? "default"}, raw={rawSql} x{rawBatch} rows/tx (SQLite: {rawStatement} rows/statement)");
-        Console.WriteLine($"# load average at start: {LoadAverage()}");
+        Console.WriteLine($"# load average at start: {BenchInfo.LoadAverage()}");
 
         var rows = new List<Row>();
         foreach (var provider in providers)
@@ -77,21 +77,12 @@ public static class RecordingBenchmark
             }
         }
 
-        Console.WriteLine($"# load average at end: {LoadAverage()}");
+        Console.WriteLine($"# load average at end: {BenchInfo.LoadAverage()}");
         Console.WriteLine();
         Console.WriteLine(Table(rows));
         return 0;
     }
 
-    private static string LoadAverage() =>
-        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
-
-    private static string BuildConfiguration =>
-#if DEBUG
-        "DEBUG build (numbers not representative)";
-#else
-        "Release build";
-#endif
 
     /// <summary>Runs one method on a fresh database: warm-up, timed run, row-count check.</summary>
     private static async Task<Measurement> MeasureAsync(BenchProvider provider, string method, int events, int callers, Action<Configuration.UsageBillingOptions>? configure, Driver driver)

@@ -28,6 +28,9 @@ public abstract class UsageBillingDbContext : DbContext
     /// <summary>The hourly rollup of the usage buffer, which summaries read.</summary>
     public DbSet<UsageHourly> UsageHourly => Set<UsageHourly>();
 
+    /// <summary>The daily rollup of the usage buffer, which summaries read.</summary>
+    public DbSet<UsageDaily> UsageDaily => Set<UsageDaily>();
+
     /// <summary>The reports sent (or to send) to Stripe.</summary>
     public DbSet<UsageReport> UsageReports => Set<UsageReport>();
 

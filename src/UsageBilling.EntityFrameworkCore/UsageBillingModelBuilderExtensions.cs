@@ -8,7 +8,7 @@ namespace UsageBilling.EntityFrameworkCore;
 public static class UsageBillingModelBuilderExtensions
 {
     /// <summary>
-    /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_reports</c>, <c>billing_customers</c> and
+    /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_daily</c>, <c>usage_reports</c>, <c>billing_customers</c> and
     /// <c>billing_subscription_items</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
     /// whose primary key must be a single <see cref="Guid"/> (ASP.NET Core Identity with Guid keys fits).
     /// </summary>
@@ -45,21 +45,26 @@ public static class UsageBillingModelBuilderExtensions
             e.HasIndex(x => x.ReportId).HasDatabaseName("ix_usage_events_report");
         });
 
+        // The rollups the summaries read: whole days, the whole hours of the ragged days, and only the
+        // ragged hours from usage_events. Key order serves the summary: one user's buckets in a range.
         modelBuilder.Entity<UsageHourly>(e =>
         {
             e.ToTable("usage_hourly");
-
-            // Key order serves the summary: one user's hours in a range, all meters.
             e.HasKey(x => new { x.UserId, x.Hour, x.Meter }).HasName("pk_usage_hourly");
-            e.Property(x => x.UserId).HasColumnName("user_id");
             e.Property(x => x.Hour).HasColumnName("hour");
-            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
-            e.Property(x => x.Quantity).HasColumnName("quantity");
-            e.Property(x => x.EventCount).HasColumnName("event_count");
-            e.Property(x => x.ReportedQuantity).HasColumnName("reported_quantity");
-            e.Property(x => x.ReportedCount).HasColumnName("reported_count");
-            e.Property(x => x.LastReportedAt).HasColumnName("last_reported_at");
-            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_hourly_user");
+            MapRollup<TUser, UsageHourly>(e, "usage_hourly");
+            e.HasIndex(x => new { x.UserId, x.Hour }).HasDatabaseName("ix_usage_hourly_summary")
+                .IncludeProperties(x => new { x.Meter, x.Quantity, x.EventCount, x.ReportedQuantity, x.ReportedCount, x.LastReportedAt });
+        });
+
+        modelBuilder.Entity<UsageDaily>(e =>
+        {
+            e.ToTable("usage_daily");
+            e.HasKey(x => new { x.UserId, x.Day, x.Meter }).HasName("pk_usage_daily");
+            e.Property(x => x.Day).HasColumnName("day");
+            MapRollup<TUser, UsageDaily>(e, "usage_daily");
+            e.HasIndex(x => new { x.UserId, x.Day }).HasDatabaseName("ix_usage_daily_summary")
+                .IncludeProperties(x => new { x.Meter, x.Quantity, x.EventCount, x.ReportedQuantity, x.ReportedCount, x.LastReportedAt });
         });
 
         modelBuilder.Entity<UsageReport>(e =>
@@ -120,6 +125,22 @@ public static class UsageBillingModelBuilderExtensions
         });
 
         return modelBuilder;
+    }
+
+    // PostgreSQL reads the summary indexes index-only (INCLUDE): a user's rows are written a bucket at a
+    // time, interleaved with everyone else's, so reading them from the heap would cost a page per row.
+    private static void MapRollup<TUser, TRow>(Microsoft.EntityFrameworkCore.Metadata.Builders.EntityTypeBuilder<TRow> e, string table)
+        where TUser : class
+        where TRow : UsageRollupRow
+    {
+        e.Property(x => x.UserId).HasColumnName("user_id");
+        e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
+        e.Property(x => x.Quantity).HasColumnName("quantity");
+        e.Property(x => x.EventCount).HasColumnName("event_count");
+        e.Property(x => x.ReportedQuantity).HasColumnName("reported_quantity");
+        e.Property(x => x.ReportedCount).HasColumnName("reported_count");
+        e.Property(x => x.LastReportedAt).HasColumnName("last_reported_at");
+        e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName($"fk_{table}_user");
     }
 
     /// <summary>The text stored for a report status.</summary>

@@ -72,6 +72,7 @@ public abstract class CheckoutFlowTests<TApp>(TApp app) : IClassFixture<TApp>
 
         var usage = await session.GetPageAsync(paid.Headers.Location!.PathAndQuery);
         Assert.Equal("Starter", usage.QuerySelector("[data-testid='plan']")?.TextContent);
+        Assert.Contains("Thanks!", usage.QuerySelector("[data-testid='checkout-message']")?.TextContent, StringComparison.Ordinal);
         Assert.Equal(100, (await session.GetUsageAsync()).Meters.Single(m => m.Meter == "ai_messages").Included);
     }
 

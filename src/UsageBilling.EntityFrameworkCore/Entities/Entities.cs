@@ -93,25 +93,23 @@ public sealed class UsageReport
 }
 
 /// <summary>
-/// A row of <c>usage_hourly</c>: one user's usage of one meter in one UTC hour, kept in step with
-/// <c>usage_events</c> by the recorder (in the insert's transaction) and the flusher (when Stripe
-/// acknowledges a report), so summaries read hundreds of rows instead of millions of events.
+/// The counters of a usage rollup row (<see cref="UsageHourly"/>, <see cref="UsageDaily"/>): one user's
+/// usage of one meter in one time bucket, kept in step with <c>usage_events</c> by the recorder (in the
+/// insert's transaction) and the flusher (when Stripe acknowledges a report), so summaries read
+/// dozens of rows instead of millions of events.
 /// </summary>
-public sealed class UsageHourly
+public abstract class UsageRollupRow
 {
     /// <summary>The app's user; deleting the user deletes these rows.</summary>
     public Guid UserId { get; set; }
 
-    /// <summary>The start of the UTC hour.</summary>
-    public DateTimeOffset Hour { get; set; }
-
     /// <summary>The Stripe meter event name.</summary>
     public string Meter { get; set; } = "";
 
-    /// <summary>Sum of the quantities of the hour's events.</summary>
+    /// <summary>Sum of the quantities of the bucket's events.</summary>
     public long Quantity { get; set; }
 
-    /// <summary>Number of the hour's events.</summary>
+    /// <summary>Number of the bucket's events.</summary>
     public long EventCount { get; set; }
 
     /// <summary>Sum of the quantities Stripe has acknowledged.</summary>
@@ -120,8 +118,22 @@ public sealed class UsageHourly
     /// <summary>Number of events Stripe has acknowledged.</summary>
     public long ReportedCount { get; set; }
 
-    /// <summary>When Stripe last acknowledged an event of this hour.</summary>
+    /// <summary>When Stripe last acknowledged an event of this bucket.</summary>
     public DateTimeOffset? LastReportedAt { get; set; }
+}
+
+/// <summary>A row of <c>usage_hourly</c>: a user's usage of a meter in one UTC hour.</summary>
+public sealed class UsageHourly : UsageRollupRow
+{
+    /// <summary>The start of the UTC hour.</summary>
+    public DateTimeOffset Hour { get; set; }
+}
+
+/// <summary>A row of <c>usage_daily</c>: a user's usage of a meter on one UTC day.</summary>
+public sealed class UsageDaily : UsageRollupRow
+{
+    /// <summary>The start (midnight UTC) of the day.</summary>
+    public DateTimeOffset Day { get; set; }
 }
 
 /// <summary>A row of <c>billing_customers</c>: the app user's Stripe customer and plan.</summary>

@@ -134,15 +134,15 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
     }
 
     /// <summary>
-    /// Stamps the reports' events acknowledged and adds them to the hourly rollup's reported
+    /// Stamps the reports' events acknowledged and adds them to the rollups' acknowledged
     /// columns, in the caller's transaction, after the caller changed the reports' status (whose row
     /// locks keep two flushers from counting the same events twice).
     /// </summary>
     private async Task MarkEventsReportedAsync(TContext context, System.Data.Common.DbTransaction transaction, List<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
     {
         var deltas = await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction, reportIds, at, cancellationToken).ConfigureAwait(false);
-        deltas.Sort(HourlyRollup.LockOrder);
-        await usageDialect.UpsertHourlyAsync(context.Database.GetDbConnection(), transaction, deltas, cancellationToken).ConfigureAwait(false);
+        deltas.Sort(UsageRollup.LockOrder);
+        await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), transaction, deltas, UsageRollup.ToDaily(deltas), cancellationToken).ConfigureAwait(false);
         var reportIdsNullable = reportIds.Select(i => (Guid?)i).ToList();
         await context.Set<UsageEvent>()
             .Where(e => reportIdsNullable.Contains(e.ReportId) && e.ReportedAt == null)

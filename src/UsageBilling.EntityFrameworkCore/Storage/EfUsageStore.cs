@@ -52,7 +52,8 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
         var connection = context.Database.GetDbConnection();
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         var inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
-        await dialect.UpsertHourlyAsync(connection, transaction, HourlyRollup.FromInserted(events, inserted), cancellationToken).ConfigureAwait(false);
+        var hourly = UsageRollup.FromInserted(events, inserted);
+        await dialect.UpsertRollupsAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), cancellationToken).ConfigureAwait(false);
         var outcomes = new StoredEventOutcome[events.Count];
         List<(Guid, string)>? missing = null;
         for (var i = 0; i < events.Count; i++)
@@ -91,28 +92,19 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
 
     public async Task<BillingState?> GetBillingStateAsync(Guid userId, CancellationToken cancellationToken)
     {
+        // Every summary starts here: one prepared round trip, no LINQ pipeline.
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
-        var customer = await context.Set<BillingCustomer>().AsNoTracking().FirstOrDefaultAsync(c => c.UserId == userId, cancellationToken).ConfigureAwait(false);
-        if (customer is null)
-        {
-            return null;
-        }
-
-        var items = await context.Set<BillingSubscriptionItem>().AsNoTracking()
-            .Where(i => i.UserId == userId && i.Meter != null)
-            .Select(i => new SubscriptionItemPeriod(i.Id, i.Meter, i.CurrentPeriodStart, i.CurrentPeriodEnd))
-            .ToListAsync(cancellationToken).ConfigureAwait(false);
-        return new BillingState(userId, customer.StripeCustomerId, customer.PlanId, items);
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await dialect.BillingStateAsync(context.Database.GetDbConnection(), userId, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<IReadOnlyList<MeterDayUsage>> GetUsageByDayAsync(Guid userId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
     {
-        var (hoursFrom, hoursTo) = HourlyRollup.WholeHours(from, to);
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var rows = await dialect.UsageByDayAsync(context.Database.GetDbConnection(), userId, from, hoursFrom, hoursTo, to, cancellationToken).ConfigureAwait(false);
+        var rows = await dialect.UsageByDayAsync(context.Database.GetDbConnection(), userId, UsageRollup.Split(from, to), cancellationToken).ConfigureAwait(false);
 
-        // A day cut by an hour boundary comes back twice: once from the rollup, once from the events.
+        // A ragged day comes back in parts: its whole hours from the hourly rollup, its ragged hour from the events.
         var merged = new Dictionary<(string, DateOnly), MeterDayUsage>();
         foreach (var row in rows)
         {

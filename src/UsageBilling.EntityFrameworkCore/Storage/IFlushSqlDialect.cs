@@ -25,8 +25,8 @@ internal interface IFlushSqlDialect
     Task<List<LeasedReport>> LeaseAsync(DbConnection connection, DbTransaction transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken);
 
     /// <summary>
-    /// What marking these reports sent adds to <c>usage_hourly</c>: their not-yet-acknowledged events
+    /// What marking these reports sent adds to the rollups: their not-yet-acknowledged events
     /// summed per user, UTC hour and meter, as reported deltas stamped <paramref name="at"/>.
     /// </summary>
-    Task<List<HourlyDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken);
+    Task<List<RollupDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken);
 }

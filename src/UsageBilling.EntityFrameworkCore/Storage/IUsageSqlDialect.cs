@@ -14,15 +14,21 @@ internal interface IUsageSqlDialect
     /// <summary>The stored rows for the given (user, key) pairs.</summary>
     Task<Dictionary<(Guid UserId, string Key), StoredEventOutcome>> FindByKeysAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid UserId, string Key)> keys, CancellationToken cancellationToken);
 
-    /// <summary>Adds the deltas to <c>usage_hourly</c>, creating missing rows; rows are written in the given (lock) order.</summary>
-    Task UpsertHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<HourlyDelta> deltas, CancellationToken cancellationToken);
+    /// <summary>The user's customer, plan and metered items in one round trip (a LEFT JOIN); <see langword="null"/> without a customer.</summary>
+    Task<BillingState?> BillingStateAsync(DbConnection connection, Guid userId, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Usage per meter and UTC day: whole hours [<paramref name="hoursFrom"/>, <paramref name="hoursTo"/>) from
-    /// <c>usage_hourly</c>, the ragged ends [<paramref name="from"/>, <paramref name="hoursFrom"/>) and
-    /// [<paramref name="hoursTo"/>, <paramref name="to"/>) from <c>usage_events</c>. A (meter, day) may appear twice; callers merge.
+    /// Adds the deltas to <c>usage_hourly</c>, then to <c>usage_daily</c>, creating missing rows; rows
+    /// are written in the given (lock) order.
     /// </summary>
-    Task<IReadOnlyList<MeterDayUsage>> UsageByDayAsync(DbConnection connection, Guid userId, DateTimeOffset from, DateTimeOffset hoursFrom, DateTimeOffset hoursTo, DateTimeOffset to, CancellationToken cancellationToken);
+    Task UpsertRollupsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Usage per meter and UTC day over <paramref name="ranges"/>: whole days from <c>usage_daily</c>,
+    /// the whole hours of the ragged days from <c>usage_hourly</c>, the ragged hours from
+    /// <c>usage_events</c>. A (meter, day) may appear more than once; callers merge.
+    /// </summary>
+    Task<IReadOnlyList<MeterDayUsage>> UsageByDayAsync(DbConnection connection, Guid userId, RollupRanges ranges, CancellationToken cancellationToken);
 
     bool IsForeignKeyViolation(Exception exception);
 }

@@ -185,7 +185,7 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
         return leased;
     }
 
-    public async Task<List<HourlyDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
+    public async Task<List<RollupDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
     {
         const string sql = """
             SELECT user_id, date_bin('1 hour', occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), meter, SUM(quantity)::bigint, COUNT(*)
@@ -195,11 +195,11 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
             """;
         await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("reports", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. reportIds] });
-        var deltas = new List<HourlyDelta>();
+        var deltas = new List<RollupDelta>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            deltas.Add(new HourlyDelta(reader.GetGuid(0), reader.GetFieldValue<DateTimeOffset>(1), reader.GetString(2), 0, 0, reader.GetInt64(3), reader.GetInt64(4), at));
+            deltas.Add(new RollupDelta(reader.GetGuid(0), reader.GetFieldValue<DateTimeOffset>(1), reader.GetString(2), 0, 0, reader.GetInt64(3), reader.GetInt64(4), at));
         }
 
         return deltas;

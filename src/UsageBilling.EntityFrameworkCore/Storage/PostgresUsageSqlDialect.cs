@@ -22,26 +22,35 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
           ON e.user_id = k.user_id AND e.idempotency_key = k.idempotency_key
         """;
 
-    // Rows are fed in lock order (HourlyRollup.LockOrder) and an INSERT processes them in input order,
-    // so concurrent writers lock usage_hourly rows in one global order and never deadlock.
-    private const string UpsertHourlySql = """
-        INSERT INTO usage_hourly AS h (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
-        SELECT * FROM unnest(@users, @hours, @meters, @quantities, @counts, @reported_quantities, @reported_counts, @reported_at)
-        ON CONFLICT (user_id, hour, meter) DO UPDATE SET
-          quantity = h.quantity + excluded.quantity,
-          event_count = h.event_count + excluded.event_count,
-          reported_quantity = h.reported_quantity + excluded.reported_quantity,
-          reported_count = h.reported_count + excluded.reported_count,
-          last_reported_at = GREATEST(h.last_reported_at, excluded.last_reported_at)
+    private const string BillingStateSql = """
+        SELECT c.stripe_customer_id, c.plan_id, i.id, i.meter, i.current_period_start, i.current_period_end
+        FROM billing_customers c
+        LEFT JOIN billing_subscription_items i ON i.user_id = c.user_id AND i.meter IS NOT NULL
+        WHERE c.user_id = @user
         """;
 
-    // Two range scans of the events' (user_id, occurred_at) index for the ragged ends, one of the
-    // rollup's primary key for the whole hours.
+    // Rows are fed in lock order (UsageRollup.LockOrder) and an INSERT processes them in input order,
+    // so concurrent writers lock rollup rows in one global order and never deadlock.
+    private static readonly string UpsertHourlySql = UpsertSql("usage_hourly", "hour");
+    private static readonly string UpsertDailySql = UpsertSql("usage_daily", "day");
+
+    // Index-only range scans: usage_daily for the whole days (one row per meter and day), usage_hourly
+    // for the whole hours of the ragged days, usage_events for the ragged hours.
     private const string UsageByDaySql = """
+        SELECT meter, (day AT TIME ZONE 'UTC')::date, quantity, event_count,
+               quantity - reported_quantity, event_count - reported_count, last_reported_at
+        FROM usage_daily
+        WHERE user_id = @user AND day >= @days_from AND day < @days_to
+        UNION ALL
         SELECT meter, (hour AT TIME ZONE 'UTC')::date, SUM(quantity)::bigint, SUM(event_count)::bigint,
                SUM(quantity - reported_quantity)::bigint, SUM(event_count - reported_count)::bigint, MAX(last_reported_at)
-        FROM usage_hourly
-        WHERE user_id = @user AND hour >= @hours_from AND hour < @hours_to
+        FROM (
+            SELECT meter, hour, quantity, event_count, reported_quantity, reported_count, last_reported_at FROM usage_hourly
+            WHERE user_id = @user AND hour >= @hours_from AND hour < @days_from
+            UNION ALL
+            SELECT meter, hour, quantity, event_count, reported_quantity, reported_count, last_reported_at FROM usage_hourly
+            WHERE user_id = @user AND hour >= @days_to AND hour < @hours_to
+        ) h
         GROUP BY 1, 2
         UNION ALL
         SELECT meter, (occurred_at AT TIME ZONE 'UTC')::date, SUM(quantity)::bigint, COUNT(*),
@@ -114,33 +123,79 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         return found;
     }
 
-    public async Task UpsertHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<HourlyDelta> deltas, CancellationToken cancellationToken)
+    public async Task<BillingState?> BillingStateAsync(DbConnection connection, Guid userId, CancellationToken cancellationToken)
     {
-        if (deltas.Count == 0)
+        await using var command = new NpgsqlCommand(BillingStateSql, (NpgsqlConnection)connection);
+        command.Parameters.Add(new NpgsqlParameter<Guid>("user", userId));
+        await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
+        string? customer = null, plan = null;
+        var items = new List<SubscriptionItemPeriod>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            customer = reader.GetString(0);
+            plan = reader.IsDBNull(1) ? null : reader.GetString(1);
+            if (!reader.IsDBNull(2))
+            {
+                items.Add(new SubscriptionItemPeriod(reader.GetString(2), reader.GetString(3), reader.GetFieldValue<DateTimeOffset>(4), reader.GetFieldValue<DateTimeOffset>(5)));
+            }
+        }
+
+        return customer is null ? null : new BillingState(userId, customer, plan, items);
+    }
+
+    public async Task UpsertRollupsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, CancellationToken cancellationToken)
+    {
+        if (hourly.Count == 0 && daily.Count == 0)
         {
             return;
         }
 
-        await using var command = new NpgsqlCommand(UpsertHourlySql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        // One round trip; the statements still run in order (hourly first), as the lock order requires.
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        batch.BatchCommands.Add(UpsertCommand(UpsertHourlySql, hourly));
+        batch.BatchCommands.Add(UpsertCommand(UpsertDailySql, daily));
+        await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static string UpsertSql(string table, string bucket) => $"""
+        INSERT INTO {table} AS r (user_id, {bucket}, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+        SELECT * FROM unnest(@users, @buckets, @meters, @quantities, @counts, @reported_quantities, @reported_counts, @reported_at)
+        ON CONFLICT (user_id, {bucket}, meter) DO UPDATE SET
+          quantity = r.quantity + excluded.quantity,
+          event_count = r.event_count + excluded.event_count,
+          reported_quantity = r.reported_quantity + excluded.reported_quantity,
+          reported_count = r.reported_count + excluded.reported_count,
+          last_reported_at = GREATEST(r.last_reported_at, excluded.last_reported_at)
+        """;
+
+    private static NpgsqlBatchCommand UpsertCommand(string sql, IReadOnlyList<RollupDelta> deltas)
+    {
+        var command = new NpgsqlBatchCommand(sql);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. deltas.Select(d => d.UserId)] });
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("hours", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. deltas.Select(d => d.Hour.ToUniversalTime())] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("buckets", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. deltas.Select(d => d.Bucket.ToUniversalTime())] });
         command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. deltas.Select(d => d.Meter)] });
         command.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. deltas.Select(d => d.Quantity)] });
         command.Parameters.Add(new NpgsqlParameter<long[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. deltas.Select(d => d.Count)] });
         command.Parameters.Add(new NpgsqlParameter<long[]>("reported_quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. deltas.Select(d => d.ReportedQuantity)] });
         command.Parameters.Add(new NpgsqlParameter<long[]>("reported_counts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. deltas.Select(d => d.ReportedCount)] });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset?[]>("reported_at", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. deltas.Select(d => d.ReportedAt?.ToUniversalTime())] });
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return command;
     }
 
-    public async Task<IReadOnlyList<MeterDayUsage>> UsageByDayAsync(DbConnection connection, Guid userId, DateTimeOffset from, DateTimeOffset hoursFrom, DateTimeOffset hoursTo, DateTimeOffset to, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<MeterDayUsage>> UsageByDayAsync(DbConnection connection, Guid userId, RollupRanges ranges, CancellationToken cancellationToken)
     {
         await using var command = new NpgsqlCommand(UsageByDaySql, (NpgsqlConnection)connection);
         command.Parameters.Add(new NpgsqlParameter<Guid>("user", userId));
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("from", from.ToUniversalTime()));
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("hours_from", hoursFrom.ToUniversalTime()));
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("hours_to", hoursTo.ToUniversalTime()));
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("to", to.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("from", ranges.From.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("hours_from", ranges.HoursFrom.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("days_from", ranges.DaysFrom.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("days_to", ranges.DaysTo.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("hours_to", ranges.HoursTo.ToUniversalTime()));
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("to", ranges.To.ToUniversalTime()));
+
+        // Every page view runs this: prepared once per pooled connection, planned once.
+        await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
         var rows = new List<MeterDayUsage>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

@@ -160,9 +160,9 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
         return leased;
     }
 
-    public async Task<List<HourlyDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
+    public async Task<List<RollupDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
     {
-        var deltas = new List<HourlyDelta>();
+        var deltas = new List<RollupDelta>();
         foreach (var chunk in reportIds.Chunk(500))
         {
             await using var command = ((SqliteConnection)connection).CreateCommand();
@@ -183,7 +183,7 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                deltas.Add(new HourlyDelta(Guid.Parse(reader.GetString(0)), FromUnixMicroseconds(reader.GetInt64(1)), reader.GetString(2), 0, 0, reader.GetInt64(3), reader.GetInt64(4), at));
+                deltas.Add(new RollupDelta(Guid.Parse(reader.GetString(0)), FromUnixMicroseconds(reader.GetInt64(1)), reader.GetString(2), 0, 0, reader.GetInt64(3), reader.GetInt64(4), at));
             }
         }
 

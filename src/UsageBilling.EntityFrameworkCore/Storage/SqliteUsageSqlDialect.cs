@@ -95,14 +95,50 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
         return found;
     }
 
-    public async Task UpsertHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<HourlyDelta> deltas, CancellationToken cancellationToken)
+    public async Task<BillingState?> BillingStateAsync(DbConnection connection, Guid userId, CancellationToken cancellationToken)
+    {
+        await using var command = ((SqliteConnection)connection).CreateCommand();
+        command.CommandText = """
+            SELECT c.stripe_customer_id, c.plan_id, i.id, i.meter, i.current_period_start, i.current_period_end
+            FROM billing_customers c
+            LEFT JOIN billing_subscription_items i ON i.user_id = c.user_id AND i.meter IS NOT NULL
+            WHERE c.user_id = $user
+            """;
+        command.Parameters.Add(new SqliteParameter("$user", SqliteType.Text) { Value = GuidText(userId) });
+        string? customer = null, plan = null;
+        var items = new List<SubscriptionItemPeriod>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            customer = reader.GetString(0);
+            plan = reader.IsDBNull(1) ? null : reader.GetString(1);
+            if (!reader.IsDBNull(2))
+            {
+                items.Add(new SubscriptionItemPeriod(
+                    reader.GetString(2),
+                    reader.GetString(3),
+                    UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(4)),
+                    UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(5))));
+            }
+        }
+
+        return customer is null ? null : new BillingState(userId, customer, plan, items);
+    }
+
+    public async Task UpsertRollupsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, CancellationToken cancellationToken)
+    {
+        await UpsertAsync(connection, transaction, "usage_hourly", "hour", hourly, cancellationToken).ConfigureAwait(false);
+        await UpsertAsync(connection, transaction, "usage_daily", "day", daily, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task UpsertAsync(DbConnection connection, DbTransaction transaction, string table, string bucket, IReadOnlyList<RollupDelta> deltas, CancellationToken cancellationToken)
     {
         for (var offset = 0; offset < deltas.Count; offset += RowsPerStatement)
         {
             var count = Math.Min(RowsPerStatement, deltas.Count - offset);
             await using var command = ((SqliteConnection)connection).CreateCommand();
             command.Transaction = (SqliteTransaction)transaction;
-            var sql = new StringBuilder("INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at) VALUES ");
+            var sql = new StringBuilder("INSERT INTO ").Append(table).Append(" (user_id, ").Append(bucket).Append(", meter, quantity, event_count, reported_quantity, reported_count, last_reported_at) VALUES ");
             for (var i = 0; i < count; i++)
             {
                 var d = deltas[offset + i];
@@ -114,7 +150,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
                 sql.Append("($u").Append(i).Append(",$h").Append(i).Append(",$m").Append(i).Append(",$q").Append(i)
                     .Append(",$c").Append(i).Append(",$rq").Append(i).Append(",$rc").Append(i).Append(",$at").Append(i).Append(')');
                 command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(d.UserId) });
-                command.Parameters.Add(new SqliteParameter("$h" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(d.Hour) });
+                command.Parameters.Add(new SqliteParameter("$h" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(d.Bucket) });
                 command.Parameters.Add(new SqliteParameter("$m" + i, SqliteType.Text) { Value = d.Meter });
                 command.Parameters.Add(new SqliteParameter("$q" + i, SqliteType.Integer) { Value = d.Quantity });
                 command.Parameters.Add(new SqliteParameter("$c" + i, SqliteType.Integer) { Value = d.Count });
@@ -124,8 +160,8 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             }
 
             // SQLite's two-argument max() is NULL when either side is; the coalesces keep the known one.
-            sql.Append("""
-                 ON CONFLICT (user_id, hour, meter) DO UPDATE SET
+            sql.Append(" ON CONFLICT (user_id, ").Append(bucket).Append(", meter)").Append("""
+                 DO UPDATE SET
                   quantity = quantity + excluded.quantity,
                   event_count = event_count + excluded.event_count,
                   reported_quantity = reported_quantity + excluded.reported_quantity,
@@ -137,14 +173,19 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
         }
     }
 
-    public async Task<IReadOnlyList<MeterDayUsage>> UsageByDayAsync(DbConnection connection, Guid userId, DateTimeOffset from, DateTimeOffset hoursFrom, DateTimeOffset hoursTo, DateTimeOffset to, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<MeterDayUsage>> UsageByDayAsync(DbConnection connection, Guid userId, RollupRanges ranges, CancellationToken cancellationToken)
     {
         await using var command = ((SqliteConnection)connection).CreateCommand();
         command.CommandText = """
+            SELECT meter, day / 86400000000, quantity, event_count,
+                   quantity - reported_quantity, event_count - reported_count, last_reported_at
+            FROM usage_daily
+            WHERE user_id = $user AND day >= $daysFrom AND day < $daysTo
+            UNION ALL
             SELECT meter, hour / 86400000000, SUM(quantity), SUM(event_count),
                    SUM(quantity - reported_quantity), SUM(event_count - reported_count), MAX(last_reported_at)
             FROM usage_hourly
-            WHERE user_id = $user AND hour >= $hoursFrom AND hour < $hoursTo
+            WHERE user_id = $user AND ((hour >= $hoursFrom AND hour < $daysFrom) OR (hour >= $daysTo AND hour < $hoursTo))
             GROUP BY 1, 2
             UNION ALL
             SELECT meter, occurred_at / 86400000000, SUM(quantity), COUNT(*),
@@ -154,10 +195,12 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             GROUP BY 1, 2
             """;
         command.Parameters.Add(new SqliteParameter("$user", SqliteType.Text) { Value = GuidText(userId) });
-        command.Parameters.Add(new SqliteParameter("$from", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(from) });
-        command.Parameters.Add(new SqliteParameter("$hoursFrom", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(hoursFrom) });
-        command.Parameters.Add(new SqliteParameter("$hoursTo", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(hoursTo) });
-        command.Parameters.Add(new SqliteParameter("$to", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(to) });
+        command.Parameters.Add(new SqliteParameter("$from", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(ranges.From) });
+        command.Parameters.Add(new SqliteParameter("$hoursFrom", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(ranges.HoursFrom) });
+        command.Parameters.Add(new SqliteParameter("$daysFrom", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(ranges.DaysFrom) });
+        command.Parameters.Add(new SqliteParameter("$daysTo", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(ranges.DaysTo) });
+        command.Parameters.Add(new SqliteParameter("$hoursTo", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(ranges.HoursTo) });
+        command.Parameters.Add(new SqliteParameter("$to", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(ranges.To) });
         var rows = new List<MeterDayUsage>();
         var epochDay = DateOnly.FromDateTime(DateTime.UnixEpoch).DayNumber;
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

@@ -128,6 +128,51 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                     b.ToTable("users", (string)null);
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("user_id");
+
+                    b.Property<long>("Day")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("day");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("meter");
+
+                    b.Property<long>("EventCount")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("event_count");
+
+                    b.Property<long?>("LastReportedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("last_reported_at");
+
+                    b.Property<long>("Quantity")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("quantity");
+
+                    b.Property<long>("ReportedCount")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("reported_count");
+
+                    b.Property<long>("ReportedQuantity")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("reported_quantity");
+
+                    b.HasKey("UserId", "Day", "Meter")
+                        .HasName("pk_usage_daily");
+
+                    b.HasIndex("UserId", "Day")
+                        .HasDatabaseName("ix_usage_daily_summary")
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
+
+                    b.ToTable("usage_daily", (string)null);
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>
                 {
                     b.Property<Guid>("Id")
@@ -230,6 +275,10 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
 
                     b.HasKey("UserId", "Hour", "Meter")
                         .HasName("pk_usage_hourly");
+
+                    b.HasIndex("UserId", "Hour")
+                        .HasDatabaseName("ix_usage_hourly_summary")
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
 
                     b.ToTable("usage_hourly", (string)null);
                 });
@@ -342,6 +391,16 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_billing_subscription_items_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
+                {
+                    b.HasOne("UsageBilling.EntityFrameworkCore.Entities.BillingUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_daily_user");
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>

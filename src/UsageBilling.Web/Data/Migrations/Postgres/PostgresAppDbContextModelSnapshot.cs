@@ -242,6 +242,52 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                     b.ToTable("billing_subscription_items", (string)null);
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("user_id");
+
+                    b.Property<DateTimeOffset>("Day")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("day");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("meter");
+
+                    b.Property<long>("EventCount")
+                        .HasColumnType("bigint")
+                        .HasColumnName("event_count");
+
+                    b.Property<DateTimeOffset?>("LastReportedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("last_reported_at");
+
+                    b.Property<long>("Quantity")
+                        .HasColumnType("bigint")
+                        .HasColumnName("quantity");
+
+                    b.Property<long>("ReportedCount")
+                        .HasColumnType("bigint")
+                        .HasColumnName("reported_count");
+
+                    b.Property<long>("ReportedQuantity")
+                        .HasColumnType("bigint")
+                        .HasColumnName("reported_quantity");
+
+                    b.HasKey("UserId", "Day", "Meter")
+                        .HasName("pk_usage_daily");
+
+                    b.HasIndex("UserId", "Day")
+                        .HasDatabaseName("ix_usage_daily_summary");
+
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "Day"), new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
+
+                    b.ToTable("usage_daily", (string)null);
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>
                 {
                     b.Property<Guid>("Id")
@@ -345,6 +391,11 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
 
                     b.HasKey("UserId", "Hour", "Meter")
                         .HasName("pk_usage_hourly");
+
+                    b.HasIndex("UserId", "Hour")
+                        .HasDatabaseName("ix_usage_hourly_summary");
+
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "Hour"), new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
 
                     b.ToTable("usage_hourly", (string)null);
                 });
@@ -599,6 +650,16 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_billing_subscription_items_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
+                {
+                    b.HasOne("UsageBilling.Web.Data.AppUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_daily_user");
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>

@@ -233,6 +233,51 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                     b.ToTable("billing_subscription_items", (string)null);
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("user_id");
+
+                    b.Property<long>("Day")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("day");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("meter");
+
+                    b.Property<long>("EventCount")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("event_count");
+
+                    b.Property<long?>("LastReportedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("last_reported_at");
+
+                    b.Property<long>("Quantity")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("quantity");
+
+                    b.Property<long>("ReportedCount")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("reported_count");
+
+                    b.Property<long>("ReportedQuantity")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("reported_quantity");
+
+                    b.HasKey("UserId", "Day", "Meter")
+                        .HasName("pk_usage_daily");
+
+                    b.HasIndex("UserId", "Day")
+                        .HasDatabaseName("ix_usage_daily_summary")
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
+
+                    b.ToTable("usage_daily", (string)null);
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>
                 {
                     b.Property<Guid>("Id")
@@ -335,6 +380,10 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
 
                     b.HasKey("UserId", "Hour", "Meter")
                         .HasName("pk_usage_hourly");
+
+                    b.HasIndex("UserId", "Hour")
+                        .HasDatabaseName("ix_usage_hourly_summary")
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
 
                     b.ToTable("usage_hourly", (string)null);
                 });
@@ -589,6 +638,16 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_billing_subscription_items_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
+                {
+                    b.HasOne("UsageBilling.Web.Data.AppUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_daily_user");
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>

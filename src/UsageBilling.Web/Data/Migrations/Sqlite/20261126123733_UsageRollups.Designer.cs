@@ -11,8 +11,8 @@ using UsageBilling.Web.Data;
 namespace UsageBilling.Web.Data.Migrations.Sqlite
 {
     [DbContext(typeof(SqliteAppDbContext))]
-    [Migration("20261126114009_UsageHourly")]
-    partial class UsageHourly
+    [Migration("20261126123733_UsageRollups")]
+    partial class UsageRollups
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -236,6 +236,51 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                     b.ToTable("billing_subscription_items", (string)null);
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("user_id");
+
+                    b.Property<long>("Day")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("day");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("meter");
+
+                    b.Property<long>("EventCount")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("event_count");
+
+                    b.Property<long?>("LastReportedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("last_reported_at");
+
+                    b.Property<long>("Quantity")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("quantity");
+
+                    b.Property<long>("ReportedCount")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("reported_count");
+
+                    b.Property<long>("ReportedQuantity")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("reported_quantity");
+
+                    b.HasKey("UserId", "Day", "Meter")
+                        .HasName("pk_usage_daily");
+
+                    b.HasIndex("UserId", "Day")
+                        .HasDatabaseName("ix_usage_daily_summary")
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
+
+                    b.ToTable("usage_daily", (string)null);
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>
                 {
                     b.Property<Guid>("Id")
@@ -338,6 +383,10 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
 
                     b.HasKey("UserId", "Hour", "Meter")
                         .HasName("pk_usage_hourly");
+
+                    b.HasIndex("UserId", "Hour")
+                        .HasDatabaseName("ix_usage_hourly_summary")
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
 
                     b.ToTable("usage_hourly", (string)null);
                 });
@@ -592,6 +641,16 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_billing_subscription_items_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
+                {
+                    b.HasOne("UsageBilling.Web.Data.AppUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_daily_user");
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>

@@ -1,0 +1,89 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
+{
+    /// <inheritdoc />
+    public partial class UsageRollups : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.CreateTable(
+                name: "usage_daily",
+                columns: table => new
+                {
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    day = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    quantity = table.Column<long>(type: "bigint", nullable: false),
+                    event_count = table.Column<long>(type: "bigint", nullable: false),
+                    reported_quantity = table.Column<long>(type: "bigint", nullable: false),
+                    reported_count = table.Column<long>(type: "bigint", nullable: false),
+                    last_reported_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_usage_daily", x => new { x.user_id, x.day, x.meter });
+                    table.ForeignKey(
+                        name: "fk_usage_daily_user",
+                        column: x => x.user_id,
+                        principalTable: "users",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "usage_hourly",
+                columns: table => new
+                {
+                    user_id = table.Column<Guid>(type: "uuid", nullable: false),
+                    meter = table.Column<string>(type: "character varying(100)", maxLength: 100, nullable: false),
+                    hour = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: false),
+                    quantity = table.Column<long>(type: "bigint", nullable: false),
+                    event_count = table.Column<long>(type: "bigint", nullable: false),
+                    reported_quantity = table.Column<long>(type: "bigint", nullable: false),
+                    reported_count = table.Column<long>(type: "bigint", nullable: false),
+                    last_reported_at = table.Column<DateTimeOffset>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_usage_hourly", x => new { x.user_id, x.hour, x.meter });
+                    table.ForeignKey(
+                        name: "fk_usage_hourly_user",
+                        column: x => x.user_id,
+                        principalTable: "users",
+                        principalColumn: "id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_daily_summary",
+                table: "usage_daily",
+                columns: new[] { "user_id", "day" })
+                .Annotation("Npgsql:IndexInclude", new[] { "meter", "quantity", "event_count", "reported_quantity", "reported_count", "last_reported_at" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_hourly_summary",
+                table: "usage_hourly",
+                columns: new[] { "user_id", "hour" })
+                .Annotation("Npgsql:IndexInclude", new[] { "meter", "quantity", "event_count", "reported_quantity", "reported_count", "last_reported_at" });
+
+            // Existing events: the rollups start in step with the buffer.
+            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlyPostgres);
+            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageDailyPostgres);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropTable(
+                name: "usage_daily");
+
+            migrationBuilder.DropTable(
+                name: "usage_hourly");
+        }
+    }
+}

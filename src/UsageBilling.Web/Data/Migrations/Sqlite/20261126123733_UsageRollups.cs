@@ -1,0 +1,87 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace UsageBilling.Web.Data.Migrations.Sqlite
+{
+    /// <inheritdoc />
+    public partial class UsageRollups : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.CreateTable(
+                name: "usage_daily",
+                columns: table => new
+                {
+                    user_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    meter = table.Column<string>(type: "TEXT", maxLength: 100, nullable: false),
+                    day = table.Column<long>(type: "INTEGER", nullable: false),
+                    quantity = table.Column<long>(type: "INTEGER", nullable: false),
+                    event_count = table.Column<long>(type: "INTEGER", nullable: false),
+                    reported_quantity = table.Column<long>(type: "INTEGER", nullable: false),
+                    reported_count = table.Column<long>(type: "INTEGER", nullable: false),
+                    last_reported_at = table.Column<long>(type: "INTEGER", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_usage_daily", x => new { x.user_id, x.day, x.meter });
+                    table.ForeignKey(
+                        name: "fk_usage_daily_user",
+                        column: x => x.user_id,
+                        principalTable: "AspNetUsers",
+                        principalColumn: "Id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateTable(
+                name: "usage_hourly",
+                columns: table => new
+                {
+                    user_id = table.Column<Guid>(type: "TEXT", nullable: false),
+                    meter = table.Column<string>(type: "TEXT", maxLength: 100, nullable: false),
+                    hour = table.Column<long>(type: "INTEGER", nullable: false),
+                    quantity = table.Column<long>(type: "INTEGER", nullable: false),
+                    event_count = table.Column<long>(type: "INTEGER", nullable: false),
+                    reported_quantity = table.Column<long>(type: "INTEGER", nullable: false),
+                    reported_count = table.Column<long>(type: "INTEGER", nullable: false),
+                    last_reported_at = table.Column<long>(type: "INTEGER", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("pk_usage_hourly", x => new { x.user_id, x.hour, x.meter });
+                    table.ForeignKey(
+                        name: "fk_usage_hourly_user",
+                        column: x => x.user_id,
+                        principalTable: "AspNetUsers",
+                        principalColumn: "Id",
+                        onDelete: ReferentialAction.Cascade);
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_daily_summary",
+                table: "usage_daily",
+                columns: new[] { "user_id", "day" });
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_hourly_summary",
+                table: "usage_hourly",
+                columns: new[] { "user_id", "hour" });
+
+            // Existing events: the rollups start in step with the buffer.
+            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlySqlite);
+            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageDailySqlite);
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropTable(
+                name: "usage_daily");
+
+            migrationBuilder.DropTable(
+                name: "usage_hourly");
+        }
+    }
+}
