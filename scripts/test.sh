@@ -37,6 +37,8 @@ DO \$\$ BEGIN
     ALTER ROLE usagebilling LOGIN CREATEDB PASSWORD '$pg_password';
   END IF;
 END \$\$;
+-- Tests drop their databases WITH (FORCE), which must also end autovacuum workers busy in them.
+GRANT pg_signal_backend TO usagebilling;
 SQL
 export USAGEBILLING_TEST_PG="Host=127.0.0.1;Port=$pg_port;Username=usagebilling;Password=$pg_password;Database=postgres"
 echo "== PostgreSQL $pg_ver on 127.0.0.1:$pg_port"

@@ -571,7 +571,7 @@ public abstract class RecordingComplianceTests(Provider provider) : IAsyncLifeti
 
 public sealed class SqliteRecordingTests() : RecordingComplianceTests(Provider.Sqlite)
 {
-    protected override string RollupIndex => "USING INDEX ix_{0}_summary";
+    protected override string RollupIndex => "USING INDEX sqlite_autoindex_{0}_1";
 
     protected override string[] PrepareExplainSql => ["ANALYZE"];
 
@@ -586,7 +586,7 @@ public sealed class SqliteRecordingTests() : RecordingComplianceTests(Provider.S
 
 public sealed class PostgresRecordingTests() : RecordingComplianceTests(Provider.Postgres)
 {
-    protected override string RollupIndex => "ix_{0}_summary";
+    protected override string RollupIndex => "pk_{0}";
 
     protected override string[] PrepareExplainSql => ["ANALYZE usage_events", "VACUUM ANALYZE usage_hourly", "VACUUM ANALYZE usage_daily", "SET enable_seqscan = off"];
 

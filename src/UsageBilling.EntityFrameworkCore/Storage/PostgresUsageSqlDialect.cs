@@ -34,7 +34,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
     private static readonly string UpsertHourlySql = UpsertSql("usage_hourly", "hour");
     private static readonly string UpsertDailySql = UpsertSql("usage_daily", "day");
 
-    // Index-only range scans: usage_daily for the whole days (one row per meter and day), usage_hourly
+    // Primary-key range scans: usage_daily for the whole days (one row per meter and day), usage_hourly
     // for the whole hours of the ragged days, usage_events for the ragged hours.
     private const string UsageByDaySql = """
         SELECT meter, (day AT TIME ZONE 'UTC')::date, quantity, event_count,

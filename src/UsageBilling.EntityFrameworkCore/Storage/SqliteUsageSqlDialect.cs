@@ -131,44 +131,48 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
         await UpsertAsync(connection, transaction, "usage_daily", "day", daily, cancellationToken).ConfigureAwait(false);
     }
 
+    // One prepared single-row statement re-run per row: SQLite runs in-process, so a re-run costs
+    // microseconds, while a multi-row statement pays per-parameter name binding (see RowsPerStatement).
     private static async Task UpsertAsync(DbConnection connection, DbTransaction transaction, string table, string bucket, IReadOnlyList<RollupDelta> deltas, CancellationToken cancellationToken)
     {
-        for (var offset = 0; offset < deltas.Count; offset += RowsPerStatement)
+        if (deltas.Count == 0)
         {
-            var count = Math.Min(RowsPerStatement, deltas.Count - offset);
-            await using var command = ((SqliteConnection)connection).CreateCommand();
-            command.Transaction = (SqliteTransaction)transaction;
-            var sql = new StringBuilder("INSERT INTO ").Append(table).Append(" (user_id, ").Append(bucket).Append(", meter, quantity, event_count, reported_quantity, reported_count, last_reported_at) VALUES ");
-            for (var i = 0; i < count; i++)
-            {
-                var d = deltas[offset + i];
-                if (i > 0)
-                {
-                    sql.Append(',');
-                }
+            return;
+        }
 
-                sql.Append("($u").Append(i).Append(",$h").Append(i).Append(",$m").Append(i).Append(",$q").Append(i)
-                    .Append(",$c").Append(i).Append(",$rq").Append(i).Append(",$rc").Append(i).Append(",$at").Append(i).Append(')');
-                command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(d.UserId) });
-                command.Parameters.Add(new SqliteParameter("$h" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(d.Bucket) });
-                command.Parameters.Add(new SqliteParameter("$m" + i, SqliteType.Text) { Value = d.Meter });
-                command.Parameters.Add(new SqliteParameter("$q" + i, SqliteType.Integer) { Value = d.Quantity });
-                command.Parameters.Add(new SqliteParameter("$c" + i, SqliteType.Integer) { Value = d.Count });
-                command.Parameters.Add(new SqliteParameter("$rq" + i, SqliteType.Integer) { Value = d.ReportedQuantity });
-                command.Parameters.Add(new SqliteParameter("$rc" + i, SqliteType.Integer) { Value = d.ReportedCount });
-                command.Parameters.Add(new SqliteParameter("$at" + i, SqliteType.Integer) { Value = d.ReportedAt is { } at ? UsageBillingSqliteConventions.ToUnixMicroseconds(at) : DBNull.Value });
-            }
+        await using var command = ((SqliteConnection)connection).CreateCommand();
+        command.Transaction = (SqliteTransaction)transaction;
 
-            // SQLite's two-argument max() is NULL when either side is; the coalesces keep the known one.
-            sql.Append(" ON CONFLICT (user_id, ").Append(bucket).Append(", meter)").Append("""
-                 DO UPDATE SET
-                  quantity = quantity + excluded.quantity,
-                  event_count = event_count + excluded.event_count,
-                  reported_quantity = reported_quantity + excluded.reported_quantity,
-                  reported_count = reported_count + excluded.reported_count,
-                  last_reported_at = max(coalesce(last_reported_at, excluded.last_reported_at), coalesce(excluded.last_reported_at, last_reported_at))
-                """);
-            command.CommandText = sql.ToString();
+        // SQLite's two-argument max() is NULL when either side is; the coalesces keep the known one.
+        command.CommandText = $"""
+            INSERT INTO {table} (user_id, {bucket}, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+            VALUES ($u, $b, $m, $q, $c, $rq, $rc, $at)
+            ON CONFLICT (user_id, {bucket}, meter) DO UPDATE SET
+              quantity = quantity + excluded.quantity,
+              event_count = event_count + excluded.event_count,
+              reported_quantity = reported_quantity + excluded.reported_quantity,
+              reported_count = reported_count + excluded.reported_count,
+              last_reported_at = max(coalesce(last_reported_at, excluded.last_reported_at), coalesce(excluded.last_reported_at, last_reported_at))
+            """;
+        var user = command.Parameters.Add("$u", SqliteType.Text);
+        var bucketStart = command.Parameters.Add("$b", SqliteType.Integer);
+        var meter = command.Parameters.Add("$m", SqliteType.Text);
+        var quantity = command.Parameters.Add("$q", SqliteType.Integer);
+        var count = command.Parameters.Add("$c", SqliteType.Integer);
+        var reportedQuantity = command.Parameters.Add("$rq", SqliteType.Integer);
+        var reportedCount = command.Parameters.Add("$rc", SqliteType.Integer);
+        var reportedAt = command.Parameters.Add("$at", SqliteType.Integer);
+        await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var d in deltas)
+        {
+            user.Value = GuidText(d.UserId);
+            bucketStart.Value = UsageBillingSqliteConventions.ToUnixMicroseconds(d.Bucket);
+            meter.Value = d.Meter;
+            quantity.Value = d.Quantity;
+            count.Value = d.Count;
+            reportedQuantity.Value = d.ReportedQuantity;
+            reportedCount.Value = d.ReportedCount;
+            reportedAt.Value = d.ReportedAt is { } at ? UsageBillingSqliteConventions.ToUnixMicroseconds(at) : DBNull.Value;
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }

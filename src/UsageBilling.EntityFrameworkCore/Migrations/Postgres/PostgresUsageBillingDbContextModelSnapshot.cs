@@ -171,12 +171,9 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     b.HasKey("UserId", "Day", "Meter")
                         .HasName("pk_usage_daily");
 
-                    b.HasIndex("UserId", "Day")
-                        .HasDatabaseName("ix_usage_daily_summary");
-
-                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "Day"), new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
-
                     b.ToTable("usage_daily", (string)null);
+
+                    b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>
@@ -283,12 +280,9 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     b.HasKey("UserId", "Hour", "Meter")
                         .HasName("pk_usage_hourly");
 
-                    b.HasIndex("UserId", "Hour")
-                        .HasDatabaseName("ix_usage_hourly_summary");
-
-                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "Hour"), new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
-
                     b.ToTable("usage_hourly", (string)null);
+
+                    b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageReport", b =>

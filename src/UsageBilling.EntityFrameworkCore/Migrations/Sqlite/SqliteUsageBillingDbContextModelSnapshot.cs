@@ -166,11 +166,9 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                     b.HasKey("UserId", "Day", "Meter")
                         .HasName("pk_usage_daily");
 
-                    b.HasIndex("UserId", "Day")
-                        .HasDatabaseName("ix_usage_daily_summary")
-                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
-
                     b.ToTable("usage_daily", (string)null);
+
+                    b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>
@@ -276,11 +274,9 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                     b.HasKey("UserId", "Hour", "Meter")
                         .HasName("pk_usage_hourly");
 
-                    b.HasIndex("UserId", "Hour")
-                        .HasDatabaseName("ix_usage_hourly_summary")
-                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Meter", "Quantity", "EventCount", "ReportedQuantity", "ReportedCount", "LastReportedAt" });
-
                     b.ToTable("usage_hourly", (string)null);
+
+                    b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageReport", b =>

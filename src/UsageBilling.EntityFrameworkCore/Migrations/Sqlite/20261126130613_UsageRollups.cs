@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace UsageBilling.Web.Data.Migrations.Sqlite
+namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
 {
     /// <inheritdoc />
     public partial class UsageRollups : Migration
@@ -30,8 +30,8 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                     table.ForeignKey(
                         name: "fk_usage_daily_user",
                         column: x => x.user_id,
-                        principalTable: "AspNetUsers",
-                        principalColumn: "Id",
+                        principalTable: "users",
+                        principalColumn: "id",
                         onDelete: ReferentialAction.Cascade);
                 });
 
@@ -54,20 +54,10 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                     table.ForeignKey(
                         name: "fk_usage_hourly_user",
                         column: x => x.user_id,
-                        principalTable: "AspNetUsers",
-                        principalColumn: "Id",
+                        principalTable: "users",
+                        principalColumn: "id",
                         onDelete: ReferentialAction.Cascade);
                 });
-
-            migrationBuilder.CreateIndex(
-                name: "ix_usage_daily_summary",
-                table: "usage_daily",
-                columns: new[] { "user_id", "day" });
-
-            migrationBuilder.CreateIndex(
-                name: "ix_usage_hourly_summary",
-                table: "usage_hourly",
-                columns: new[] { "user_id", "hour" });
 
             // Existing events: the rollups start in step with the buffer.
             migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlySqlite);

@@ -3,7 +3,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
+namespace UsageBilling.Web.Data.Migrations.Postgres
 {
     /// <inheritdoc />
     public partial class UsageRollups : Migration
@@ -30,10 +30,11 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     table.ForeignKey(
                         name: "fk_usage_daily_user",
                         column: x => x.user_id,
-                        principalTable: "users",
-                        principalColumn: "id",
+                        principalTable: "AspNetUsers",
+                        principalColumn: "Id",
                         onDelete: ReferentialAction.Cascade);
-                });
+                })
+                .Annotation("Npgsql:StorageParameter:fillfactor", 70);
 
             migrationBuilder.CreateTable(
                 name: "usage_hourly",
@@ -54,22 +55,11 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     table.ForeignKey(
                         name: "fk_usage_hourly_user",
                         column: x => x.user_id,
-                        principalTable: "users",
-                        principalColumn: "id",
+                        principalTable: "AspNetUsers",
+                        principalColumn: "Id",
                         onDelete: ReferentialAction.Cascade);
-                });
-
-            migrationBuilder.CreateIndex(
-                name: "ix_usage_daily_summary",
-                table: "usage_daily",
-                columns: new[] { "user_id", "day" })
-                .Annotation("Npgsql:IndexInclude", new[] { "meter", "quantity", "event_count", "reported_quantity", "reported_count", "last_reported_at" });
-
-            migrationBuilder.CreateIndex(
-                name: "ix_usage_hourly_summary",
-                table: "usage_hourly",
-                columns: new[] { "user_id", "hour" })
-                .Annotation("Npgsql:IndexInclude", new[] { "meter", "quantity", "event_count", "reported_quantity", "reported_count", "last_reported_at" });
+                })
+                .Annotation("Npgsql:StorageParameter:fillfactor", 70);
 
             // Existing events: the rollups start in step with the buffer.
             migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlyPostgres);
