@@ -67,8 +67,10 @@ public abstract class CheckoutFlowTests<TApp>(TApp app) : IClassFixture<TApp>
         Assert.Single(items, i => i.Meter == "ai_messages");
         Assert.Single(items, i => i.Meter is null);
         Assert.All(items, i => Assert.True(i.CurrentPeriodEnd > i.CurrentPeriodStart));
-        var deliveries = await app.Stripe.Emulator.Admin.GetWebhookDeliveriesAsync(Ct);
-        Assert.Contains(deliveries, d => d.EventType == "checkout.session.completed" && d.Succeeded);
+        // The emulator logs a delivery once the app's response is back, which can be after the app stored the event.
+        await WaitUntilAsync(
+            async () => (await app.Stripe.Emulator.Admin.GetWebhookDeliveriesAsync(Ct)).Any(d => d.EventType == "checkout.session.completed" && d.Succeeded),
+            "the emulator logged checkout.session.completed as delivered");
 
         var usage = await session.GetPageAsync(paid.Headers.Location!.PathAndQuery);
         Assert.Equal("Starter", usage.QuerySelector("[data-testid='plan']")?.TextContent);
