@@ -32,3 +32,33 @@ internal interface IUsageSqlDialect
 
     bool IsForeignKeyViolation(Exception exception);
 }
+
+/// <summary>The billing-state read both dialects run: the same SQL and row shape, bound and timed per provider.</summary>
+internal static class BillingStateQuery
+{
+    /// <summary>The user's customer, plan and metered items; both providers accept <c>@user</c>.</summary>
+    public const string Sql = """
+        SELECT c.stripe_customer_id, c.plan_id, i.id, i.meter, i.current_period_start, i.current_period_end
+        FROM billing_customers c
+        LEFT JOIN billing_subscription_items i ON i.user_id = c.user_id AND i.meter IS NOT NULL
+        WHERE c.user_id = @user
+        """;
+
+    /// <summary>Reads the rows of <see cref="Sql"/>; <see langword="null"/> without a customer.</summary>
+    public static async Task<BillingState?> ReadAsync(DbDataReader reader, Guid userId, Func<DbDataReader, int, DateTimeOffset> readTime, CancellationToken cancellationToken)
+    {
+        string? customer = null, plan = null;
+        var items = new List<SubscriptionItemPeriod>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            customer = reader.GetString(0);
+            plan = reader.IsDBNull(1) ? null : reader.GetString(1);
+            if (!reader.IsDBNull(2))
+            {
+                items.Add(new SubscriptionItemPeriod(reader.GetString(2), reader.GetString(3), readTime(reader, 4), readTime(reader, 5)));
+            }
+        }
+
+        return customer is null ? null : new BillingState(userId, customer, plan, items);
+    }
+}

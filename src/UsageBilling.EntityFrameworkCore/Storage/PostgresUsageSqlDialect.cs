@@ -22,13 +22,6 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
           ON e.user_id = k.user_id AND e.idempotency_key = k.idempotency_key
         """;
 
-    private const string BillingStateSql = """
-        SELECT c.stripe_customer_id, c.plan_id, i.id, i.meter, i.current_period_start, i.current_period_end
-        FROM billing_customers c
-        LEFT JOIN billing_subscription_items i ON i.user_id = c.user_id AND i.meter IS NOT NULL
-        WHERE c.user_id = @user
-        """;
-
     // Rows are fed in lock order (UsageRollup.LockOrder) and an INSERT processes them in input order,
     // so concurrent writers lock rollup rows in one global order and never deadlock.
     private static readonly string UpsertHourlySql = UpsertSql("usage_hourly", "hour");
@@ -125,23 +118,11 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
 
     public async Task<BillingState?> BillingStateAsync(DbConnection connection, Guid userId, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand(BillingStateSql, (NpgsqlConnection)connection);
+        await using var command = new NpgsqlCommand(BillingStateQuery.Sql, (NpgsqlConnection)connection);
         command.Parameters.Add(new NpgsqlParameter<Guid>("user", userId));
         await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
-        string? customer = null, plan = null;
-        var items = new List<SubscriptionItemPeriod>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            customer = reader.GetString(0);
-            plan = reader.IsDBNull(1) ? null : reader.GetString(1);
-            if (!reader.IsDBNull(2))
-            {
-                items.Add(new SubscriptionItemPeriod(reader.GetString(2), reader.GetString(3), reader.GetFieldValue<DateTimeOffset>(4), reader.GetFieldValue<DateTimeOffset>(5)));
-            }
-        }
-
-        return customer is null ? null : new BillingState(userId, customer, plan, items);
+        return await BillingStateQuery.ReadAsync(reader, userId, static (r, i) => r.GetFieldValue<DateTimeOffset>(i), cancellationToken).ConfigureAwait(false);
     }
 
     public async Task UpsertRollupsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, CancellationToken cancellationToken)

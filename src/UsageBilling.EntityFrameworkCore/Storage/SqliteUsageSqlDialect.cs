@@ -98,31 +98,10 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
     public async Task<BillingState?> BillingStateAsync(DbConnection connection, Guid userId, CancellationToken cancellationToken)
     {
         await using var command = ((SqliteConnection)connection).CreateCommand();
-        command.CommandText = """
-            SELECT c.stripe_customer_id, c.plan_id, i.id, i.meter, i.current_period_start, i.current_period_end
-            FROM billing_customers c
-            LEFT JOIN billing_subscription_items i ON i.user_id = c.user_id AND i.meter IS NOT NULL
-            WHERE c.user_id = $user
-            """;
-        command.Parameters.Add(new SqliteParameter("$user", SqliteType.Text) { Value = GuidText(userId) });
-        string? customer = null, plan = null;
-        var items = new List<SubscriptionItemPeriod>();
+        command.CommandText = BillingStateQuery.Sql;
+        command.Parameters.Add(new SqliteParameter("@user", SqliteType.Text) { Value = GuidText(userId) });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            customer = reader.GetString(0);
-            plan = reader.IsDBNull(1) ? null : reader.GetString(1);
-            if (!reader.IsDBNull(2))
-            {
-                items.Add(new SubscriptionItemPeriod(
-                    reader.GetString(2),
-                    reader.GetString(3),
-                    UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(4)),
-                    UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(5))));
-            }
-        }
-
-        return customer is null ? null : new BillingState(userId, customer, plan, items);
+        return await BillingStateQuery.ReadAsync(reader, userId, static (r, i) => UsageBillingSqliteConventions.FromUnixMicroseconds(r.GetInt64(i)), cancellationToken).ConfigureAwait(false);
     }
 
     public async Task UpsertRollupsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, CancellationToken cancellationToken)

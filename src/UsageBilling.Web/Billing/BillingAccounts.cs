@@ -71,7 +71,7 @@ internal sealed partial class BillingAccounts(
     /// the API at once; in <see cref="SubscribeMode.Checkout"/> mode the customer goes through Checkout
     /// and the subscription arrives by webhook (<see cref="ApplyCompletedCheckoutAsync"/>).
     /// </summary>
-    public async Task<SubscribeOutcome> SubscribeAsync(Guid userId, string? email, string planId, string requestId, Uri baseUri, CancellationToken ct, SubscribeMode? mode = null)
+    public async Task<SubscribeOutcome> SubscribeAsync(Guid userId, string? email, string planId, string requestId, Uri baseUri, SubscribeMode? mode, CancellationToken ct)
     {
         if (!catalog.Plans.ContainsKey(planId))
         {

@@ -89,7 +89,7 @@ internal sealed partial class AppStartup(
         if (access.IsEmulated && catalog.Plans.ContainsKey(o.DemoPlan))
         {
             // The demo gets its subscription at once, whatever Billing:SubscribeWith says: nobody is there to pay.
-            await accounts.SubscribeAsync(user.Id, user.Email, o.DemoPlan, "demo-seed", new Uri("http://127.0.0.1/"), ct, SubscribeMode.Api);
+            await accounts.SubscribeAsync(user.Id, user.Email, o.DemoPlan, "demo-seed", new Uri("http://127.0.0.1/"), SubscribeMode.Api, ct);
         }
 
         // History: a few messages a day since the (back-dated) period start, below the allowance.
