@@ -40,6 +40,9 @@ public abstract class UsageBillingDbContext : DbContext
     /// <summary>Subscription items and their periods.</summary>
     public DbSet<BillingSubscriptionItem> SubscriptionItems => Set<BillingSubscriptionItem>();
 
+    /// <summary>Stripe webhook events already applied.</summary>
+    public DbSet<ProcessedWebhookEvent> ProcessedWebhookEvents => Set<ProcessedWebhookEvent>();
+
     /// <inheritdoc />
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {

@@ -67,6 +67,8 @@ public static class UsageBillingEntityFrameworkExtensions
         builder.Services.RemoveAll<IUsageFlushStore>();
         builder.Services.AddSingleton<IUsageStore>(sp => new EfUsageStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), dialect));
         builder.Services.AddSingleton<IUsageFlushStore>(sp => new EfUsageFlushStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, dialect, sp.GetRequiredService<TimeProvider>()));
+        builder.Services.RemoveAll<IBillingAccountStore>();
+        builder.Services.AddSingleton<IBillingAccountStore>(sp => new EfBillingAccountStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), sp.GetRequiredService<TimeProvider>()));
         builder.Services.TryAddSingleton<IUsageBillingDatabase, UsageBillingDatabase<TContext>>();
         return builder;
     }

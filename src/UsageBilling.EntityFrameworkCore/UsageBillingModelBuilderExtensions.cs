@@ -8,8 +8,8 @@ namespace UsageBilling.EntityFrameworkCore;
 public static class UsageBillingModelBuilderExtensions
 {
     /// <summary>
-    /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_daily</c>, <c>usage_reports</c>, <c>billing_customers</c> and
-    /// <c>billing_subscription_items</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
+    /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_daily</c>, <c>usage_reports</c>, <c>billing_customers</c>,
+    /// <c>billing_subscription_items</c> and <c>stripe_webhook_events</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
     /// whose primary key must be a single <see cref="Guid"/> (ASP.NET Core Identity with Guid keys fits).
     /// </summary>
     /// <typeparam name="TUser">The app's user entity.</typeparam>
@@ -118,6 +118,15 @@ public static class UsageBillingModelBuilderExtensions
             e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
             e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_billing_subscription_items_user");
             e.HasIndex(x => new { x.UserId, x.Meter }).HasDatabaseName("ix_billing_subscription_items_user_meter");
+        });
+
+        modelBuilder.Entity<ProcessedWebhookEvent>(e =>
+        {
+            e.ToTable("stripe_webhook_events");
+            e.HasKey(x => x.Id).HasName("pk_stripe_webhook_events");
+            e.Property(x => x.Id).HasColumnName("id").HasMaxLength(255).ValueGeneratedNever();
+            e.Property(x => x.Type).HasColumnName("type").HasMaxLength(255).IsRequired();
+            e.Property(x => x.ProcessedAt).HasColumnName("processed_at");
         });
 
         return modelBuilder;

@@ -29,7 +29,7 @@ public abstract class CheckoutFlowTests<TApp>(TApp app) : IClassFixture<TApp>
         var (session, userId) = await SignUpAsync();
         using var _ = session;
         var customerId = await CustomerOfAsync(userId);
-        Assert.Equal(SubscribeMode.Checkout, await ModeAsync());
+        Assert.Equal(SubscribeMode.Checkout, Mode());
 
         var checkoutUrl = await StartCheckoutAsync(session, "starter");
 
@@ -140,15 +140,12 @@ public abstract class CheckoutFlowTests<TApp>(TApp app) : IClassFixture<TApp>
     private async Task<(UserSession Session, Guid UserId)> SignUpAsync()
     {
         // The app registers its webhook endpoint with the emulator once it listens.
-        await WaitUntilAsync(() => Task.FromResult(app.Services.GetRequiredService<WebhookSecretStore>().Secret is not null), "webhook endpoint registered");
+        await WaitUntilAsync(() => Task.FromResult(app.Services.GetRequiredService<UsageBilling.Webhooks.StripeWebhookSecret>().Value is not null), "webhook endpoint registered");
         return await app.SignUpAsync();
     }
 
-    private async Task<SubscribeMode> ModeAsync()
-    {
-        await using var scope = app.Services.CreateAsyncScope();
-        return scope.ServiceProvider.GetRequiredService<BillingAccounts>().Mode;
-    }
+    private SubscribeMode Mode() =>
+        app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<BillingAccountOptions>>().Value.SubscribeWith;
 
     /// <summary>Chooses a plan on /plans and returns where the app sent the browser.</summary>
     private static async Task<Uri> StartCheckoutAsync(UserSession session, string plan)

@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Stripe;
+using UsageBilling.EntityFrameworkCore.Entities;
 using UsageBilling.Flushing;
 using UsageBilling.Storage;
 using UsageBilling.Web.Tests.Infrastructure;
@@ -295,43 +296,47 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
     }
 
     [Fact]
-    public async Task Webhook_SubscriptionUpdated_SyncsPeriodsOnceAndIgnoresReplay()
+    public async Task Webhook_SubscriptionUpdated_AppliesStripesStateNotThePayload_AndIgnoresReplay()
     {
         var (session, userId) = await app.SignUpAsync();
         using var _ = session;
         await session.ChoosePlanAsync("starter");
         await using var db = app.CreateDbContext();
         var item = await db.SubscriptionItems.FirstAsync(i => i.UserId == userId && i.Meter == "ai_messages", Ct);
+        var stripeEnd = item.CurrentPeriodEnd.ToUnixTimeSeconds();
+
+        // A payload that disagrees with Stripe (an old or forged snapshot): the subscription is read from Stripe instead.
         var subscription = await SubscriptionJsonAsync(item.SubscriptionId);
-        var newEnd = item.CurrentPeriodEnd.AddDays(3).ToUnixTimeSeconds();
         foreach (var i in subscription["items"]!["data"]!.AsArray())
         {
-            i!["current_period_end"] = newEnd;
+            i!["current_period_end"] = stripeEnd + (3 * 86_400);
         }
 
         var eventId = $"evt_test_{Guid.NewGuid():N}";
         var payload = EventJson(eventId, "customer.subscription.updated", subscription);
-
         var first = await PostWebhookAsync(session, payload, Sign(payload));
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
         Assert.Contains("handled", await first.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
-        Assert.Equal(newEnd, (await Reload(item.Id)).CurrentPeriodEnd.ToUnixTimeSeconds());
+        Assert.Equal(stripeEnd, (await Reload(item.Id)).CurrentPeriodEnd.ToUnixTimeSeconds());
 
-        // The same event id again, even with other content: nothing changes.
-        foreach (var i in subscription["items"]!["data"]!.AsArray())
-        {
-            i!["current_period_end"] = newEnd + 86_400;
-        }
-
-        var replayPayload = EventJson(eventId, "customer.subscription.updated", subscription);
-        var replay = await PostWebhookAsync(session, replayPayload, Sign(replayPayload));
+        // Stripe's state changes (the plan tag, outside the app): the same event id again changes nothing…
+        await app.StripeClient.V1.Subscriptions.UpdateAsync(
+            item.SubscriptionId,
+            new SubscriptionUpdateOptions { Metadata = new Dictionary<string, string> { [UsageBillingMetadata.PlanKey] = "pro" } },
+            cancellationToken: Ct);
+        var replay = await PostWebhookAsync(session, payload, Sign(payload));
         Assert.Equal(HttpStatusCode.OK, replay.StatusCode);
         Assert.Contains("duplicate", await replay.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
-        Assert.Equal(newEnd, (await Reload(item.Id)).CurrentPeriodEnd.ToUnixTimeSeconds());
+        Assert.Equal("starter", (await ReloadCustomer(userId)).PlanId);
+
+        // …and a new event brings Stripe's state in.
+        var next = EventJson($"evt_test_{Guid.NewGuid():N}", "customer.subscription.updated", subscription);
+        Assert.Equal(HttpStatusCode.OK, (await PostWebhookAsync(session, next, Sign(next))).StatusCode);
+        Assert.Equal("pro", (await ReloadCustomer(userId)).PlanId);
     }
 
     [Fact]
-    public async Task Webhook_SubscriptionDeleted_RemovesItemsAndPlan()
+    public async Task Webhook_SubscriptionDeleted_RemovesItemsAndPlan_OnlyWhenStripeSaysSo()
     {
         var (session, userId) = await app.SignUpAsync();
         using var _ = session;
@@ -340,8 +345,15 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
         var subscriptionId = (await db.SubscriptionItems.FirstAsync(i => i.UserId == userId, Ct)).SubscriptionId;
         var subscription = await SubscriptionJsonAsync(subscriptionId);
         subscription["status"] = "canceled";
-        var payload = EventJson($"evt_test_{Guid.NewGuid():N}", "customer.subscription.deleted", subscription);
 
+        // A "deleted" snapshot for a subscription Stripe still has active (a forged or misrouted event): nothing goes.
+        var forged = EventJson($"evt_test_{Guid.NewGuid():N}", "customer.subscription.deleted", subscription);
+        Assert.Equal(HttpStatusCode.OK, (await PostWebhookAsync(session, forged, Sign(forged))).StatusCode);
+        Assert.True(await db.SubscriptionItems.AnyAsync(i => i.UserId == userId, Ct));
+
+        // Cancelled in Stripe (e.g. from the dashboard): the event's delivery mirrors it.
+        await app.StripeClient.V1.Subscriptions.CancelAsync(subscriptionId, cancellationToken: Ct);
+        var payload = EventJson($"evt_test_{Guid.NewGuid():N}", "customer.subscription.deleted", subscription);
         var response = await PostWebhookAsync(session, payload, Sign(payload));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
@@ -437,35 +449,35 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
         using var _ = session;
         await session.ChoosePlanAsync("starter");
         await session.SendMessageAsync("soon rejected");
-        await app.Services.GetRequiredService<IUsageFlusher>().FlushCustomerAsync(userId, Ct);
         await using var db = app.CreateDbContext();
         var customer = await db.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct);
+
+        // Stripe accepts the meter event, then finds its customer gone and reports it asynchronously as a
+        // thin event (an endpoint that refuses connections records the event's id in the delivery log).
+        await app.StripeClient.V1.Customers.DeleteAsync(customer.StripeCustomerId, cancellationToken: Ct);
+        var admin = app.Stripe.Emulator!.Admin;
+        await admin.AddWebhookEndpointAsync(new Uri("http://127.0.0.1:9/thin"), [StripeWebhookEvents.MeterErrorReportTriggered], Ct);
+        await app.Services.GetRequiredService<IUsageFlusher>().FlushCustomerAsync(userId, Ct);
         var report = await db.UsageReports.SingleAsync(r => r.StripeCustomerId == customer.StripeCustomerId, Ct);
         Assert.Equal(UsageReportStatus.Sent, report.Status);
+        string? thinId = null;
+        for (var i = 0; i < 100 && thinId is null; i++)
+        {
+            thinId = (await admin.GetWebhookDeliveriesAsync(Ct)).FirstOrDefault(d => d.EventType == StripeWebhookEvents.MeterErrorReportTriggered)?.EventId;
+            await Task.Delay(50, Ct);
+        }
+
+        Assert.NotNull(thinId);
+
+        // What an event destination delivers: ids only; the app fetches the event through Stripe.net.
         var thin = new JsonObject
         {
-            ["id"] = $"evt_test_{Guid.NewGuid():N}",
+            ["id"] = thinId,
             ["object"] = "v2.core.event",
-            ["type"] = "v1.billing.meter.error_report_triggered",
+            ["type"] = StripeWebhookEvents.MeterErrorReportTriggered,
             ["created"] = DateTimeOffset.UtcNow.ToString("O"),
             ["livemode"] = false,
-            ["data"] = new JsonObject
-            {
-                ["reason"] = new JsonObject
-                {
-                    ["error_count"] = 1,
-                    ["error_types"] = new JsonArray(new JsonObject
-                    {
-                        ["code"] = "meter_event_customer_not_found",
-                        ["error_count"] = 1,
-                        ["sample_errors"] = new JsonArray(new JsonObject
-                        {
-                            ["error_message"] = "No customer was found.",
-                            ["request"] = new JsonObject { ["identifier"] = report.Id.ToString() },
-                        }),
-                    }),
-                },
-            },
+            ["context"] = null,
         }.ToJsonString();
 
         var response = await PostWebhookAsync(session, thin, Sign(thin));
@@ -509,6 +521,12 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
         await using var db = app.CreateDbContext();
         var row = await db.SubscriptionItems.AsNoTracking().SingleAsync(i => i.Id == itemId, Ct);
         return new(row.Id, row.CurrentPeriodEnd);
+    }
+
+    private async Task<BillingCustomer> ReloadCustomer(Guid userId)
+    {
+        await using var db = app.CreateDbContext();
+        return await db.BillingCustomers.AsNoTracking().SingleAsync(c => c.UserId == userId, Ct);
     }
 
     private async Task<JsonObject> SubscriptionJsonAsync(string subscriptionId)

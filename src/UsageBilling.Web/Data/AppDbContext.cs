@@ -13,19 +13,6 @@ public sealed class AppUser : IdentityUser<Guid>
     public DateTimeOffset CreatedAt { get; set; }
 }
 
-/// <summary>A Stripe webhook event already handled: a replay of the same event id changes nothing.</summary>
-public sealed class ProcessedWebhookEvent
-{
-    /// <summary>The Stripe event id (<c>evt_…</c>).</summary>
-    public string Id { get; set; } = "";
-
-    /// <summary>The event type, for operators.</summary>
-    public string Type { get; set; } = "";
-
-    /// <summary>When the app handled it.</summary>
-    public DateTimeOffset ProcessedAt { get; set; }
-}
-
 /// <summary>
 /// The app's one database: Identity's tables, the UsageBilling tables (tied to <see cref="AppUser"/>
 /// with cascade delete) and the webhook dedup table. Use the provider subclasses, which carry the migrations.
@@ -59,14 +46,6 @@ public abstract class AppDbContext : IdentityDbContext<AppUser, IdentityRole<Gui
     {
         base.OnModelCreating(builder);
         builder.ApplyUsageBillingModel<AppUser>();
-        builder.Entity<ProcessedWebhookEvent>(e =>
-        {
-            e.ToTable("stripe_webhook_events");
-            e.HasKey(x => x.Id).HasName("pk_stripe_webhook_events");
-            e.Property(x => x.Id).HasColumnName("id").HasMaxLength(255).ValueGeneratedNever();
-            e.Property(x => x.Type).HasColumnName("type").HasMaxLength(255).IsRequired();
-            e.Property(x => x.ProcessedAt).HasColumnName("processed_at");
-        });
     }
 }
 

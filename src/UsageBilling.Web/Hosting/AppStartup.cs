@@ -2,7 +2,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.Options;
-using Stripe;
+using UsageBilling.Stripe;
 using UsageBilling.EntityFrameworkCore;
 using UsageBilling.Provisioning;
 using UsageBilling.Recording;
@@ -22,8 +22,8 @@ internal sealed partial class AppStartup(
     IStripeProvisioner provisioner,
     PlanCatalog catalog,
     StripeAccess access,
-    WebhookSecretStore webhookSecret,
-    StripeClient stripe,
+    StripeWebhookRegistration webhooks,
+    IOptions<StripeOptions> stripeOptions,
     IServer server,
     IHostApplicationLifetime lifetime,
     IHostEnvironment environment,
@@ -41,7 +41,6 @@ internal sealed partial class AppStartup(
 
         // The emulator is ours to set up; real Stripe is set up by the CLI, so only look there.
         var result = await provisioner.ProvisionAsync(dryRun: !access.IsEmulated, cancellationToken);
-        catalog.Set(result);
         if (!access.IsEmulated && result.CreatedCount + result.UpdatedCount > 0)
         {
             LogStripeOutOfDate(logger, result.CreatedCount, result.UpdatedCount);
@@ -84,12 +83,12 @@ internal sealed partial class AppStartup(
         }
 
         await users.AddToRoleAsync(user, OperatorRole);
-        var accounts = sp.GetRequiredService<BillingAccounts>();
+        var accounts = sp.GetRequiredService<IBillingAccounts>();
         await accounts.EnsureCustomerAsync(user.Id, user.Email, ct);
         if (access.IsEmulated && catalog.Plans.ContainsKey(o.DemoPlan))
         {
             // The demo gets its subscription at once, whatever Billing:SubscribeWith says: nobody is there to pay.
-            await accounts.SubscribeAsync(user.Id, user.Email, o.DemoPlan, "demo-seed", new Uri("http://127.0.0.1/"), SubscribeMode.Api, ct);
+            await accounts.SubscribeAsync(user.Id, o.DemoPlan, new SubscribeOptions { Mode = SubscribeMode.Api, RequestId = "demo-seed" }, ct);
         }
 
         // History: a few messages a day since the (back-dated) period start, below the allowance.
@@ -120,9 +119,10 @@ internal sealed partial class AppStartup(
         try
         {
             var address = server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
-            if (access.Emulator is not null && address is not null && webhookSecret.Secret is null)
+            // The emulator is this app's own Stripe account: register the endpoint (thin meter errors included) there.
+            if (access.Emulator is not null && address is not null && string.IsNullOrWhiteSpace(stripeOptions.Value.WebhookSecret))
             {
-                await RegisterWebhookAsync(new Uri(new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)), "/webhooks/stripe"));
+                await webhooks.RegisterAsync(new Uri(new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)), "/webhooks/stripe"), lifetime.ApplicationStopping);
             }
 
             var stripeWhere = access.Emulator is { } e ? $"in-process Stripe emulator at {e.ApiBase}" : "Stripe API";
@@ -143,41 +143,11 @@ internal sealed partial class AppStartup(
         }
     }
 
-    private async Task RegisterWebhookAsync(Uri url)
-    {
-        var ct = lifetime.ApplicationStopping;
-        await foreach (var endpoint in stripe.V1.WebhookEndpoints.ListAutoPagingAsync(new WebhookEndpointListOptions { Limit = 100 }, cancellationToken: ct))
-        {
-            // Endpoints of earlier runs (other ports) would only fail; keep the emulator tidy.
-            if (endpoint.Url.EndsWith("/webhooks/stripe", StringComparison.Ordinal))
-            {
-                await stripe.V1.WebhookEndpoints.DeleteAsync(endpoint.Id, cancellationToken: ct);
-            }
-        }
-
-        var created = await stripe.V1.WebhookEndpoints.CreateAsync(
-            new WebhookEndpointCreateOptions
-            {
-                Url = url.ToString(),
-                EnabledEvents =
-                [
-                    "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
-                    "invoice.created", "invoice.finalized", "invoice.paid", Webhooks.StripeWebhookHandler.CheckoutCompleted,
-                ],
-            },
-            cancellationToken: ct);
-        webhookSecret.Secret = created.Secret;
-        LogWebhookRegistered(logger, url);
-    }
-
     [LoggerMessage(Level = LogLevel.Warning, Message = "Stripe is not set up for this configuration ({Created} objects missing, {Updated} out of date): run the CLI's setup command")]
     private static partial void LogStripeOutOfDate(ILogger logger, int created, int updated);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Seeded the demo account {Email} with a subscription and some history")]
     private static partial void LogDemoSeeded(ILogger logger, string email);
-
-    [LoggerMessage(Level = LogLevel.Information, Message = "Registered the webhook endpoint {Url} with the emulator")]
-    private static partial void LogWebhookRegistered(ILogger logger, Uri url);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "UsageBilling.Web is running at {Url} — sign in as {Email} / {Password} (demo account; {Stripe})")]
     private static partial void LogReadyWithDemo(ILogger logger, string url, string email, string password, string stripe);

@@ -14,7 +14,6 @@ using UsageBilling.Web.Components;
 using UsageBilling.Web.Data;
 using UsageBilling.Web.Endpoints;
 using UsageBilling.Web.Health;
-using UsageBilling.Web.Webhooks;
 
 namespace UsageBilling.Web.Hosting;
 
@@ -46,7 +45,6 @@ internal static class HostingExtensions
 
         // A factory registration, so the container disposes (stops) the emulator with the app.
         builder.Services.AddSingleton(_ => access);
-        builder.Services.AddSingleton(_ => new WebhookSecretStore(config["Stripe:WebhookSecret"]));
     }
 
     /// <summary>
@@ -100,8 +98,6 @@ internal static class HostingExtensions
         var config = builder.Configuration;
         builder.Services.AddOptions<AppOptions>().Bind(config.GetSection(AppOptions.SectionName));
 
-        // Bound at start, so a wrong Billing:SubscribeWith fails the start instead of the first plan choice.
-        builder.Services.AddOptions<BillingOptions>().Bind(config.GetSection(BillingOptions.SectionName)).ValidateOnStart();
         var usage = builder.Services.AddUsageBilling(config.GetSection("UsageBilling"));
         var provider = config["Database:Provider"] ?? "Sqlite";
         var connectionString = config.GetConnectionString("UsageBilling");
@@ -132,11 +128,20 @@ internal static class HostingExtensions
 
         // First hosted service: it migrates and provisions before the flusher's first tick.
         builder.Services.AddHostedService<AppStartup>();
-        usage.UseStripe(config.GetSection("Stripe")).AddStripeProvisioner().AddFlusher(config.GetSection("UsageBilling:Flush"));
+        usage.UseStripe(config.GetSection("Stripe")).AddStripeProvisioner().AddFlusher(config.GetSection("UsageBilling:Flush"))
+            .AddAspNetCore(o =>
+            {
+                config.GetSection(BillingAccountOptions.SectionName).Bind(o);
+
+                // The sample's own switch (Billing:SubscribeWith); unset: Checkout with real Stripe, the API with the emulator.
+                var mode = config["Billing:SubscribeWith"] ?? config[$"{BillingAccountOptions.SectionName}:SubscribeWith"];
+                o.SubscribeWith = mode is null
+                    ? (string.IsNullOrWhiteSpace(config["Stripe:SecretKey"]) || config["Stripe:SecretKey"] == EmulatorKey ? SubscribeMode.Api : SubscribeMode.Checkout)
+                    : Enum.TryParse<SubscribeMode>(mode, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)
+                        ? parsed
+                        : throw new InvalidOperationException($"Billing:SubscribeWith must be Api or Checkout, was '{mode}'.");
+            });
         builder.Services.AddSingleton<PlanCatalog>();
-        builder.Services.AddScoped<BillingAccounts>();
-        builder.Services.AddScoped<SubscriptionSync>();
-        builder.Services.AddScoped<StripeWebhookHandler>();
         builder.Services.AddScoped<AssistantService>();
         // AddFlusher adds the flush-lag check ("usagebilling-flush").
         builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
@@ -213,7 +218,7 @@ internal static class HostingExtensions
         app.UseAuthorization();
         app.UseAntiforgery();
 
-        app.MapStripeWebhooks();
+        app.MapUsageBillingWebhooks("/webhooks/stripe");
         app.MapUsageApi();
         app.MapAccountEndpoints();
         app.MapHealthEndpoints();

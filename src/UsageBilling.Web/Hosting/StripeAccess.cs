@@ -50,17 +50,3 @@ internal sealed class ShiftedTimeProvider(TimeProvider inner, TimeSpan shift) : 
 
     public override long TimestampFrequency => inner.TimestampFrequency;
 }
-
-/// <summary>The webhook signing secret: from configuration, or learned when the app registers its endpoint with the emulator.</summary>
-internal sealed class WebhookSecretStore
-{
-    private volatile string? _secret;
-
-    public WebhookSecretStore(string? configured) => _secret = string.IsNullOrWhiteSpace(configured) ? null : configured;
-
-    public string? Secret
-    {
-        get => _secret;
-        set => _secret = value;
-    }
-}

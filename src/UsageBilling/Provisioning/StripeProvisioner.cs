@@ -12,10 +12,10 @@ namespace UsageBilling.Provisioning;
 internal sealed partial class StripeProvisioner(StripeClient stripe, IOptions<UsageBillingOptions> options, ILogger<StripeProvisioner> logger) : IStripeProvisioner
 {
     /// <summary>Metadata key marking the products and prices UsageBilling owns.</summary>
-    internal const string PlanMetadataKey = "ub_plan";
+    internal const string PlanMetadataKey = UsageBillingMetadata.PlanKey;
 
     /// <summary>Metadata key naming the meter of a metered price.</summary>
-    internal const string MeterMetadataKey = "ub_meter";
+    internal const string MeterMetadataKey = UsageBillingMetadata.MeterKey;
 
     private readonly UsageBillingOptions _options = options.Value;
 
