@@ -159,9 +159,13 @@ internal static class HostingExtensions
         services.AddIdentityCore<AppUser>(o =>
             {
                 o.User.RequireUniqueEmail = true;
+                // Length over composition rules (NIST SP 800-63B); the rate limits keep guessing slow.
                 o.Password.RequireNonAlphanumeric = false;
                 o.Password.RequireUppercase = false;
-                o.Password.RequiredLength = 8;
+                o.Password.RequireDigit = false;
+                o.Password.RequiredLength = 12;
+                o.Lockout.MaxFailedAccessAttempts = 20;
+                o.Lockout.DefaultLockoutTimeSpan = TimeSpan.FromMinutes(5);
                 o.SignIn.RequireConfirmedAccount = false;
             })
             .AddRoles<IdentityRole<Guid>>()
@@ -175,6 +179,10 @@ internal static class HostingExtensions
             o.Cookie.Name = "ub_auth";
             o.Cookie.HttpOnly = true;
             o.Cookie.SameSite = SameSiteMode.Lax;
+
+            // Secure always (production runs behind HTTPS); the README's local run is plain HTTP, so Development
+            // sets Security:HttpsOnlyCookies=false in appsettings.Development.json.
+            o.Cookie.SecurePolicy = builder.Configuration.GetValue("Security:HttpsOnlyCookies", true) ? CookieSecurePolicy.Always : CookieSecurePolicy.SameAsRequest;
             o.Events.OnRedirectToLogin = ctx => ApiOr(ctx, StatusCodes.Status401Unauthorized);
             o.Events.OnRedirectToAccessDenied = ctx => ApiOr(ctx, StatusCodes.Status403Forbidden);
         });
@@ -198,6 +206,7 @@ internal static class HostingExtensions
     /// <summary>Pages, API error shape and antiforgery.</summary>
     public static void AddWebUi(this WebApplicationBuilder builder)
     {
+        builder.AddSecurity();
         builder.Services.AddRazorComponents();
         builder.Services.AddProblemDetails();
         builder.Services.AddAntiforgery();
@@ -207,15 +216,11 @@ internal static class HostingExtensions
     /// <summary>The middleware pipeline and every endpoint.</summary>
     public static void MapApp(this WebApplication app)
     {
-        if (!app.Environment.IsDevelopment())
-        {
-            app.UseExceptionHandler("/error", createScopeForErrors: true);
-        }
-
-        app.UseStatusCodePages();
+        app.UseSecurity();
         app.UseStaticFiles();
         app.UseAuthentication();
         app.UseAuthorization();
+        app.UseRateLimiter();
         app.UseAntiforgery();
 
         app.MapUsageBillingWebhooks("/webhooks/stripe");

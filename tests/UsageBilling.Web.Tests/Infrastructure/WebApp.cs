@@ -88,6 +88,20 @@ public class WebApp : WebApplicationFactory<AppDbContext>, IAsyncLifetime
         builder.UseSetting("UsageBilling:Plans:tiny:Meters:ai_messages:Included", TinyIncluded);
         builder.UseSetting("UsageBilling:Plans:tiny:Meters:ai_messages:UnitPrice", "0.5");
         builder.UseSetting("UsageBilling:Plans:tiny:Meters:ai_messages:HardLimit", TinyHardLimit);
+
+        // The suite signs up and in many accounts from one client: the limits are tested by SecurityTests' own app.
+        builder.UseSetting("Security:HttpsOnlyCookies", _kestrel ? "false" : "true");
+        builder.UseSetting("Security:SignInPerClient", "100000");
+        builder.UseSetting("Security:SignInPerAccount", "100000");
+        builder.UseSetting("Security:SignUpPerClient", "100000");
+        builder.UseSetting("Security:BillablePerAccount", "100000");
+        ConfigureSettings(builder);
+    }
+
+    /// <summary>Lets a derived app change settings (after the defaults above).</summary>
+    /// <param name="builder">The web host builder.</param>
+    protected virtual void ConfigureSettings(IWebHostBuilder builder)
+    {
     }
 
     internal StripeAccess Stripe => Services.GetRequiredService<StripeAccess>();
@@ -112,7 +126,8 @@ public class WebApp : WebApplicationFactory<AppDbContext>, IAsyncLifetime
             return new(new HttpClient(handler) { BaseAddress = new Uri(BaseUrl) });
         }
 
-        return new(CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true }));
+        // https: the auth cookie is Secure outside Development, and TestServer serves any scheme.
+        return new(CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false, HandleCookies = true, BaseAddress = new Uri("https://localhost") }));
     }
 
     /// <summary>Signs up a fresh account and returns its signed-in session and id.</summary>
