@@ -1,5 +1,7 @@
-// Flushes forever against the given database and Stripe base URL; the crash test kills it with SIGKILL.
-// Usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base>
+// Flushes forever against the given database and Stripe base URL; the crash tests kill it with SIGKILL.
+// Usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base> [name=value ...]
+// Settings (defaults in brackets): lease-ms [15000], timeout-ms [2000], retries [1], send-batch [10],
+// concurrency [4], claim-batch [25], mark-batch [50], rps [200].
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using UsageBilling.Configuration;
@@ -8,11 +10,14 @@ using UsageBilling.EntityFrameworkCore;
 using UsageBilling.Flushing;
 using UsageBilling.Stripe;
 
-if (args.Length != 3)
+if (args.Length < 3)
 {
-    Console.Error.WriteLine("usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base>");
+    Console.Error.WriteLine("usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base> [name=value ...]");
     return 2;
 }
+
+var settings = args.Skip(3).Select(a => a.Split('=', 2)).ToDictionary(a => a[0], a => int.Parse(a[1], System.Globalization.CultureInfo.InvariantCulture));
+int Setting(string name, int fallback) => settings.TryGetValue(name, out var value) ? value : fallback;
 
 var services = new ServiceCollection();
 // Logs go to stderr: stdout carries only the "ready" line the test waits for.
@@ -27,16 +32,17 @@ builder.UseStripe(o =>
 {
     o.SecretKey = "sk_test_crashworker";
     o.ApiBase = args[2];
-    o.Timeout = TimeSpan.FromSeconds(2);
-    o.MaxNetworkRetries = 1;
+    o.Timeout = TimeSpan.FromMilliseconds(Setting("timeout-ms", 2000));
+    o.MaxNetworkRetries = Setting("retries", 1);
 }).AddFlusher(o =>
 {
     o.Enabled = false;
-    o.ClaimBatchSize = 25;
-    o.SendBatchSize = 10;
-    o.MaxConcurrentCalls = 4;
-    o.RequestsPerSecond = 200;
-    o.LeaseDuration = TimeSpan.FromSeconds(2);
+    o.ClaimBatchSize = Setting("claim-batch", 25);
+    o.SendBatchSize = Setting("send-batch", 10);
+    o.MaxConcurrentCalls = Setting("concurrency", 4);
+    o.MarkBatchSize = Setting("mark-batch", 50);
+    o.RequestsPerSecond = Setting("rps", 200);
+    o.LeaseDuration = TimeSpan.FromMilliseconds(Setting("lease-ms", 15000));
     o.RetryBaseDelay = TimeSpan.FromMilliseconds(200);
     o.RetryMaxDelay = TimeSpan.FromSeconds(1);
 });

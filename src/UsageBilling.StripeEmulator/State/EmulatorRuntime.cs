@@ -37,6 +37,14 @@ internal sealed class EmulatorRuntime
 
     public IReadOnlyDictionary<string, long> Rejections => new Dictionary<string, long>(_rejections, StringComparer.Ordinal);
 
+    // ------------------------------------------------------------ meter-event requests per identifier (whatever the answer)
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _meterEventRequests = new(StringComparer.Ordinal);
+
+    public void CountMeterEventRequest(string identifier) => _meterEventRequests.AddOrUpdate(identifier, 1, static (_, n) => n + 1);
+
+    public IReadOnlyDictionary<string, long> MeterEventRequests => new Dictionary<string, long>(_meterEventRequests, StringComparer.Ordinal);
+
     // ------------------------------------------------------------ rate limit (token bucket on the injected clock's timestamps)
 
     public void SetRateLimit(double? perSecond)
@@ -181,6 +189,7 @@ internal sealed class EmulatorRuntime
     {
         ClearFaults();
         _rejections.Clear();
+        _meterEventRequests.Clear();
         _inFlight.Clear();
         EnforceConcurrency = Options.EnforceConcurrencyPerCustomerMeter;
         SetRateLimit(Options.RateLimitPerSecond);
