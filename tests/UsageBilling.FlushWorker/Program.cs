@@ -1,7 +1,7 @@
 // Flushes forever against the given database and Stripe base URL; the crash tests kill it with SIGKILL.
 // Usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base> [name=value ...]
 // Settings (defaults in brackets): lease-ms [15000], timeout-ms [2000], retries [1], send-batch [10],
-// concurrency [4], claim-batch [25], mark-batch [50], rps [200].
+// concurrency [4], claim-batch [25], mark-batch [50], rps [200], id [0] (the API key is sk_test_crashworker<id>).
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using UsageBilling.Configuration;
@@ -30,7 +30,8 @@ var builder = services.AddUsageBilling(o =>
 _ = args[0] == "sqlite" ? builder.UseSqlite(args[1]) : builder.UsePostgres(args[1]);
 builder.UseStripe(o =>
 {
-    o.SecretKey = "sk_test_crashworker";
+    // Each worker can have its own key (id=n), so the emulator can tell which flusher sent what.
+    o.SecretKey = $"sk_test_crashworker{Setting("id", 0)}";
     o.ApiBase = args[2];
     o.Timeout = TimeSpan.FromMilliseconds(Setting("timeout-ms", 2000));
     o.MaxNetworkRetries = Setting("retries", 1);
@@ -56,14 +57,17 @@ Console.WriteLine("ready");
 Console.Out.Flush();
 while (true)
 {
+    var idle = false;
     try
     {
-        await flusher.FlushOnceAsync();
+        var result = await flusher.FlushOnceAsync();
+        idle = result.EventsClaimed == 0 && result.ReportsSent == 0 && result.ReportsRetried == 0;
     }
     catch (Exception ex)
     {
         Console.Error.WriteLine(ex.Message);
     }
 
-    await Task.Delay(20);
+    // Like a background flusher's interval, shortened: an idle worker polls less often than a busy one.
+    await Task.Delay(idle ? 100 : 20);
 }

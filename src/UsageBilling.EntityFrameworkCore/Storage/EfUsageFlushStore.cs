@@ -204,13 +204,14 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
 
         public int KeysHeldElsewhere => heldElsewhere;
 
-        public async Task<bool> RenewAsync(DateTimeOffset until, CancellationToken cancellationToken)
+        public async Task<bool> RenewAsync(IReadOnlyCollection<Guid> outstanding, DateTimeOffset until, CancellationToken cancellationToken)
         {
+            ArgumentNullException.ThrowIfNull(outstanding);
             await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
                 ObjectDisposedException.ThrowIf(_disposed, this);
-                return reports.Count == 0 || await store.RenewAsync(session, [.. reports.Select(r => r.Id)], owner, until, cancellationToken).ConfigureAwait(false);
+                return outstanding.Count == 0 || await store.RenewAsync(session, [.. outstanding.Order()], owner, until, cancellationToken).ConfigureAwait(false);
             }
             finally
             {

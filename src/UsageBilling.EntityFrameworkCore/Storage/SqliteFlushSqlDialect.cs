@@ -114,9 +114,14 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
         var sqlite = (SqliteConnection)connection;
         var tx = (SqliteTransaction?)transaction;
 
-        // Due keys, most overdue first, a page at a time, with the owners of live leases on each key. A key is
-        // free when nobody holds a live lease on it, or only owners whose process on this machine is gone (killed):
-        // SQLite has no session locks, so that check is what frees a killed flusher's keys before its lease lapses.
+        // Due keys, most overdue first, a page at a time, with the owners of recent leases on each key. SQLite has no
+        // session locks, so the owner's process stands in for one (all flushers of a SQLite file share a machine):
+        // - an owner whose process is gone (killed) holds nothing, even before its lease lapses;
+        // - a live owner holds its key until its lease lapsed by more than a grace of 3 lease durations (at least
+        //   30 s): a flusher stalled by a busy database or a starved CPU cannot renew in time, but it may have
+        //   Stripe's answer in hand and its mark on the way, so its reports are not taken from it for a stall;
+        // - an owner that cannot be checked (another machine, an older name) holds until its lease lapses.
+        var grace = TimeSpan.FromTicks(Math.Max((until - now).Ticks * 3, TimeSpan.FromSeconds(30).Ticks));
         var keys = new List<(string Customer, string Meter)>();
         var held = 0;
         var offset = 0;
@@ -125,9 +130,9 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
             command.Transaction = tx;
             command.CommandText = $"""
                 SELECT r.stripe_customer_id, r.meter,
-                       (SELECT group_concat(x.lease_owner, char(10)) FROM usage_reports x
+                       (SELECT group_concat(x.lease_owner || char(9) || x.lease_expires_at, char(10)) FROM usage_reports x
                         WHERE x.stripe_customer_id = r.stripe_customer_id AND x.meter = r.meter
-                          AND x.status = 'pending' AND x.lease_expires_at > $now)
+                          AND x.status = 'pending' AND x.lease_owner IS NOT NULL AND x.lease_expires_at > $graceStart)
                 FROM usage_reports r
                 WHERE r.status = 'pending' AND r.next_attempt_at <= $now
                   {(customerId is null ? "" : "AND r.stripe_customer_id = $customer")}
@@ -136,6 +141,7 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
                 LIMIT $page OFFSET $offset
                 """;
             command.Parameters.AddWithValue("$now", ToUnixMicroseconds(now));
+            command.Parameters.AddWithValue("$graceStart", ToUnixMicroseconds(now - grace));
             var pageParameter = command.Parameters.Add("$page", SqliteType.Integer);
             var offsetParameter = command.Parameters.Add("$offset", SqliteType.Integer);
             if (customerId is not null)
@@ -155,7 +161,7 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
                     {
                         rows++;
                         var holders = reader.IsDBNull(2) ? [] : reader.GetString(2).Split('\n');
-                        if (holders.All(h => h == owner || FlusherIdentity.IsGone(h)))
+                        if (holders.All(h => !Holds(h, owner, now)))
                         {
                             keys.Add((reader.GetString(0), reader.GetString(1)));
                         }
@@ -201,6 +207,25 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
         }
 
         return ([.. leased.OrderBy(l => l.Due).ThenBy(l => l.Report.Id).Select(l => l.Report)], held);
+    }
+
+    /// <summary>Whether a lease (<c>owner TAB expires-at-micros</c>, within the grace) keeps its key from <paramref name="me"/>.</summary>
+    private static bool Holds(string lease, string me, DateTimeOffset now)
+    {
+        var tab = lease.LastIndexOf('\t');
+        var holder = lease[..tab];
+        var expires = FromUnixMicroseconds(long.Parse(lease[(tab + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+        if (holder == me)
+        {
+            return false;
+        }
+
+        return FlusherIdentity.Check(holder) switch
+        {
+            Liveness.Gone => false,
+            Liveness.Alive => true,
+            _ => expires > now,
+        };
     }
 
     public async Task<List<RollupDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)

@@ -92,7 +92,7 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
         Task.FromResult(_runtime.Rejections);
 
     /// <inheritdoc/>
-    public Task<IReadOnlyDictionary<string, long>> GetMeterEventRequestCountsAsync(CancellationToken cancellationToken = default) =>
+    public Task<IReadOnlyList<MeterEventRequestCount>> GetMeterEventRequestsAsync(CancellationToken cancellationToken = default) =>
         Task.FromResult(_runtime.MeterEventRequests);
 
     /// <inheritdoc/>

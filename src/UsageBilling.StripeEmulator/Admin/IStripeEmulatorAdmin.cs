@@ -46,10 +46,11 @@ public interface IStripeEmulatorAdmin
     Task<IReadOnlyDictionary<string, long>> GetRejectionCountsAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Meter-event requests received per identifier, whatever their answer (accepted, duplicate, idempotent replay,
-    /// 409 in progress), counted once the request is read; faults injected before that (429, plain 500) are not counted.
+    /// Meter-event requests received per identifier and API key (one key per sender proves who sent), whatever their
+    /// answer (accepted, duplicate, idempotent replay, 409 in progress), counted once the request is read; faults
+    /// injected before that (429, plain 500) are not counted.
     /// </summary>
-    Task<IReadOnlyDictionary<string, long>> GetMeterEventRequestCountsAsync(CancellationToken cancellationToken = default);
+    Task<IReadOnlyList<MeterEventRequestCount>> GetMeterEventRequestsAsync(CancellationToken cancellationToken = default);
 
     /// <summary>Registers a webhook endpoint (same as <c>POST /v1/webhook_endpoints</c>); <paramref name="enabledEvents"/> null = all.</summary>
     Task<WebhookEndpointInfo> AddWebhookEndpointAsync(Uri url, IReadOnlyList<string>? enabledEvents = null, CancellationToken cancellationToken = default);

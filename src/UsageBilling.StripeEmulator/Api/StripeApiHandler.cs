@@ -62,7 +62,7 @@ internal sealed partial class StripeApiHandler
                     null, "unrecognized_url");
             if (isMeterEvent && p.Node.Child("identifier")?.Value is { } identifier)
             {
-                _runtime.CountMeterEventRequest(identifier);
+                _runtime.CountMeterEventRequest(identifier, apiKey);
             }
 
             var key = method == "POST" ? request.Headers["Idempotency-Key"].ToString() : string.Empty;

@@ -39,11 +39,12 @@ internal sealed class EmulatorRuntime
 
     // ------------------------------------------------------------ meter-event requests per identifier (whatever the answer)
 
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _meterEventRequests = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Identifier, string ApiKey), long> _meterEventRequests = new();
 
-    public void CountMeterEventRequest(string identifier) => _meterEventRequests.AddOrUpdate(identifier, 1, static (_, n) => n + 1);
+    public void CountMeterEventRequest(string identifier, string apiKey) => _meterEventRequests.AddOrUpdate((identifier, apiKey), 1, static (_, n) => n + 1);
 
-    public IReadOnlyDictionary<string, long> MeterEventRequests => new Dictionary<string, long>(_meterEventRequests, StringComparer.Ordinal);
+    public IReadOnlyList<Admin.MeterEventRequestCount> MeterEventRequests =>
+        [.. _meterEventRequests.Select(r => new Admin.MeterEventRequestCount(r.Key.Identifier, r.Key.ApiKey, r.Value)).OrderBy(r => r.Identifier, StringComparer.Ordinal).ThenBy(r => r.ApiKey, StringComparer.Ordinal)];
 
     // ------------------------------------------------------------ rate limit (token bucket on the injected clock's timestamps)
 

@@ -117,13 +117,15 @@ public interface IReportLease : IAsyncDisposable
     int KeysHeldElsewhere { get; }
 
     /// <summary>
-    /// Extends the lease of the reports still pending and owned by this lease's owner to <paramref name="until"/>.
-    /// On PostgreSQL it runs on the lease's own connection, so success also proves its advisory locks are still held.
+    /// Extends the lease of <paramref name="outstanding"/> (leased reports whose marks are not written yet) that are
+    /// still pending and owned by this lease's owner to <paramref name="until"/>. On PostgreSQL it runs on the lease's
+    /// own connection, so success also proves its advisory locks are still held.
     /// </summary>
+    /// <param name="outstanding">The lease's reports not yet marked sent or failed.</param>
     /// <param name="until">The new expiry.</param>
     /// <param name="cancellationToken">Cancels the write.</param>
-    /// <returns><see langword="false"/> when the hold is lost: another owner took one of the still-pending reports.</returns>
-    Task<bool> RenewAsync(DateTimeOffset until, CancellationToken cancellationToken);
+    /// <returns><see langword="false"/> when the hold is lost: another owner took one of the outstanding reports.</returns>
+    Task<bool> RenewAsync(IReadOnlyCollection<Guid> outstanding, DateTimeOffset until, CancellationToken cancellationToken);
 }
 
 /// <summary>Pending reports by state and the live leases, as <c>flush</c> and <c>status</c> show them.</summary>

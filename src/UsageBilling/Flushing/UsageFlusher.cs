@@ -295,7 +295,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
                     {
                         await Task.Delay(every, _time, heartbeatStop.Token).ConfigureAwait(false);
                         var at = _time.GetUtcNow();
-                        if (!await lease.RenewAsync(at + _options.LeaseDuration, heartbeatStop.Token).ConfigureAwait(false))
+                        if (!await lease.RenewAsync([.. unwritten.Keys], at + _options.LeaseDuration, heartbeatStop.Token).ConfigureAwait(false))
                         {
                             LogLeaseLost("another flusher took over one of its reports");
                             Interlocked.Exchange(ref expiresAt, 0);
