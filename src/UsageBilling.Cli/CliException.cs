@@ -23,6 +23,12 @@ internal static class ExitCodes
     /// <summary>The database or Stripe could not be reached, or refused the request.</summary>
     public const int Unavailable = 3;
 
+    /// <summary><c>flush</c>: everything it could send went out, but some reports wait for a retry after Stripe failed transiently.</summary>
+    public const int InBackoff = 4;
+
+    /// <summary><c>flush</c>: everything it could send went out, but another live flusher holds the lease on some due reports.</summary>
+    public const int HeldElsewhere = 5;
+
     /// <summary>Interrupted (Ctrl+C).</summary>
     public const int Interrupted = 130;
 }

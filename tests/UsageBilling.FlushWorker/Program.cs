@@ -1,5 +1,7 @@
-// Flushes forever against the given database and Stripe base URL; the crash test kills it with SIGKILL.
-// Usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base>
+// Flushes forever against the given database and Stripe base URL; the crash tests kill it with SIGKILL.
+// Usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base> [name=value ...]
+// Settings (defaults in brackets): lease-ms [15000], timeout-ms [2000], retries [1], send-batch [10],
+// concurrency [4], claim-batch [25], mark-batch [50], rps [200], id [0] (the API key is sk_test_crashworker<id>).
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using UsageBilling.Configuration;
@@ -8,11 +10,14 @@ using UsageBilling.EntityFrameworkCore;
 using UsageBilling.Flushing;
 using UsageBilling.Stripe;
 
-if (args.Length != 3)
+if (args.Length < 3)
 {
-    Console.Error.WriteLine("usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base>");
+    Console.Error.WriteLine("usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base> [name=value ...]");
     return 2;
 }
+
+var settings = args.Skip(3).Select(a => a.Split('=', 2)).ToDictionary(a => a[0], a => int.Parse(a[1], System.Globalization.CultureInfo.InvariantCulture));
+int Setting(string name, int fallback) => settings.TryGetValue(name, out var value) ? value : fallback;
 
 var services = new ServiceCollection();
 // Logs go to stderr: stdout carries only the "ready" line the test waits for.
@@ -25,18 +30,20 @@ var builder = services.AddUsageBilling(o =>
 _ = args[0] == "sqlite" ? builder.UseSqlite(args[1]) : builder.UsePostgres(args[1]);
 builder.UseStripe(o =>
 {
-    o.SecretKey = "sk_test_crashworker";
+    // Each worker can have its own key (id=n), so the emulator can tell which flusher sent what.
+    o.SecretKey = $"sk_test_crashworker{Setting("id", 0)}";
     o.ApiBase = args[2];
-    o.Timeout = TimeSpan.FromSeconds(2);
-    o.MaxNetworkRetries = 1;
+    o.Timeout = TimeSpan.FromMilliseconds(Setting("timeout-ms", 2000));
+    o.MaxNetworkRetries = Setting("retries", 1);
 }).AddFlusher(o =>
 {
     o.Enabled = false;
-    o.ClaimBatchSize = 25;
-    o.SendBatchSize = 10;
-    o.MaxConcurrentCalls = 4;
-    o.RequestsPerSecond = 200;
-    o.LeaseDuration = TimeSpan.FromSeconds(2);
+    o.ClaimBatchSize = Setting("claim-batch", 25);
+    o.SendBatchSize = Setting("send-batch", 10);
+    o.MaxConcurrentCalls = Setting("concurrency", 4);
+    o.MarkBatchSize = Setting("mark-batch", 50);
+    o.RequestsPerSecond = Setting("rps", 200);
+    o.LeaseDuration = TimeSpan.FromMilliseconds(Setting("lease-ms", 15000));
     o.RetryBaseDelay = TimeSpan.FromMilliseconds(200);
     o.RetryMaxDelay = TimeSpan.FromSeconds(1);
 });
@@ -50,14 +57,17 @@ Console.WriteLine("ready");
 Console.Out.Flush();
 while (true)
 {
+    var idle = false;
     try
     {
-        await flusher.FlushOnceAsync();
+        var result = await flusher.FlushOnceAsync();
+        idle = result.EventsClaimed == 0 && result.ReportsSent == 0 && result.ReportsRetried == 0;
     }
     catch (Exception ex)
     {
         Console.Error.WriteLine(ex.Message);
     }
 
-    await Task.Delay(20);
+    // Like a background flusher's interval, shortened: an idle worker polls less often than a busy one.
+    await Task.Delay(idle ? 100 : 20);
 }

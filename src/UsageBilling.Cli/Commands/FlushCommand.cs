@@ -6,7 +6,11 @@ using UsageBilling.Storage;
 
 namespace UsageBilling.Cli.Commands;
 
-/// <summary><c>flush [--customer ID]</c>: runs flush cycles until nothing is due, then prints what happened.</summary>
+/// <summary>
+/// <c>flush [--customer ID]</c>: runs flush cycles until nothing it can lease is due, then prints what happened and
+/// what still waits. Exit 0: all sent; 1: a report went dead or needs review; 4: some reports wait for a retry
+/// (backoff); 5: another flusher holds some due reports; 2: configuration refused (key, meters).
+/// </summary>
 internal static class FlushCommand
 {
     private const int MaxCycles = 1000;
@@ -14,12 +18,12 @@ internal static class FlushCommand
     public static Command Create(GlobalOptions globals)
     {
         var customer = new Option<string?>("--customer") { Description = "Only this customer: the app's user id (a GUID) or the Stripe customer id (cus_…)." };
-        var command = new Command("flush", "Report buffered usage to Stripe until nothing is due; exit 1 when a report went dead or needs review.");
+        var command = new Command("flush", "Report buffered usage to Stripe until nothing is due; exit 0 all sent, 1 dead or needs review, 4 some in backoff, 5 some held by another flusher.");
         command.Options.Add(customer);
         CliApp.SetHandler(command, globals, async (result, settings, ct) =>
         {
             await using var services = CliServices.Build(settings, Needs.Flusher | Needs.Meters);
-            var userId = await ResolveCustomerAsync(services, result.GetValue(customer), ct).ConfigureAwait(false);
+            var (userId, stripeCustomerId) = await ResolveCustomerAsync(services, result.GetValue(customer), ct).ConfigureAwait(false);
             var flusher = services.Get<IUsageFlusher>();
             var console = Output.Console;
             var total = FlushResult.Empty;
@@ -69,7 +73,10 @@ internal static class FlushCommand
                 await RunAsync(_ => { }).ConfigureAwait(false);
             }
 
-            var backlog = await services.Get<IUsageFlushStore>().GetBacklogAsync(ct).ConfigureAwait(false);
+            var store = services.Get<IUsageFlushStore>();
+            var backlog = await store.GetBacklogAsync(ct).ConfigureAwait(false);
+            var now = services.Time.GetUtcNow();
+            var leases = await store.GetLeasesAsync(now, stripeCustomerId, ct).ConfigureAwait(false);
             var table = Output.NewTable("Flush", "Count");
             table.AddRow("Events claimed", Output.N(total.EventsClaimed));
             table.AddRow("Reports created", Output.N(total.ReportsCreated));
@@ -78,18 +85,36 @@ internal static class FlushCommand
             table.AddRow("Reports dead", Output.N(total.ReportsDead));
             table.AddRow("Reports needing review", Output.N(total.ReportsNeedingReview));
             table.AddRow("Still pending reports", Output.N(backlog.ReportsByStatus.GetValueOrDefault(UsageReportStatus.Pending)));
+            table.AddRow(Markup.Escape("  in backoff (retry later)"), Output.N(leases.InBackoff));
+            table.AddRow(Markup.Escape("  held by another flusher"), Output.N(leases.Leased));
+            table.AddRow(Markup.Escape("  due, not leased"), Output.N(leases.DueReports));
             table.AddRow("Events without a Stripe customer", Output.N(backlog.PendingEventsWithoutCustomer));
             console.Write(table);
 
-            if (total.ConfigurationError is not null)
+            if (total.ConfigurationError is { } refused)
             {
-                throw new CliException($"Stripe refused UsageBilling's credentials, flushing stopped: {total.ConfigurationError}", ExitCodes.BadInput);
+                throw new CliException(
+                    refused.Contains("flushing refused", StringComparison.Ordinal) ? refused : $"Stripe refused UsageBilling's credentials, flushing stopped: {refused}",
+                    ExitCodes.BadInput);
             }
 
             if (total.ReportsDead > 0 || total.ReportsNeedingReview > 0)
             {
                 Console.Error.WriteLine($"{total.ReportsDead} report(s) went dead and {total.ReportsNeedingReview} need review: see 'usagebilling status' and 'usagebilling reconcile --repair'.");
                 return ExitCodes.Finding;
+            }
+
+            if (leases.InBackoff > 0)
+            {
+                Console.Error.WriteLine($"{leases.InBackoff} report(s) wait for a retry after Stripe failed transiently, the next at {Output.Time(leases.NextRetryAt)}; run flush again then (or let the background flusher).");
+                return ExitCodes.InBackoff;
+            }
+
+            if (leases.Holders.Count > 0)
+            {
+                var holders = string.Join(", ", leases.Holders.Select(h => $"{h.Owner} ({Output.N(h.Reports)} until {Output.Time(h.ExpiresAt)})"));
+                Console.Error.WriteLine($"{leases.Leased} report(s) are being sent by another flusher: {holders}; see 'usagebilling status'.");
+                return ExitCodes.HeldElsewhere;
             }
 
             return ExitCodes.Ok;
@@ -103,16 +128,20 @@ internal static class FlushCommand
         public void Report(FlushResult value) => report(value);
     }
 
-    private static async Task<Guid?> ResolveCustomerAsync(CliServices services, string? customer, CancellationToken ct)
+    /// <summary>The user id and (when the user has one) the Stripe customer of <c>--customer</c>.</summary>
+    private static async Task<(Guid? UserId, string? StripeCustomerId)> ResolveCustomerAsync(CliServices services, string? customer, CancellationToken ct)
     {
         if (string.IsNullOrWhiteSpace(customer))
         {
-            return null;
+            return (null, null);
         }
 
+        await using var context = services.CreateContext();
         if (Guid.TryParse(customer, out var userId))
         {
-            return userId;
+            var stripeId = await context.BillingCustomers.AsNoTracking().Where(c => c.UserId == userId)
+                .Select(c => c.StripeCustomerId).FirstOrDefaultAsync(ct).ConfigureAwait(false);
+            return (userId, stripeId ?? "");
         }
 
         if (!customer.StartsWith("cus_", StringComparison.Ordinal))
@@ -120,9 +149,8 @@ internal static class FlushCommand
             throw new CliException($"--customer must be a user id (GUID) or a Stripe customer id (cus_…), was '{customer}'.");
         }
 
-        await using var context = services.CreateContext();
         var found = await context.BillingCustomers.AsNoTracking().Where(c => c.StripeCustomerId == customer)
             .Select(c => (Guid?)c.UserId).FirstOrDefaultAsync(ct).ConfigureAwait(false);
-        return found ?? throw new CliException($"no user has Stripe customer {customer}.");
+        return (found ?? throw new CliException($"no user has Stripe customer {customer}."), customer);
     }
 }

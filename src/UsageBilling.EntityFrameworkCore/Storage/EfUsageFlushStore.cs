@@ -17,6 +17,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         var connection = context.Database.GetDbConnection();
         var dbTransaction = transaction.GetDbTransaction();
+        await dialect.BeginClaimAsync(connection, dbTransaction, cancellationToken).ConfigureAwait(false);
         var events = await dialect.SelectClaimableAsync(connection, dbTransaction, limit, userId, cancellationToken).ConfigureAwait(false);
         if (events.Count == 0)
         {
@@ -80,24 +81,191 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         return new ClaimOutcome(events.Count, created.Count, extended.Count, created.Count(r => r.Status == UsageReportStatus.Dead));
     }
 
-    public async Task<IReadOnlyList<LeasedReport>> LeaseDueReportsAsync(DateTimeOffset now, int limit, string? stripeCustomerId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    public async Task<IReportLease> LeaseDueReportsAsync(DateTimeOffset now, int limit, string? stripeCustomerId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
-        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
-        await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        var leased = await dialect.LeaseAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), now, limit, stripeCustomerId, owner, leaseUntil, cancellationToken).ConfigureAwait(false);
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return leased;
+        ArgumentException.ThrowIfNullOrWhiteSpace(owner);
+        var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            List<LeasedReport> reports;
+            int held;
+            if (dialect.HoldsSessionLocks)
+            {
+                // The lease's own connection, open until the lease is disposed: its session holds the key locks.
+                await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                    (reports, held) = await dialect.LeaseAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), now, limit, stripeCustomerId, owner, leaseUntil, cancellationToken).ConfigureAwait(false);
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch
+                {
+                    await dialect.ReleaseSessionLocksAsync(context.Database.GetDbConnection(), CancellationToken.None).ConfigureAwait(false);
+                    throw;
+                }
+
+                if (reports.Count == 0)
+                {
+                    await dialect.ReleaseSessionLocksAsync(context.Database.GetDbConnection(), cancellationToken).ConfigureAwait(false);
+                }
+            }
+            else
+            {
+                await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                (reports, held) = await dialect.LeaseAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), now, limit, stripeCustomerId, owner, leaseUntil, cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            if (!dialect.HoldsSessionLocks || reports.Count == 0)
+            {
+                await context.DisposeAsync().ConfigureAwait(false);
+                return new ReportLease(this, null, reports, held, owner);
+            }
+
+            return new ReportLease(this, context, reports, held, owner);
+        }
+        catch
+        {
+            await context.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Extends the lease of the owner's still-pending reports among <paramref name="ids"/>; false when another owner holds one.</summary>
+    private async Task<bool> RenewAsync(TContext? session, List<Guid> ids, string owner, DateTimeOffset until, CancellationToken cancellationToken)
+    {
+        var context = session ?? await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            var lost = false;
+            foreach (var chunk in ids.Chunk(1000))
+            {
+                var part = chunk.ToList();
+                await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), part, cancellationToken).ConfigureAwait(false);
+                lost |= await context.Set<UsageReport>()
+                    .AnyAsync(r => part.Contains(r.Id) && r.Status == UsageReportStatus.Pending && r.LeaseOwner != null && r.LeaseOwner != owner, cancellationToken).ConfigureAwait(false);
+                await context.Set<UsageReport>()
+                    .Where(r => part.Contains(r.Id) && r.Status == UsageReportStatus.Pending && r.LeaseOwner == owner)
+                    .ExecuteUpdateAsync(s => s.SetProperty(r => r.LeaseExpiresAt, until), cancellationToken).ConfigureAwait(false);
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return !lost;
+        }
+        finally
+        {
+            if (session is null)
+            {
+                await context.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Clears the owner's lease on its still-pending reports among the lease's reports (due again at once) and lets go of session locks.</summary>
+    private async Task ReleaseAsync(TContext? session, IReadOnlyList<LeasedReport> reports, string owner)
+    {
+        var context = session ?? await contexts.CreateDbContextAsync(CancellationToken.None).ConfigureAwait(false);
+        try
+        {
+            await using (var transaction = await context.Database.BeginTransactionAsync(CancellationToken.None).ConfigureAwait(false))
+            {
+                foreach (var chunk in reports.Select(r => r.Id).Chunk(1000))
+                {
+                    var part = chunk.ToList();
+                    await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), part, CancellationToken.None).ConfigureAwait(false);
+                    await context.Set<UsageReport>()
+                        .Where(r => part.Contains(r.Id) && r.Status == UsageReportStatus.Pending && r.LeaseOwner == owner)
+                        .ExecuteUpdateAsync(s => s.SetProperty(r => r.LeaseOwner, (string?)null).SetProperty(r => r.LeaseExpiresAt, (DateTimeOffset?)null), CancellationToken.None).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+
+            if (session is not null)
+            {
+                await dialect.ReleaseSessionLocksAsync(context.Database.GetDbConnection(), CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            await context.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A lease: on PostgreSQL it owns the context whose open connection holds the key locks.</summary>
+    private sealed class ReportLease(EfUsageFlushStore<TContext> store, TContext? session, IReadOnlyList<LeasedReport> reports, int heldElsewhere, string owner) : IReportLease
+    {
+        private readonly SemaphoreSlim _gate = new(1, 1);
+        private bool _disposed;
+
+        public IReadOnlyList<LeasedReport> Reports => reports;
+
+        public int KeysHeldElsewhere => heldElsewhere;
+
+        public async Task<bool> RenewAsync(IReadOnlyCollection<Guid> outstanding, DateTimeOffset until, CancellationToken cancellationToken)
+        {
+            ArgumentNullException.ThrowIfNull(outstanding);
+            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                return outstanding.Count == 0 || await store.RenewAsync(session, [.. outstanding.Order()], owner, until, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _gate.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                if (_disposed)
+                {
+                    return;
+                }
+
+                _disposed = true;
+                if (reports.Count > 0)
+                {
+                    await store.ReleaseAsync(session, reports, owner).ConfigureAwait(false);
+                }
+                else if (session is not null)
+                {
+                    await session.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
     }
 
     public async Task MarkSentAsync(IReadOnlyCollection<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
     {
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        foreach (var chunk in reportIds.Chunk(500))
+        foreach (var chunk in reportIds.Order().Chunk(500))
         {
-            var ids = chunk.ToList();
+            var candidates = chunk.ToList();
+            await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), candidates, cancellationToken).ConfigureAwait(false);
+
+            // Only what this transaction changes gets its events acknowledged (a dead report stays dead, a sent one counts once).
+            var ids = await context.Set<UsageReport>()
+                .Where(r => candidates.Contains(r.Id) && (r.Status == UsageReportStatus.Pending || r.Status == UsageReportStatus.NeedsReview))
+                .Select(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+            if (ids.Count == 0)
+            {
+                continue;
+            }
+
             await context.Set<UsageReport>()
-                .Where(r => ids.Contains(r.Id) && r.Status != UsageReportStatus.Sent)
+                .Where(r => ids.Contains(r.Id))
                 .ExecuteUpdateAsync(
                     s => s.SetProperty(r => r.Status, UsageReportStatus.Sent)
                         .SetProperty(r => r.SentAt, at)
@@ -149,15 +317,19 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
             .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportedAt, at), cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task MarkFailedAsync(IReadOnlyCollection<ReportFailure> failures, CancellationToken cancellationToken)
+    public async Task<int> MarkFailedAsync(IReadOnlyCollection<ReportFailure> failures, string owner, CancellationToken cancellationToken)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(owner);
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        foreach (var failure in failures)
+        var ordered = failures.OrderBy(f => f.Id).ToList();
+        await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), [.. ordered.Select(f => f.Id)], cancellationToken).ConfigureAwait(false);
+        var changed = 0;
+        foreach (var failure in ordered)
         {
             var error = failure.Error.Length > 2000 ? failure.Error[..2000] : failure.Error;
-            await context.Set<UsageReport>()
-                .Where(r => r.Id == failure.Id && r.Status == UsageReportStatus.Pending)
+            changed += await context.Set<UsageReport>()
+                .Where(r => r.Id == failure.Id && r.Status == UsageReportStatus.Pending && r.LeaseOwner == owner)
                 .ExecuteUpdateAsync(
                     s => s.SetProperty(r => r.Status, failure.Status)
                         .SetProperty(r => r.Attempts, failure.Attempts)
@@ -169,6 +341,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return changed;
     }
 
     public async Task<int> MarkDeadAsync(IReadOnlyCollection<Guid> reportIds, string reason, CancellationToken cancellationToken)
@@ -176,8 +349,10 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
         var error = reason.Length > 2000 ? reason[..2000] : reason;
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
-        var ids = reportIds.ToList();
-        return await context.Set<UsageReport>()
+        var ids = reportIds.Order().ToList();
+        await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), ids, cancellationToken).ConfigureAwait(false);
+        var changed = await context.Set<UsageReport>()
             .Where(r => ids.Contains(r.Id) && r.Status != UsageReportStatus.Dead)
             .ExecuteUpdateAsync(
                 s => s.SetProperty(r => r.Status, UsageReportStatus.Dead)
@@ -185,6 +360,62 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
                     .SetProperty(r => r.LeaseOwner, (string?)null)
                     .SetProperty(r => r.LeaseExpiresAt, (DateTimeOffset?)null),
                 cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return changed;
+    }
+
+    public async Task<FlushLeaseSummary> GetLeasesAsync(DateTimeOffset now, string? stripeCustomerId, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var pending = context.Set<UsageReport>().AsNoTracking().Where(r => r.Status == UsageReportStatus.Pending);
+        if (stripeCustomerId is not null)
+        {
+            pending = pending.Where(r => r.StripeCustomerId == stripeCustomerId);
+        }
+
+        var live = await pending.Where(r => r.LeaseExpiresAt != null && r.LeaseExpiresAt > now && r.LeaseOwner != null)
+            .Select(r => new { r.LeaseOwner, r.LeaseExpiresAt }).ToListAsync(cancellationToken).ConfigureAwait(false);
+        var free = pending.Where(r => r.LeaseExpiresAt == null || r.LeaseExpiresAt <= now);
+        var due = await free.LongCountAsync(r => r.NextAttemptAt <= now, cancellationToken).ConfigureAwait(false);
+        var backoff = free.Where(r => r.NextAttemptAt > now);
+        var inBackoff = await backoff.LongCountAsync(cancellationToken).ConfigureAwait(false);
+        var nextRetry = inBackoff == 0 ? null : await backoff.OrderBy(r => r.NextAttemptAt).Select(r => (DateTimeOffset?)r.NextAttemptAt).FirstOrDefaultAsync(cancellationToken).ConfigureAwait(false);
+        var holders = live.GroupBy(l => l.LeaseOwner!)
+            .Select(g => new LeaseHolder(g.Key, g.LongCount(), g.Max(l => l.LeaseExpiresAt!.Value)))
+            .OrderByDescending(h => h.Reports).ThenBy(h => h.Owner, StringComparer.Ordinal)
+            .ToList();
+        return new FlushLeaseSummary(due, inBackoff, nextRetry, holders);
+    }
+
+    public async Task<IReadOnlyList<MeterAggregationEvidence>> GetAggregationEvidenceAsync(CancellationToken cancellationToken)
+    {
+        // The newest reports only, read through the (status, next_attempt_at) index: this runs at every flusher start.
+        const int sample = 500;
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var reports = context.Set<UsageReport>().AsNoTracking();
+        var newest = new List<(Guid Id, string Meter, long Quantity, int EventCount, DateTimeOffset CreatedAt)>();
+        foreach (var status in new[] { UsageReportStatus.Pending, UsageReportStatus.Sent })
+        {
+            var rows = await reports.Where(r => r.Status == status).OrderByDescending(r => r.NextAttemptAt).Take(sample)
+                .Select(r => new { r.Id, r.Meter, r.Quantity, r.EventCount, r.CreatedAt }).ToListAsync(cancellationToken).ConfigureAwait(false);
+            newest.AddRange(rows.Select(r => (r.Id, r.Meter, r.Quantity, r.EventCount, r.CreatedAt)));
+        }
+
+        // A value above the event count can only be a sum; a value equal to it is a count when the events add up to more.
+        var evidence = newest.Where(r => r.Quantity > r.EventCount)
+            .Select(r => new MeterAggregationEvidence(r.Meter, UsageBilling.Configuration.MeterAggregation.Sum, r.Id, r.CreatedAt)).ToList();
+        var equal = newest.Where(r => r.Quantity == r.EventCount).Select(r => (Guid?)r.Id).ToList();
+        if (equal.Count > 0)
+        {
+            var sums = await context.Set<UsageEvent>().AsNoTracking().Where(e => equal.Contains(e.ReportId))
+                .GroupBy(e => e.ReportId).Select(g => new { Id = g.Key!.Value, Quantity = g.Sum(e => e.Quantity) })
+                .ToListAsync(cancellationToken).ConfigureAwait(false);
+            var byId = newest.ToDictionary(r => r.Id);
+            evidence.AddRange(sums.Where(x => byId.TryGetValue(x.Id, out var r) && x.Quantity > r.EventCount)
+                .Select(x => new MeterAggregationEvidence(byId[x.Id].Meter, UsageBilling.Configuration.MeterAggregation.Count, x.Id, byId[x.Id].CreatedAt)));
+        }
+
+        return [.. evidence.GroupBy(e => e.Meter, StringComparer.Ordinal).Select(g => g.OrderByDescending(e => e.CreatedAt).ThenByDescending(e => e.ReportId).First())];
     }
 
     public async Task<FlushBacklog> GetBacklogAsync(CancellationToken cancellationToken)

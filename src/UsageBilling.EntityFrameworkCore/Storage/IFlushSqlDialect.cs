@@ -21,8 +21,27 @@ internal interface IFlushSqlDialect
     /// <summary>Links events to their reports.</summary>
     Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken);
 
-    /// <summary>Leases due reports of customer·meter keys nobody else holds.</summary>
-    Task<List<LeasedReport>> LeaseAsync(DbConnection connection, DbTransaction transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken);
+    /// <summary>
+    /// <see langword="true"/> when the lease holds session locks on its own connection (PostgreSQL): the
+    /// store then keeps that connection open for the lease's life and runs lease, renewal and release on it,
+    /// outside any transaction of its own. Otherwise each runs in its own (IMMEDIATE) transaction.
+    /// </summary>
+    bool HoldsSessionLocks { get; }
+
+    /// <summary>Serializes claims (PostgreSQL: a transaction advisory lock), so a claim that takes fewer events than asked saw the whole backlog and every open report.</summary>
+    Task BeginClaimAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Leases due reports of customer·meter keys no live flusher holds, up to <paramref name="limit"/> keys,
+    /// skipping held keys rather than waiting; returns the leased reports and how many due keys were held elsewhere.
+    /// </summary>
+    Task<(List<LeasedReport> Reports, int HeldElsewhere)> LeaseAsync(DbConnection connection, DbTransaction? transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken);
+
+    /// <summary>Row-locks the reports in id order for the caller's transaction (PostgreSQL), so multi-row updates of reports never deadlock; a no-op where the database has one writer.</summary>
+    Task LockReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> reportIds, CancellationToken cancellationToken);
+
+    /// <summary>Lets go of the lease's session locks (PostgreSQL); a no-op elsewhere.</summary>
+    Task ReleaseSessionLocksAsync(DbConnection connection, CancellationToken cancellationToken);
 
     /// <summary>
     /// What marking these reports sent adds to the rollups: their not-yet-acknowledged events

@@ -6,8 +6,9 @@ using UsageBilling.Flushing;
 namespace UsageBilling.EntityFrameworkCore.Storage;
 
 /// <summary>
-/// PostgreSQL: claims with <c>FOR UPDATE SKIP LOCKED</c> so concurrent flushers take disjoint events;
-/// leases serialize per customer·meter with transaction-scoped advisory locks.
+/// PostgreSQL: claims serialize on a transaction advisory lock (so concurrent claimers extend one open report per
+/// customer·meter·period); leases hold a session advisory lock per customer·meter on the lease's own connection,
+/// which dies with a killed flusher; every multi-row change of reports locks its rows in id order.
 /// </summary>
 internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
 {
@@ -41,14 +42,16 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
 
     public async Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> LockOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<(string Customer, string Meter, DateTimeOffset PeriodStart)> keys, CancellationToken cancellationToken)
     {
-        // A lease in progress holds the row: SKIP LOCKED lets this claim open a new report instead of waiting.
+        // Waits for a lease or mark in progress on the row (short), then re-reads it: a report leased
+        // meanwhile is no longer open and this claim opens a new one. Rows are locked in id order.
         const string sql = """
             SELECT r.id, r.stripe_customer_id, r.meter, r.period_start
             FROM usage_reports r
             JOIN unnest(@customers, @meters, @starts) AS k(c, m, ps)
               ON r.stripe_customer_id = k.c AND r.meter = k.m AND r.period_start = k.ps
             WHERE r.status = 'pending' AND r.first_attempt_at IS NULL AND r.lease_expires_at IS NULL
-            FOR UPDATE OF r SKIP LOCKED
+            ORDER BY r.id
+            FOR UPDATE OF r
             """;
         await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
         command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. keys.Select(k => k.Customer)] });
@@ -93,96 +96,160 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task<List<LeasedReport>> LeaseAsync(DbConnection connection, DbTransaction transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken)
+    public bool HoldsSessionLocks => true;
+
+    /// <summary>The advisory lock key all claims serialize on (a transaction lock, released at commit).</summary>
+    private const long ClaimLockKey = 7817_0000_0001;
+
+    /// <summary>The second argument of <c>hashtextextended</c> for customer·meter key locks.</summary>
+    private const long KeyLockSeed = 7817;
+
+    public async Task BeginClaimAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        // Claims wait for each other: with SKIP LOCKED alone, a claim that ran beside another saw fewer
+        // events than exist, ended its claim loop early and leased reports the other was still extending,
+        // so later batches opened second reports for the same customer·meter·period.
+        await using var command = new NpgsqlCommand("SELECT pg_advisory_xact_lock(@key)", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.Add(new NpgsqlParameter<long>("key", ClaimLockKey));
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<(List<LeasedReport> Reports, int HeldElsewhere)> LeaseAsync(DbConnection connection, DbTransaction? transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken)
     {
         var npgsql = (NpgsqlConnection)connection;
-        var tx = (NpgsqlTransaction)transaction;
 
-        // 1. Due keys, most overdue first.
+        // 1. Due keys, most overdue first, a page at a time; take each key's session lock if nobody holds it.
+        //    The lock lives as long as this connection: a flusher killed mid-round loses it at once.
         var keysSql = $"""
             SELECT stripe_customer_id, meter FROM usage_reports
             WHERE status = 'pending' AND next_attempt_at <= @now
-              AND (lease_expires_at IS NULL OR lease_expires_at <= @now)
               {(customerId is null ? "" : "AND stripe_customer_id = @customer")}
             GROUP BY stripe_customer_id, meter
-            ORDER BY min(next_attempt_at)
-            LIMIT @limit
+            ORDER BY min(next_attempt_at), stripe_customer_id, meter
+            LIMIT @page OFFSET @offset
             """;
-        var customers = new List<string>();
-        var meters = new List<string>();
-        await using (var command = new NpgsqlCommand(keysSql, npgsql, tx))
+        const string lockSql = "SELECT k.c, k.m FROM unnest(@customers, @meters) AS k(c, m) WHERE pg_try_advisory_lock(hashtextextended(k.c || '|' || k.m, @seed))";
+        var locked = new List<(string Customer, string Meter)>();
+        var seen = new HashSet<(string, string)>();
+        var held = 0;
+        var offset = 0;
+        for (var page = 0; page < 50 && locked.Count < limit; page++)
         {
-            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
-            command.Parameters.Add(new NpgsqlParameter<int>("limit", limit));
-            if (customerId is not null)
+            var size = limit - locked.Count;
+            var candidates = new List<(string Customer, string Meter)>();
+            await using (var command = new NpgsqlCommand(keysSql, npgsql))
             {
-                command.Parameters.Add(new NpgsqlParameter<string>("customer", customerId));
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+                command.Parameters.Add(new NpgsqlParameter<int>("page", size));
+                command.Parameters.Add(new NpgsqlParameter<int>("offset", offset));
+                if (customerId is not null)
+                {
+                    command.Parameters.Add(new NpgsqlParameter<string>("customer", customerId));
+                }
+
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    var key = (reader.GetString(0), reader.GetString(1));
+                    if (seen.Add(key))
+                    {
+                        candidates.Add(key);
+                    }
+                }
             }
 
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            if (candidates.Count > 0)
             {
-                customers.Add(reader.GetString(0));
-                meters.Add(reader.GetString(1));
+                var got = new HashSet<(string, string)>();
+                await using var command = new NpgsqlCommand(lockSql, npgsql);
+                command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. candidates.Select(c => c.Customer)] });
+                command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. candidates.Select(c => c.Meter)] });
+                command.Parameters.Add(new NpgsqlParameter<long>("seed", KeyLockSeed));
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    got.Add((reader.GetString(0), reader.GetString(1)));
+                }
+
+                locked.AddRange(candidates.Where(got.Contains));
+                held += candidates.Count - got.Count;
+            }
+
+            offset += size;
+            if (candidates.Count < size)
+            {
+                break;
             }
         }
 
-        if (customers.Count == 0)
+        if (locked.Count == 0)
         {
-            return [];
+            return ([], held);
         }
 
-        // 2. Take the keys no other flusher is leasing right now (held until this transaction ends).
-        var lockedCustomers = new List<string>();
-        var lockedMeters = new List<string>();
-        await using (var command = new NpgsqlCommand(
-            "SELECT c, m FROM unnest(@customers, @meters) AS k(c, m) WHERE pg_try_advisory_xact_lock(hashtextextended(c || '|' || m, 7817))",
-            npgsql,
-            tx))
-        {
-            command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. customers] });
-            command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. meters] });
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                lockedCustomers.Add(reader.GetString(0));
-                lockedMeters.Add(reader.GetString(1));
-            }
-        }
-
-        if (lockedCustomers.Count == 0)
-        {
-            return [];
-        }
-
-        // 3. A new statement sees every lease committed before we got the lock: skip keys with a live lease.
+        // 2. Lease every due report of the locked keys, rows locked in id order. The session lock is the
+        //    proof that no live flusher sends for the key, so a leftover lease (its owner died) is taken over.
         const string leaseSql = """
+            WITH due AS (
+                SELECT r.id FROM usage_reports r
+                JOIN unnest(@customers, @meters) AS k(c, m) ON r.stripe_customer_id = k.c AND r.meter = k.m
+                WHERE r.status = 'pending' AND r.next_attempt_at <= @now
+                ORDER BY r.id
+                FOR UPDATE OF r)
             UPDATE usage_reports r
             SET lease_owner = @owner, lease_expires_at = @until, first_attempt_at = COALESCE(r.first_attempt_at, @now)
-            FROM unnest(@customers, @meters) AS k(c, m)
-            WHERE r.stripe_customer_id = k.c AND r.meter = k.m
-              AND r.status = 'pending' AND r.next_attempt_at <= @now
-              AND NOT EXISTS (
-                SELECT 1 FROM usage_reports x
-                WHERE x.stripe_customer_id = k.c AND x.meter = k.m AND x.status = 'pending' AND x.lease_expires_at > @now)
-            RETURNING r.id, r.stripe_customer_id, r.meter, r.quantity, r.timestamp, r.attempts, r.first_attempt_at
+            FROM due WHERE r.id = due.id
+            RETURNING r.id, r.stripe_customer_id, r.meter, r.quantity, r.timestamp, r.attempts, r.first_attempt_at, r.next_attempt_at
             """;
-        var leased = new List<LeasedReport>();
-        await using (var command = new NpgsqlCommand(leaseSql, npgsql, tx))
+        var leased = new List<(LeasedReport Report, DateTimeOffset Due)>();
+        await using (var command = new NpgsqlCommand(leaseSql, npgsql, (NpgsqlTransaction?)transaction))
         {
             command.Parameters.Add(new NpgsqlParameter<string>("owner", owner));
             command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("until", until));
             command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
-            command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. lockedCustomers] });
-            command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. lockedMeters] });
+            command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. locked.Select(k => k.Customer)] });
+            command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. locked.Select(k => k.Meter)] });
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                leased.Add(new LeasedReport(reader.GetGuid(0), reader.GetString(1), reader.GetString(2), reader.GetInt64(3), reader.GetFieldValue<DateTimeOffset>(4), reader.GetInt32(5), reader.GetFieldValue<DateTimeOffset>(6)));
+                leased.Add((new LeasedReport(reader.GetGuid(0), reader.GetString(1), reader.GetString(2), reader.GetInt64(3), reader.GetFieldValue<DateTimeOffset>(4), reader.GetInt32(5), reader.GetFieldValue<DateTimeOffset>(6)), reader.GetFieldValue<DateTimeOffset>(7)));
             }
         }
 
-        return leased;
+        // 3. Keys that had nothing due by the time we locked them (another flusher just finished them) go back at once.
+        var used = leased.Select(l => (l.Report.StripeCustomerId, l.Report.Meter)).ToHashSet();
+        var unused = locked.Where(k => !used.Contains(k)).ToList();
+        if (unused.Count > 0)
+        {
+            await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock(hashtextextended(k.c || '|' || k.m, @seed)) FROM unnest(@customers, @meters) AS k(c, m)", npgsql);
+            command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. unused.Select(k => k.Customer)] });
+            command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. unused.Select(k => k.Meter)] });
+            command.Parameters.Add(new NpgsqlParameter<long>("seed", KeyLockSeed));
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return ([.. leased.OrderBy(l => l.Due).ThenBy(l => l.Report.Id).Select(l => l.Report)], held);
+    }
+
+    public async Task LockReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> reportIds, CancellationToken cancellationToken)
+    {
+        if (reportIds.Count == 0)
+        {
+            return;
+        }
+
+        // One global order (id) for every multi-row change of reports: claims, leases, renewals and marks
+        // lock rows the same way, so two of them can wait for each other but never deadlock (40P01).
+        await using var command = new NpgsqlCommand("SELECT id FROM usage_reports WHERE id = ANY(@ids) ORDER BY id FOR UPDATE", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. reportIds] });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task ReleaseSessionLocksAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        // Explicitly: a pooled connection would otherwise keep the locks until its next use resets it.
+        await using var command = new NpgsqlCommand("SELECT pg_advisory_unlock_all()", (NpgsqlConnection)connection);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<List<RollupDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)

@@ -5,7 +5,10 @@ using static UsageBilling.EntityFrameworkCore.UsageBillingSqliteConventions;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
 
-/// <summary>SQLite: one writer at a time (the transaction is IMMEDIATE), so claim and lease need no row locks.</summary>
+/// <summary>
+/// SQLite: one writer at a time (the transaction is IMMEDIATE), so claim, lease and marks need no row locks and
+/// cannot deadlock; a lease is free when it lapsed or its owner's process on this machine is gone.
+/// </summary>
 internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
 {
     public async Task<List<ClaimableEvent>> SelectClaimableAsync(DbConnection connection, DbTransaction transaction, int limit, Guid? userId, CancellationToken cancellationToken)
@@ -98,48 +101,94 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
         }
     }
 
-    public async Task<List<LeasedReport>> LeaseAsync(DbConnection connection, DbTransaction transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken)
+    public bool HoldsSessionLocks => false;
+
+    public Task BeginClaimAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task LockReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> reportIds, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task ReleaseSessionLocksAsync(DbConnection connection, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task<(List<LeasedReport> Reports, int HeldElsewhere)> LeaseAsync(DbConnection connection, DbTransaction? transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken)
     {
         var sqlite = (SqliteConnection)connection;
+        var tx = (SqliteTransaction?)transaction;
+
+        // Due keys, most overdue first, a page at a time, with the owners of recent leases on each key. SQLite has no
+        // session locks, so the owner's process stands in for one (all flushers of a SQLite file share a machine):
+        // - an owner whose process is gone (killed) holds nothing, even before its lease lapses;
+        // - a live owner holds its key until its lease lapsed by more than a grace of 3 lease durations (at least
+        //   30 s): a flusher stalled by a busy database or a starved CPU cannot renew in time, but it may have
+        //   Stripe's answer in hand and its mark on the way, so its reports are not taken from it for a stall;
+        // - an owner that cannot be checked (another machine, an older name) holds until its lease lapses.
+        var grace = TimeSpan.FromTicks(Math.Max((until - now).Ticks * 3, TimeSpan.FromSeconds(30).Ticks));
         var keys = new List<(string Customer, string Meter)>();
+        var held = 0;
+        var offset = 0;
         await using (var command = sqlite.CreateCommand())
         {
-            command.Transaction = (SqliteTransaction)transaction;
+            command.Transaction = tx;
             command.CommandText = $"""
-                SELECT stripe_customer_id, meter FROM usage_reports
-                WHERE status = 'pending' AND next_attempt_at <= $now
-                  AND (lease_expires_at IS NULL OR lease_expires_at <= $now)
-                  {(customerId is null ? "" : "AND stripe_customer_id = $customer")}
-                GROUP BY stripe_customer_id, meter
-                ORDER BY min(next_attempt_at)
-                LIMIT $limit
+                SELECT r.stripe_customer_id, r.meter,
+                       (SELECT group_concat(x.lease_owner || char(9) || x.lease_expires_at, char(10)) FROM usage_reports x
+                        WHERE x.stripe_customer_id = r.stripe_customer_id AND x.meter = r.meter
+                          AND x.status = 'pending' AND x.lease_owner IS NOT NULL AND x.lease_expires_at > $graceStart)
+                FROM usage_reports r
+                WHERE r.status = 'pending' AND r.next_attempt_at <= $now
+                  {(customerId is null ? "" : "AND r.stripe_customer_id = $customer")}
+                GROUP BY r.stripe_customer_id, r.meter
+                ORDER BY min(r.next_attempt_at), r.stripe_customer_id, r.meter
+                LIMIT $page OFFSET $offset
                 """;
             command.Parameters.AddWithValue("$now", ToUnixMicroseconds(now));
-            command.Parameters.AddWithValue("$limit", limit);
+            command.Parameters.AddWithValue("$graceStart", ToUnixMicroseconds(now - grace));
+            var pageParameter = command.Parameters.Add("$page", SqliteType.Integer);
+            var offsetParameter = command.Parameters.Add("$offset", SqliteType.Integer);
             if (customerId is not null)
             {
                 command.Parameters.AddWithValue("$customer", customerId);
             }
 
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            for (var page = 0; page < 50 && keys.Count < limit; page++)
             {
-                keys.Add((reader.GetString(0), reader.GetString(1)));
+                var size = limit - keys.Count;
+                pageParameter.Value = size;
+                offsetParameter.Value = offset;
+                var rows = 0;
+                await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        rows++;
+                        var holders = reader.IsDBNull(2) ? [] : reader.GetString(2).Split('\n');
+                        if (holders.All(h => !Holds(h, owner, now)))
+                        {
+                            keys.Add((reader.GetString(0), reader.GetString(1)));
+                        }
+                        else
+                        {
+                            held++;
+                        }
+                    }
+                }
+
+                offset += size;
+                if (rows < size)
+                {
+                    break;
+                }
             }
         }
 
-        var leased = new List<LeasedReport>();
+        var leased = new List<(LeasedReport Report, long Due)>();
         await using var lease = sqlite.CreateCommand();
-        lease.Transaction = (SqliteTransaction)transaction;
+        lease.Transaction = tx;
         lease.CommandText = """
             UPDATE usage_reports
             SET lease_owner = $owner, lease_expires_at = $until, first_attempt_at = COALESCE(first_attempt_at, $now)
             WHERE stripe_customer_id = $customer AND meter = $meter
               AND status = 'pending' AND next_attempt_at <= $now
-              AND NOT EXISTS (
-                SELECT 1 FROM usage_reports x
-                WHERE x.stripe_customer_id = $customer AND x.meter = $meter AND x.status = 'pending' AND x.lease_expires_at > $now)
-            RETURNING id, stripe_customer_id, meter, quantity, timestamp, attempts, first_attempt_at
+            RETURNING id, stripe_customer_id, meter, quantity, timestamp, attempts, first_attempt_at, next_attempt_at
             """;
         lease.Parameters.AddWithValue("$owner", owner);
         lease.Parameters.AddWithValue("$until", ToUnixMicroseconds(until));
@@ -153,11 +202,30 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
             await using var reader = await lease.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                leased.Add(new LeasedReport(Guid.Parse(reader.GetString(0)), reader.GetString(1), reader.GetString(2), reader.GetInt64(3), FromUnixMicroseconds(reader.GetInt64(4)), reader.GetInt32(5), FromUnixMicroseconds(reader.GetInt64(6))));
+                leased.Add((new LeasedReport(Guid.Parse(reader.GetString(0)), reader.GetString(1), reader.GetString(2), reader.GetInt64(3), FromUnixMicroseconds(reader.GetInt64(4)), reader.GetInt32(5), FromUnixMicroseconds(reader.GetInt64(6))), reader.GetInt64(7)));
             }
         }
 
-        return leased;
+        return ([.. leased.OrderBy(l => l.Due).ThenBy(l => l.Report.Id).Select(l => l.Report)], held);
+    }
+
+    /// <summary>Whether a lease (<c>owner TAB expires-at-micros</c>, within the grace) keeps its key from <paramref name="me"/>.</summary>
+    private static bool Holds(string lease, string me, DateTimeOffset now)
+    {
+        var tab = lease.LastIndexOf('\t');
+        var holder = lease[..tab];
+        var expires = FromUnixMicroseconds(long.Parse(lease[(tab + 1)..], System.Globalization.CultureInfo.InvariantCulture));
+        if (holder == me)
+        {
+            return false;
+        }
+
+        return FlusherIdentity.Check(holder) switch
+        {
+            Liveness.Gone => false,
+            Liveness.Alive => true,
+            _ => expires > now,
+        };
     }
 
     public async Task<List<RollupDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)

@@ -66,6 +66,7 @@ internal static class AdminEndpoints
             return TypedResults.Ok(new TotalResponse(value));
         });
         g.MapGet("/rejections", async (CancellationToken ct) => TypedResults.Ok(await admin.GetRejectionCountsAsync(ct)));
+        g.MapGet("/meter_event_requests", async (CancellationToken ct) => TypedResults.Ok(await admin.GetMeterEventRequestsAsync(ct)));
 
         g.MapPost("/webhook_endpoints", async (AddWebhookEndpointRequest body, CancellationToken ct) =>
         {

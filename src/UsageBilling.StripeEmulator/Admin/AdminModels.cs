@@ -60,6 +60,12 @@ public sealed record AcceptedMeterEvent(
     string? ErrorCode,
     bool Canceled);
 
+/// <summary>Meter-event requests one API key sent for one identifier.</summary>
+/// <param name="Identifier">The meter event identifier.</param>
+/// <param name="ApiKey">The secret key the requests authenticated with.</param>
+/// <param name="Requests">How many requests.</param>
+public sealed record MeterEventRequestCount(string Identifier, string ApiKey, long Requests);
+
 /// <summary>A configured webhook endpoint.</summary>
 /// <param name="Id">The <c>we_</c> id.</param>
 /// <param name="Url">Where events are POSTed.</param>

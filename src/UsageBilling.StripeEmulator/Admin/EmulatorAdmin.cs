@@ -92,6 +92,10 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
         Task.FromResult(_runtime.Rejections);
 
     /// <inheritdoc/>
+    public Task<IReadOnlyList<MeterEventRequestCount>> GetMeterEventRequestsAsync(CancellationToken cancellationToken = default) =>
+        Task.FromResult(_runtime.MeterEventRequests);
+
+    /// <inheritdoc/>
     public Task<WebhookEndpointInfo> AddWebhookEndpointAsync(Uri url, IReadOnlyList<string>? enabledEvents = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(url);

@@ -84,6 +84,10 @@ public sealed class EmulatorAdminClient : IStripeEmulatorAdmin
         await SendAsync<Dictionary<string, long>>(HttpMethod.Get, "rejections", null, cancellationToken);
 
     /// <inheritdoc/>
+    public async Task<IReadOnlyList<MeterEventRequestCount>> GetMeterEventRequestsAsync(CancellationToken cancellationToken = default) =>
+        await SendAsync<List<MeterEventRequestCount>>(HttpMethod.Get, "meter_event_requests", null, cancellationToken);
+
+    /// <inheritdoc/>
     public async Task<WebhookEndpointInfo> AddWebhookEndpointAsync(Uri url, IReadOnlyList<string>? enabledEvents = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(url);

@@ -45,6 +45,13 @@ public interface IStripeEmulatorAdmin
     /// <summary>Counts of rejected calls by reason (e.g. <c>duplicate_identifier</c>, <c>rate_limited</c>, <c>concurrency</c>, <c>injected_server_error</c>, <c>unauthorized</c>, <c>parameter_unknown</c>).</summary>
     Task<IReadOnlyDictionary<string, long>> GetRejectionCountsAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Meter-event requests received per identifier and API key (one key per sender proves who sent), whatever their
+    /// answer (accepted, duplicate, idempotent replay, 409 in progress), counted once the request is read; faults
+    /// injected before that (429, plain 500) are not counted.
+    /// </summary>
+    Task<IReadOnlyList<MeterEventRequestCount>> GetMeterEventRequestsAsync(CancellationToken cancellationToken = default);
+
     /// <summary>Registers a webhook endpoint (same as <c>POST /v1/webhook_endpoints</c>); <paramref name="enabledEvents"/> null = all.</summary>
     Task<WebhookEndpointInfo> AddWebhookEndpointAsync(Uri url, IReadOnlyList<string>? enabledEvents = null, CancellationToken cancellationToken = default);
 

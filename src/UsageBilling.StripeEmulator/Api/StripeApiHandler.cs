@@ -60,6 +60,10 @@ internal sealed partial class StripeApiHandler
                 ?? throw new StripeApiException(404, "invalid_request_error", null,
                     $"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
                     null, "unrecognized_url");
+            if (isMeterEvent && p.Node.Child("identifier")?.Value is { } identifier)
+            {
+                _runtime.CountMeterEventRequest(identifier, apiKey);
+            }
 
             var key = method == "POST" ? request.Headers["Idempotency-Key"].ToString() : string.Empty;
             if (key.Length == 0)

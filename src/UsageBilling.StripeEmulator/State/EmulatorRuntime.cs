@@ -37,6 +37,15 @@ internal sealed class EmulatorRuntime
 
     public IReadOnlyDictionary<string, long> Rejections => new Dictionary<string, long>(_rejections, StringComparer.Ordinal);
 
+    // ------------------------------------------------------------ meter-event requests per identifier (whatever the answer)
+
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Identifier, string ApiKey), long> _meterEventRequests = new();
+
+    public void CountMeterEventRequest(string identifier, string apiKey) => _meterEventRequests.AddOrUpdate((identifier, apiKey), 1, static (_, n) => n + 1);
+
+    public IReadOnlyList<Admin.MeterEventRequestCount> MeterEventRequests =>
+        [.. _meterEventRequests.Select(r => new Admin.MeterEventRequestCount(r.Key.Identifier, r.Key.ApiKey, r.Value)).OrderBy(r => r.Identifier, StringComparer.Ordinal).ThenBy(r => r.ApiKey, StringComparer.Ordinal)];
+
     // ------------------------------------------------------------ rate limit (token bucket on the injected clock's timestamps)
 
     public void SetRateLimit(double? perSecond)
@@ -181,6 +190,7 @@ internal sealed class EmulatorRuntime
     {
         ClearFaults();
         _rejections.Clear();
+        _meterEventRequests.Clear();
         _inFlight.Clear();
         EnforceConcurrency = Options.EnforceConcurrencyPerCustomerMeter;
         SetRateLimit(Options.RateLimitPerSecond);

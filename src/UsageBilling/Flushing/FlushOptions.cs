@@ -12,7 +12,7 @@ public sealed class FlushOptions
     /// <summary>Events claimed per claim transaction, so millions of pending events never sit in memory at once. Default 5 000.</summary>
     public int ClaimBatchSize { get; set; } = 5000;
 
-    /// <summary>Reports leased per send round; their marks are written together at the end of the round. Default 200.</summary>
+    /// <summary>Customer·meter keys leased per send round (each with all its due reports). Default 200.</summary>
     public int SendBatchSize { get; set; } = 200;
 
     /// <summary>Stripe calls in flight at once (never more than one per customer·meter). Default 8.</summary>
@@ -21,8 +21,23 @@ public sealed class FlushOptions
     /// <summary>Client-side rate limit in meter-event calls per second; <see langword="null"/> (default) = 25 for test keys, 1 000 for live keys.</summary>
     public double? RequestsPerSecond { get; set; }
 
-    /// <summary>How long a flusher owns the reports it leased; another instance takes them over after. Default 5 minutes.</summary>
+    /// <summary>
+    /// How long a flusher's lease on its reports runs unless renewed. A round renews it every third of this
+    /// while it sends, and starts a Stripe call only while the lease has at least
+    /// <see cref="Stripe.StripeOptions.MaxCallDuration"/> left, so no call outlives the lease; it must therefore be
+    /// longer than that. Another instance takes the reports over once it lapses — on PostgreSQL at once when the
+    /// holder's process dies (its session locks die with it), on SQLite at once when the holder's process on this
+    /// machine is gone. Default 5 minutes.
+    /// </summary>
     public TimeSpan LeaseDuration { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Most acknowledgements and failures written in one transaction. Marks are written as they arrive, in
+    /// groups of whatever accumulated while the previous group was being written (at most this many), so a crash
+    /// loses at most the marks of one group in flight — those reports are resent and Stripe answers "already
+    /// exists". Default 50.
+    /// </summary>
+    public int MarkBatchSize { get; set; } = 50;
 
     /// <summary>First retry delay after a transient failure; doubles per attempt, with jitter. Default 2 s.</summary>
     public TimeSpan RetryBaseDelay { get; set; } = TimeSpan.FromSeconds(2);

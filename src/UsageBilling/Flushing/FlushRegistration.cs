@@ -34,6 +34,7 @@ public static class FlushRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FlushOptions>, FlushOptionsValidator>());
         services.TryAddSingleton<FlushState>();
         services.TryAddSingleton<IMeterEventSender, StripeMeterEventSender>();
+        services.TryAddSingleton<IStripeMeterDirectory, StripeMeterDirectory>();
         services.TryAddSingleton<IUsageFlusher, UsageFlusher>();
         services.TryAddSingleton<MeterErrorReportHandler>();
         services.AddHostedService<UsageFlushBackgroundService>();
@@ -43,11 +44,22 @@ public static class FlushRegistration
 }
 
 /// <summary>Fails at start on flush settings that cannot work.</summary>
-internal sealed class FlushOptionsValidator : IValidateOptions<FlushOptions>
+internal sealed class FlushOptionsValidator(IOptions<Stripe.StripeOptions> stripe) : IValidateOptions<FlushOptions>
 {
     public ValidateOptionsResult Validate(string? name, FlushOptions options)
     {
         var errors = new List<string>();
+        var call = stripe.Value.MaxCallDuration;
+        if (options.LeaseDuration <= call)
+        {
+            errors.Add($"UsageBilling:Flush:LeaseDuration ({options.LeaseDuration}) must be longer than one Stripe call's worst case, {call} (Stripe:Timeout {stripe.Value.Timeout} × (Stripe:MaxNetworkRetries {stripe.Value.MaxNetworkRetries} + 1) + 5 s × retries): a send may only start while its lease outlasts it.");
+        }
+
+        if (options.MarkBatchSize is < 1 or > 1000)
+        {
+            errors.Add("UsageBilling:Flush:MarkBatchSize must be between 1 and 1000.");
+        }
+
         if (options.Interval < TimeSpan.FromSeconds(1) || options.Interval > TimeSpan.FromHours(1))
         {
             errors.Add("UsageBilling:Flush:Interval must be between 1 second and 1 hour.");

@@ -21,19 +21,43 @@ public interface IUsageFlushStore
     Task<ClaimOutcome> ClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Leases due pending reports for sending: only customer·meter keys no other flusher holds, and
-    /// all due reports of each key it takes, so at most one flusher sends for a customer·meter.
+    /// Leases due pending reports for sending: only customer·meter keys no other live flusher holds, and
+    /// all due reports of each key it takes, so at most one flusher sends for a customer·meter. Keys held
+    /// by others are skipped, not waited for, so a flusher gets the due keys that are free. On PostgreSQL
+    /// each key is also held by a session advisory lock on the lease's own connection until the lease is
+    /// disposed: a flusher that dies (kill -9) loses its locks with its connection, and its keys are free
+    /// at once instead of after <paramref name="leaseUntil"/>.
     /// </summary>
     /// <param name="now">The current time.</param>
-    /// <param name="limit">Most reports to lease.</param>
+    /// <param name="limit">Most customer·meter keys to lease.</param>
     /// <param name="stripeCustomerId">Only this customer's reports, or all.</param>
-    /// <param name="owner">This flusher's name, for operators.</param>
-    /// <param name="leaseUntil">When the lease lapses.</param>
+    /// <param name="owner">This flusher's name: it owns the lease, for marks and operators.</param>
+    /// <param name="leaseUntil">When the lease lapses unless renewed.</param>
     /// <param name="cancellationToken">Cancels the lease.</param>
-    /// <returns>The leased reports, oldest first.</returns>
-    Task<IReadOnlyList<LeasedReport>> LeaseDueReportsAsync(DateTimeOffset now, int limit, string? stripeCustomerId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+    /// <returns>The lease; dispose it to release what was not marked.</returns>
+    Task<IReportLease> LeaseDueReportsAsync(DateTimeOffset now, int limit, string? stripeCustomerId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
 
-    /// <summary>Marks reports sent and their events reported, in one transaction.</summary>
+    /// <summary>The live leases and what waits, for <c>flush</c>'s summary and <c>status</c>.</summary>
+    /// <param name="now">The current time.</param>
+    /// <param name="stripeCustomerId">Only this customer's reports, or all.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>Pending reports by state and the owners of live leases.</returns>
+    Task<FlushLeaseSummary> GetLeasesAsync(DateTimeOffset now, string? stripeCustomerId, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// How this database's recent reports of each meter were valued: evidence of sum (a report whose
+    /// value exceeds its event count) or of count (a report whose value equals its event count while its
+    /// events' quantities add up to more). Reads the newest reports only, through the due index.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The newest evidence per meter.</returns>
+    Task<IReadOnlyList<MeterAggregationEvidence>> GetAggregationEvidenceAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Marks reports sent and their events reported, in one transaction that locks the rows in id order.
+    /// Stripe's acknowledgement is a fact whoever holds the lease now, so this does not check the owner;
+    /// it changes only pending and needs-review reports (never a dead one).
+    /// </summary>
     /// <param name="reportIds">The acknowledged reports.</param>
     /// <param name="at">When Stripe acknowledged them.</param>
     /// <param name="cancellationToken">Cancels the write.</param>
@@ -51,11 +75,17 @@ public interface IUsageFlushStore
     /// <returns><see langword="true"/> when the report was in needs-review and is now sent.</returns>
     Task<bool> ConfirmSentAsync(Guid reportId, DateTimeOffset at, string note, CancellationToken cancellationToken);
 
-    /// <summary>Records failed attempts: rescheduled, dead or needs-review, and releases their leases.</summary>
+    /// <summary>
+    /// Records failed attempts: rescheduled, dead or needs-review, and releases their leases, in one
+    /// transaction that locks the rows in id order. Only reports still pending and leased by
+    /// <paramref name="owner"/> change: a flusher whose lease was taken over cannot reschedule (and so
+    /// unlock) the new owner's report.
+    /// </summary>
     /// <param name="failures">The failures.</param>
+    /// <param name="owner">The lease owner that made the attempts.</param>
     /// <param name="cancellationToken">Cancels the write.</param>
-    /// <returns>A task.</returns>
-    Task MarkFailedAsync(IReadOnlyCollection<ReportFailure> failures, CancellationToken cancellationToken);
+    /// <returns>How many reports changed.</returns>
+    Task<int> MarkFailedAsync(IReadOnlyCollection<ReportFailure> failures, string owner, CancellationToken cancellationToken);
 
     /// <summary>Marks reports dead after the fact (Stripe's asynchronous meter error reports).</summary>
     /// <param name="reportIds">The reports (meter event identifiers).</param>
@@ -76,6 +106,51 @@ public interface IUsageFlushStore
     /// <returns>The reports.</returns>
     Task<IReadOnlyList<ReportInfo>> ListReportsAsync(UsageReportStatus status, int limit, CancellationToken cancellationToken);
 }
+
+/// <summary>A flusher's hold on leased reports; disposing it releases the reports it did not mark (they are due again at once).</summary>
+public interface IReportLease : IAsyncDisposable
+{
+    /// <summary>The leased reports, oldest first.</summary>
+    IReadOnlyList<LeasedReport> Reports { get; }
+
+    /// <summary>Due customer·meter keys this lease skipped because another live flusher holds them.</summary>
+    int KeysHeldElsewhere { get; }
+
+    /// <summary>
+    /// Extends the lease of <paramref name="outstanding"/> (leased reports whose marks are not written yet) that are
+    /// still pending and owned by this lease's owner to <paramref name="until"/>. On PostgreSQL it runs on the lease's
+    /// own connection, so success also proves its advisory locks are still held.
+    /// </summary>
+    /// <param name="outstanding">The lease's reports not yet marked sent or failed.</param>
+    /// <param name="until">The new expiry.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns><see langword="false"/> when the hold is lost: another owner took one of the outstanding reports.</returns>
+    Task<bool> RenewAsync(IReadOnlyCollection<Guid> outstanding, DateTimeOffset until, CancellationToken cancellationToken);
+}
+
+/// <summary>Pending reports by state and the live leases, as <c>flush</c> and <c>status</c> show them.</summary>
+/// <param name="DueReports">Pending reports due now and not leased by anyone.</param>
+/// <param name="InBackoff">Pending reports waiting for a retry after a transient failure.</param>
+/// <param name="NextRetryAt">The earliest retry of those, if any.</param>
+/// <param name="Holders">Owners of live leases, with how many pending reports each holds and until when.</param>
+public sealed record FlushLeaseSummary(long DueReports, long InBackoff, DateTimeOffset? NextRetryAt, IReadOnlyList<LeaseHolder> Holders)
+{
+    /// <summary>Pending reports under a live lease.</summary>
+    public long Leased => Holders.Sum(h => h.Reports);
+}
+
+/// <summary>One flusher's live lease.</summary>
+/// <param name="Owner">The flusher: machine, process id, process start and a random part.</param>
+/// <param name="Reports">Pending reports it holds.</param>
+/// <param name="ExpiresAt">When its lease lapses unless renewed (the latest of its reports).</param>
+public sealed record LeaseHolder(string Owner, long Reports, DateTimeOffset ExpiresAt);
+
+/// <summary>How a meter's reports were valued in this database, from the newest report that tells.</summary>
+/// <param name="Meter">The meter event name.</param>
+/// <param name="Aggregation">Sum or count.</param>
+/// <param name="ReportId">The report that shows it.</param>
+/// <param name="CreatedAt">When that report was claimed.</param>
+public sealed record MeterAggregationEvidence(string Meter, Configuration.MeterAggregation Aggregation, Guid ReportId, DateTimeOffset CreatedAt);
 
 /// <summary>Groups claimed events into reports; the flusher's rules, applied inside the claim transaction.</summary>
 /// <param name="events">The claimed events.</param>

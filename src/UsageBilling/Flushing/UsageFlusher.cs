@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Threading.Channels;
 using System.Diagnostics.Metrics;
 using System.Security.Cryptography;
 using System.Threading.RateLimiting;
@@ -26,8 +27,13 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     private readonly ILogger<UsageFlusher> _logger;
     private readonly FlushState _state;
     private readonly HashSet<string> _countMeters;
+    private readonly IReadOnlyDictionary<string, Configuration.MeterDefinition> _meters;
+    private readonly IStripeMeterDirectory _meterDirectory;
+    private readonly TimeSpan _maxCallDuration;
     private readonly RateLimiter _rateLimiter;
-    private readonly string _owner = $"{Environment.ProcessId}:{Guid.NewGuid():N}";
+    private readonly string _owner = FlusherIdentity.NewOwner();
+    private readonly SemaphoreSlim _checkGate = new(1, 1);
+    private bool _metersChecked;
     private readonly Counter<long> _sent;
     private readonly Counter<long> _retried;
     private readonly Counter<long> _dead;
@@ -38,6 +44,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         IUsageFlushStore store,
         IUsageStore usage,
         IMeterEventSender sender,
+        IStripeMeterDirectory meterDirectory,
         IOptions<FlushOptions> options,
         IOptions<StripeOptions> stripe,
         IOptions<Configuration.UsageBillingOptions> billing,
@@ -53,6 +60,9 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         _time = time;
         _logger = logger;
         _state = state;
+        _meterDirectory = meterDirectory;
+        _meters = billing.Value.Meters;
+        _maxCallDuration = stripe.Value.MaxCallDuration;
         _countMeters = [.. billing.Value.Meters.Where(m => m.Value.Aggregation == Configuration.MeterAggregation.Count).Select(m => m.Key)];
         var perSecond = _options.RequestsPerSecond ?? (stripe.Value.IsLiveMode ? 1000 : 25);
         _rateLimiter = CreateRateLimiter(perSecond);
@@ -110,6 +120,13 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     {
         using var activity = UsageBillingMetrics.ActivitySource.StartActivity(userId is null ? "usagebilling.flush" : "usagebilling.flush_customer");
         var result = FlushResult.Empty;
+        if (await CheckMetersAsync(cancellationToken).ConfigureAwait(false) is { } mismatch)
+        {
+            // Refused before claiming: a claim is where a report's value is fixed.
+            result = result with { ConfigurationError = mismatch };
+            _state.Completed(_time.GetUtcNow(), result);
+            return result;
+        }
 
         // Claim everything due, one bounded batch at a time.
         while (true)
@@ -138,18 +155,29 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
             }
         }
 
-        // Send rounds until nothing is due (reports in backoff are not due).
+        // Send rounds while anything this flusher can lease is due (reports in backoff are not due; keys
+        // another live flusher holds are skipped by the lease, which then offers the next free ones).
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var now = _time.GetUtcNow();
-            var leased = await _store.LeaseDueReportsAsync(now, _options.SendBatchSize, customerId, _owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
-            if (leased.Count == 0)
+            var lease = await _store.LeaseDueReportsAsync(now, _options.SendBatchSize, customerId, _owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+            FlushResult round;
+            await using (lease.ConfigureAwait(false))
             {
-                break;
+                if (lease.Reports.Count == 0)
+                {
+                    if (lease.KeysHeldElsewhere > 0)
+                    {
+                        LogHeldElsewhere(lease.KeysHeldElsewhere);
+                    }
+
+                    break;
+                }
+
+                round = await SendRoundAsync(lease, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
             }
 
-            var round = await SendRoundAsync(leased, cancellationToken).ConfigureAwait(false);
             result = result.Add(round);
             progress?.Report(result);
             if (round.ConfigurationError is not null)
@@ -168,15 +196,131 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         return result;
     }
 
-    private async Task<FlushResult> SendRoundAsync(IReadOnlyList<LeasedReport> leased, CancellationToken cancellationToken)
+    /// <summary>
+    /// Verifies once per flusher, before its first claim, that the configured meters match Stripe's meters and
+    /// this database's reports (<see cref="MeterConfigurationCheck"/>). Returns the refusal, or null to go on. A
+    /// Stripe read that fails for a passing reason skips the Stripe half this time (the database half still runs)
+    /// and is tried again next cycle; Stripe refusing the key is a configuration error like a refused send.
+    /// </summary>
+    private async Task<string?> CheckMetersAsync(CancellationToken cancellationToken)
     {
-        var acknowledged = new ConcurrentBag<Guid>();
+        if (_metersChecked)
+        {
+            return null;
+        }
+
+        await _checkGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_metersChecked)
+            {
+                return null;
+            }
+
+            IReadOnlyList<StripeMeterInfo>? remote = null;
+            try
+            {
+                remote = await _meterDirectory.ListAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+            {
+                var (kind, message) = StripeErrorClassifier.Classify(ex);
+                if (kind == SendOutcomeKind.Configuration)
+                {
+                    _state.ConfigurationFailed(message, _time.GetUtcNow());
+                    LogConfigurationError(message);
+                    return message;
+                }
+
+                LogMeterCheckSkipped(message);
+            }
+
+            var evidence = await _store.GetAggregationEvidenceAsync(cancellationToken).ConfigureAwait(false);
+            var problems = MeterConfigurationCheck.Mismatches(_meters, remote, evidence);
+            if (remote is not null)
+            {
+                foreach (var missing in _meters.Keys.Where(k => !remote.Any(m => m.EventName == k && m.Status == "active")).Order(StringComparer.Ordinal))
+                {
+                    LogMeterMissing(missing);
+                }
+            }
+
+            if (problems.Count > 0)
+            {
+                var message = $"meter configuration does not match, flushing refused: {string.Join("; ", problems)}.";
+                _state.ConfigurationFailed(message, _time.GetUtcNow());
+                LogMeterMismatch(message);
+                return message;
+            }
+
+            _metersChecked = remote is not null;
+            return null;
+        }
+        finally
+        {
+            _checkGate.Release();
+        }
+    }
+
+    /// <summary>A mark for the writer: an acknowledgement or a failure.</summary>
+    private readonly record struct Mark(Guid Id, ReportFailure? Failure);
+
+    private async Task<FlushResult> SendRoundAsync(IReportLease lease, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    {
+        var sent = 0;
         var failures = new ConcurrentBag<ReportFailure>();
         string? configurationError = null;
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
 
+        // Reports not yet written as sent or failed: what the heartbeat renews.
+        var unwritten = new ConcurrentDictionary<Guid, byte>(lease.Reports.Select(r => KeyValuePair.Create(r.Id, (byte)0)));
+        var expiresAt = leaseUntil.UtcTicks;
+
+        // Marks are committed as they arrive: one writer takes whatever accumulated while it wrote the last
+        // group (at most MarkBatchSize), so a crash loses at most one group in flight and Stripe's
+        // "already exists" answers the resend of those.
+        var marks = Channel.CreateUnbounded<Mark>(new UnboundedChannelOptions { SingleReader = true });
+        var writer = Task.Run(() => WriteMarksAsync(marks.Reader, unwritten), CancellationToken.None);
+
+        // Renews the lease every third of its duration while the round sends. A failed renewal, or a report
+        // another owner took, stops new sends: a lease never lapses unnoticed.
+        using var heartbeatStop = new CancellationTokenSource();
+        var heartbeat = Task.Run(
+            async () =>
+            {
+                var every = _options.LeaseDuration / 3;
+                while (!heartbeatStop.IsCancellationRequested)
+                {
+                    try
+                    {
+                        await Task.Delay(every, _time, heartbeatStop.Token).ConfigureAwait(false);
+                        var at = _time.GetUtcNow();
+                        if (!await lease.RenewAsync([.. unwritten.Keys], at + _options.LeaseDuration, heartbeatStop.Token).ConfigureAwait(false))
+                        {
+                            LogLeaseLost("another flusher took over one of its reports");
+                            Interlocked.Exchange(ref expiresAt, 0);
+                            await stop.CancelAsync().ConfigureAwait(false);
+                            return;
+                        }
+
+                        Interlocked.Exchange(ref expiresAt, (at + _options.LeaseDuration).UtcTicks);
+                    }
+                    catch (OperationCanceledException) when (heartbeatStop.IsCancellationRequested)
+                    {
+                        return;
+                    }
+                    catch (Exception ex)
+                    {
+                        // The expiry stays where the last renewal put it: sends stop once it is too close.
+                        LogLeaseLost($"renewal failed: {ex.Message}");
+                    }
+                }
+            },
+            CancellationToken.None);
+
         // One sequential lane per customer·meter: never two calls in flight for one key.
-        var lanes = leased.GroupBy(r => (r.StripeCustomerId, r.Meter)).Select(g => g.ToList()).ToList();
+        var lanes = lease.Reports.GroupBy(r => (r.StripeCustomerId, r.Meter)).Select(g => g.ToList()).ToList();
+        var stoppedForLease = 0;
         try
         {
             await Parallel.ForEachAsync(
@@ -189,50 +333,67 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
                         if (Unsendable(report) is { } unsendable)
                         {
                             failures.Add(unsendable);
+                            marks.Writer.TryWrite(new Mark(report.Id, unsendable));
                             LogDead(report.Id, unsendable.Error);
                             continue;
                         }
 
-                        var (kind, message) = await SendOneAsync(report, ct).ConfigureAwait(false);
+                        var (kind, message) = await SendOneAsync(report, () => new DateTimeOffset(Interlocked.Read(ref expiresAt), TimeSpan.Zero), ct).ConfigureAwait(false);
                         var now = _time.GetUtcNow();
+                        ReportFailure? failure = null;
                         switch (kind)
                         {
                             case SendOutcomeKind.Delivered:
-                                acknowledged.Add(report.Id);
+                                Interlocked.Increment(ref sent);
                                 break;
                             case SendOutcomeKind.Dead:
-                                failures.Add(new ReportFailure(report.Id, UsageReportStatus.Dead, report.Attempts + 1, now, message));
+                                failure = new ReportFailure(report.Id, UsageReportStatus.Dead, report.Attempts + 1, now, message);
                                 LogDead(report.Id, message);
                                 break;
                             case SendOutcomeKind.Configuration:
                                 configurationError = message;
-                                failures.Add(new ReportFailure(report.Id, UsageReportStatus.Pending, report.Attempts, now + _options.RetryBaseDelay, message));
-                                await stop.CancelAsync().ConfigureAwait(false);
+                                failure = new ReportFailure(report.Id, UsageReportStatus.Pending, report.Attempts, now + _options.RetryBaseDelay, message);
+                                break;
+                            case null:
+                                // Not sent: the lease could not outlast another call. Released at the round's end, due at once.
+                                Interlocked.Increment(ref stoppedForLease);
                                 return;
                             default:
-                                failures.Add(new ReportFailure(report.Id, UsageReportStatus.Pending, report.Attempts + 1, now + Backoff(report.Attempts + 1), message));
+                                failure = new ReportFailure(report.Id, UsageReportStatus.Pending, report.Attempts + 1, now + Backoff(report.Attempts + 1), message);
                                 LogRetry(report.Id, report.Attempts + 1, message);
                                 break;
+                        }
+
+                        if (failure is not null)
+                        {
+                            failures.Add(failure);
+                        }
+
+                        marks.Writer.TryWrite(new Mark(report.Id, failure));
+                        if (kind == SendOutcomeKind.Configuration)
+                        {
+                            await stop.CancelAsync().ConfigureAwait(false);
+                            return;
                         }
                     }
                 }).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (configurationError is not null && !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            // Stopped on purpose: Stripe refused our key; no point sending the rest.
+            // Stopped on purpose: Stripe refused our key, or the lease was lost; no point sending the rest.
         }
         finally
         {
             // Marks are written even when the caller cancels: what Stripe acknowledged must not be forgotten.
-            if (!acknowledged.IsEmpty)
-            {
-                await _store.MarkSentAsync([.. acknowledged], _time.GetUtcNow(), CancellationToken.None).ConfigureAwait(false);
-            }
+            await heartbeatStop.CancelAsync().ConfigureAwait(false);
+            await heartbeat.ConfigureAwait(false);
+            marks.Writer.TryComplete();
+            await writer.ConfigureAwait(false);
+        }
 
-            if (!failures.IsEmpty)
-            {
-                await _store.MarkFailedAsync([.. failures], CancellationToken.None).ConfigureAwait(false);
-            }
+        if (stoppedForLease > 0)
+        {
+            LogStoppedForLease(stoppedForLease);
         }
 
         if (configurationError is not null)
@@ -248,10 +409,68 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         var deadCount = failures.Count(f => f.Status == UsageReportStatus.Dead);
         var retried = configurationError is null ? failures.Count(f => f.Status == UsageReportStatus.Pending) : 0;
         var review = failures.Count(f => f.Status == UsageReportStatus.NeedsReview);
-        _sent.Add(acknowledged.Count);
+        _sent.Add(sent);
         _retried.Add(retried);
         _dead.Add(deadCount);
-        return new FlushResult(0, 0, acknowledged.Count, retried, deadCount, review, configurationError);
+        return new FlushResult(0, 0, sent, retried, deadCount, review, configurationError);
+    }
+
+    /// <summary>Writes marks in groups as they arrive, until the round completes the channel; a failed write is retried, never dropped silently.</summary>
+    private async Task WriteMarksAsync(ChannelReader<Mark> reader, ConcurrentDictionary<Guid, byte> unwritten)
+    {
+        var acks = new List<Guid>();
+        var failures = new List<ReportFailure>();
+        while (await reader.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+        {
+            while (acks.Count + failures.Count < _options.MarkBatchSize && reader.TryRead(out var mark))
+            {
+                if (mark.Failure is { } failure)
+                {
+                    failures.Add(failure);
+                }
+                else
+                {
+                    acks.Add(mark.Id);
+                }
+            }
+
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    if (acks.Count > 0)
+                    {
+                        await _store.MarkSentAsync(acks, _time.GetUtcNow(), CancellationToken.None).ConfigureAwait(false);
+                        foreach (var id in acks)
+                        {
+                            unwritten.TryRemove(id, out _);
+                        }
+
+                        acks.Clear();
+                    }
+
+                    if (failures.Count > 0)
+                    {
+                        await _store.MarkFailedAsync(failures, _owner, CancellationToken.None).ConfigureAwait(false);
+                        foreach (var f in failures)
+                        {
+                            unwritten.TryRemove(f.Id, out _);
+                        }
+
+                        failures.Clear();
+                    }
+
+                    break;
+                }
+                catch (Exception ex) when (attempt < 5)
+                {
+                    // A passing database fault: try again shortly. After five the round fails loudly; the
+                    // reports stay pending under the lease, and a later lease resends them (Stripe dedups).
+                    LogMarkRetry(attempt, ex.Message);
+                    await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), _time, CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+        }
     }
 
     /// <summary>Reports that must not be sent (any more): too late for Stripe's dedup window or its timestamp window.</summary>
@@ -272,13 +491,21 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         return null;
     }
 
-    private async Task<(SendOutcomeKind Kind, string Message)> SendOneAsync(LeasedReport report, CancellationToken cancellationToken)
+    /// <summary>Sends one report, or returns a null kind without calling Stripe when the lease would not outlast the call.</summary>
+    private async Task<(SendOutcomeKind? Kind, string Message)> SendOneAsync(LeasedReport report, Func<DateTimeOffset> leaseExpiresAt, CancellationToken cancellationToken)
     {
         // The first attempt uses the report id itself as Idempotency-Key. Stripe replays a stored
         // result (even a 500) for 24 h, so later attempts get their own key; the unchanging
         // identifier is what makes a resend harmless.
         var key = report.Attempts == 0 ? report.Id.ToString() : $"{report.Id}-r{report.Attempts}";
-        using var lease = await _rateLimiter.AcquireAsync(1, cancellationToken).ConfigureAwait(false);
+        using var permit = await _rateLimiter.AcquireAsync(1, cancellationToken).ConfigureAwait(false);
+
+        // Checked after the rate limiter's wait, right before the call: the call's worst case must end inside the lease.
+        if (_time.GetUtcNow() + _maxCallDuration >= leaseExpiresAt())
+        {
+            return (null, "lease too short for another call");
+        }
+
         var started = Stopwatch.GetTimestamp();
         try
         {
@@ -302,7 +529,11 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         return TimeSpan.FromMilliseconds((exp / 2) + (RandomNumberGenerator.GetInt32(1000) / 1000.0 * exp / 2));
     }
 
-    public void Dispose() => _rateLimiter.Dispose();
+    public void Dispose()
+    {
+        _rateLimiter.Dispose();
+        _checkGate.Dispose();
+    }
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "{Count} reports hold events older than Stripe's window; marked dead, never sent")]
     private partial void LogTooOld(int count);
@@ -315,4 +546,25 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 
     [LoggerMessage(EventId = 2004, Level = LogLevel.Critical, Message = "Stripe refused UsageBilling's credentials; flushing stopped until the key is fixed: {Reason}")]
     private partial void LogConfigurationError(string reason);
+
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Critical, Message = "Flushing refused: {Reason}")]
+    private partial void LogMeterMismatch(string reason);
+
+    [LoggerMessage(EventId = 2006, Level = LogLevel.Warning, Message = "Meter '{Meter}' is configured but Stripe has no active meter with that event name; its usage is sent and Stripe reports it asynchronously (run 'usagebilling setup')")]
+    private partial void LogMeterMissing(string meter);
+
+    [LoggerMessage(EventId = 2007, Level = LogLevel.Warning, Message = "Could not read Stripe's meters to check the configuration; will check again next cycle: {Reason}")]
+    private partial void LogMeterCheckSkipped(string reason);
+
+    [LoggerMessage(EventId = 2008, Level = LogLevel.Information, Message = "{Keys} due customer·meter keys are held by another flusher; this flusher has nothing else it can lease")]
+    private partial void LogHeldElsewhere(int keys);
+
+    [LoggerMessage(EventId = 2009, Level = LogLevel.Warning, Message = "Lease lost, the round sends nothing more: {Reason}")]
+    private partial void LogLeaseLost(string reason);
+
+    [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "{Lanes} lanes stopped because the lease could not outlast another call; their reports are released and leased again at once")]
+    private partial void LogStoppedForLease(int lanes);
+
+    [LoggerMessage(EventId = 2011, Level = LogLevel.Warning, Message = "Writing marks failed (attempt {Attempt}), retrying: {Reason}")]
+    private partial void LogMarkRetry(int attempt, string reason);
 }

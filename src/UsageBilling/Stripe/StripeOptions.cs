@@ -18,11 +18,21 @@ public sealed class StripeOptions
     /// <summary>The webhook signing secret (<c>whsec_…</c>), for the app's webhook endpoint.</summary>
     public string? WebhookSecret { get; set; }
 
-    /// <summary>HTTP timeout of one Stripe call. Default 30 s.</summary>
+    /// <summary>HTTP timeout of one attempt of a Stripe call (Stripe.net's own default is 80 s). Default 30 s.</summary>
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Retries Stripe.net itself makes on network errors, 409 and 5xx. Default 2.</summary>
+    /// <summary>
+    /// Retries Stripe.net itself makes on network errors, timeouts, 409 and 5xx (unless Stripe answers
+    /// <c>Stripe-Should-Retry: false</c>), sleeping 0.5–5 s between them; a plain 429 is not retried. Default 2.
+    /// </summary>
     public int MaxNetworkRetries { get; set; } = 2;
+
+    /// <summary>
+    /// The longest one Stripe call can take with these settings: every attempt timing out plus Stripe.net's
+    /// longest sleep between attempts (5 s), that is <c>Timeout × (MaxNetworkRetries + 1) + 5 s × MaxNetworkRetries</c>
+    /// (100 s with the defaults). The flusher starts a send only while its lease has at least this long to run.
+    /// </summary>
+    public TimeSpan MaxCallDuration => (Timeout * (MaxNetworkRetries + 1)) + (global::Stripe.SystemNetHttpClient.MaxNetworkRetriesDelay * MaxNetworkRetries);
 
     /// <summary>Whether the key is a live-mode key.</summary>
     public bool IsLiveMode => SecretKey is { } key && (key.StartsWith("sk_live_", StringComparison.Ordinal) || key.StartsWith("rk_live_", StringComparison.Ordinal));
