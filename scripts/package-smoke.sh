@@ -67,6 +67,26 @@ for proj in src/*/*.csproj; do
   if [ ${#problems[@]} -eq 0 ]; then pass "package $id $version"; else fail "package $id" "$(IFS=';'; echo "${problems[*]}")"; fi
 done
 
+# --- docs/getting-started.md stays true to the sample -------------------------------------------
+# Each code block marked "<!-- from FILE -->" must consist of lines of FILE (compared without indentation).
+if python3 - >"$work/doc-check.log" 2>&1 <<'PY'
+import pathlib, re, sys
+doc = pathlib.Path("docs/getting-started.md").read_text(encoding="utf-8")
+blocks = re.findall(r"<!-- from (\S+) -->\n```[a-z]*\n(.*?)\n```", doc, re.S)
+problems = []
+for path, body in blocks:
+    file = pathlib.Path(path)
+    if not file.is_file():
+        problems.append(f"{path}: no such file")
+        continue
+    lines = {line.strip() for line in file.read_text(encoding="utf-8-sig").splitlines()}
+    problems += [f"{path} lacks: {line.strip()}" for line in body.splitlines() if line.strip() and line.strip() not in lines]
+print(f"{len(blocks)} code blocks checked against the sample")
+print("\n".join(problems))
+sys.exit(1 if problems or not blocks else 0)
+PY
+then pass "docs/getting-started.md code is the sample's ($(head -1 "$work/doc-check.log" | cut -d' ' -f1) blocks)"; else cat "$work/doc-check.log"; fail "docs/getting-started.md code is the sample's"; fi
+
 # --- The sample, built from the packages only --------------------------------------------------
 # A restore folder of its own, so a stale UsageBilling $version from an earlier pack is never reused;
 # third-party packages come from the machine's global folder (fallback) or nuget.org.
@@ -76,6 +96,8 @@ rm -rf "$global"/usagebilling "$global"/usagebilling.*
 packages=$root/artifacts/sample-packages
 rm -rf "$packages"
 sample=samples/ExistingApp
+sample_built=0
+rm -rf "$sample/bin" "$sample/obj"
 echo "== building $sample from artifacts/packages"
 if grep -q "<ProjectReference" "$sample/ExistingApp.csproj"; then
   fail "sample has no ProjectReference" "$sample/ExistingApp.csproj references projects"
@@ -89,12 +111,13 @@ elif dotnet build "$sample" -c Release -nologo -v quiet -warnaserror \
     [ "$a" = "$b" ] || same=0
   done
   projects=$(jq '[.libraries[] | select(.type == "project")] | length' "$sample/obj/project.assets.json")
-  if [ "$same" -eq 1 ] && [ "$projects" -eq 0 ]; then pass "sample builds from the packages"; else fail "sample builds from the packages" "assemblies differ from the packed ones or project references restored"; fi
+  if [ "$same" -eq 1 ] && [ "$projects" -eq 0 ]; then pass "sample builds from the packages"; sample_built=1; else fail "sample builds from the packages" "assemblies differ from the packed ones or project references restored"; fi
 else
   cat "$work/sample-build.log"; fail "sample builds from the packages"
 fi
 
 # --- The sample, end to end -------------------------------------------------------------------
+[ "$sample_built" -eq 1 ] || { fail "sample end to end" "not run: the sample did not build"; fail "usagebilling on the sample" "not run"; finish; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 app_port=$(free_port)
 stripe_port=$(free_port)

@@ -52,7 +52,16 @@ app.MapPost("/accounts", async Task<Results<Created<Account>, ProblemHttpResult>
     await plan.SubscribeAsync(account, ct);
     db.Accounts.Add(account);
     db.Add(new BillingCustomer { UserId = account.Id, StripeCustomerId = account.StripeCustomerId!, PlanId = "pro", CreatedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow() });
-    await db.SaveChangesAsync(ct);
+    try
+    {
+        await db.SaveChangesAsync(ct);
+    }
+    catch (DbUpdateException)
+    {
+        // The unique e-mail index: a concurrent sign-up with the same address won.
+        return TypedResults.Problem($"An account with {body.Email} exists.", statusCode: StatusCodes.Status409Conflict);
+    }
+
     return TypedResults.Created($"/accounts/{account.Id}", account);
 });
 
