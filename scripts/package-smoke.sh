@@ -58,6 +58,7 @@ for proj in src/*/*.csproj; do
   for want in '<license type="expression">MIT</license>' '<readme>README.md</readme>' '<repository type="git" url="http' '<description>' '<authors>' '<tags>'; do
     grep -qF "$want" <<<"$nuspec" || problems+=("nuspec lacks $want")
   done
+  grep -qF '<description>Package Description</description>' <<<"$nuspec" && problems+=("no Description in the project file")
   unzip -l "$nupkg" README.md >/dev/null 2>&1 || problems+=("no README.md inside")
   if [ "$tool" = "true" ]; then
     grep -q '<packageType name="DotnetTool"' <<<"$nuspec" || problems+=("not a .NET tool package")

@@ -62,6 +62,14 @@ public sealed partial class TelemetryTests(TelemetryTests.App app) : IClassFixtu
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/metrics", Ct)).StatusCode);
     }
 
+    [Fact]
+    public async Task OtlpEndpoint_NotAnAbsoluteUrl_FailsTheStartNamingTheSetting()
+    {
+        await using var bad = new BadOtlpApp();
+        var error = await Assert.ThrowsAnyAsync<Exception>(async () => await bad.InitializeAsync());
+        Assert.Contains("Telemetry:OtlpEndpoint must be an absolute http(s) URL", error.ToString(), StringComparison.Ordinal);
+    }
+
     [GeneratedRegex("usagebilling_[a-z_]+")]
     private static partial Regex MetricName();
 
@@ -82,6 +90,15 @@ public sealed partial class TelemetryTests(TelemetryTests.App app) : IClassFixtu
         var matches = Regex.Matches(exposition, $"^{Regex.Escape(name)}(?:{{[^}}]*}})? (\\S+)", RegexOptions.Multiline);
         Assert.True(matches.Count == 1, $"Expected one series {name}, found {matches.Count} in:\n{exposition}");
         return double.Parse(matches[0].Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
+    private sealed class BadOtlpApp() : WebApp(Provider.Sqlite)
+    {
+        protected override void ConfigureWebHost(IWebHostBuilder builder)
+        {
+            base.ConfigureWebHost(builder);
+            builder.UseSetting("Telemetry:OtlpEndpoint", "collector:4317");
+        }
     }
 
     public sealed class App() : WebApp(Provider.Sqlite)

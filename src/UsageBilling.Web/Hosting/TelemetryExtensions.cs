@@ -40,6 +40,11 @@ internal static class TelemetryExtensions
     public static void AddTelemetry(this WebApplicationBuilder builder)
     {
         var options = builder.Configuration.GetSection(TelemetryOptions.SectionName).Get<TelemetryOptions>() ?? new TelemetryOptions();
+        if (options.OtlpEndpoint is { } configured && (!configured.IsAbsoluteUri || (configured.Scheme != Uri.UriSchemeHttp && configured.Scheme != Uri.UriSchemeHttps)))
+        {
+            throw new InvalidOperationException($"Telemetry:OtlpEndpoint must be an absolute http(s) URL such as http://127.0.0.1:4317, was '{configured}'.");
+        }
+
         if (!options.PrometheusPath.StartsWith('/'))
         {
             throw new InvalidOperationException($"Telemetry:PrometheusPath must start with '/', was '{options.PrometheusPath}'.");
