@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the solution: installs and starts what the tests need (PostgreSQL,
-# Chromium), creates the test role, exports the connection string, then `dotnet test`.
+# Chromium), creates the test role, exports the connection string, builds, checks the packages
+# (scripts/package-smoke.sh: pack, the sample built from the packages, the installed tool), then `dotnet test`.
 # Usage: scripts/test.sh [extra dotnet test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,10 +53,16 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 dotnet tool restore >/dev/null
 dotnet build UsageBilling.slnx -c Release -warnaserror -nologo -v quiet
 set +e
+bash scripts/package-smoke.sh --no-build 2>&1 | tee /tmp/usagebilling-smoke.log
+smoke_status=${PIPESTATUS[0]}
 dotnet test UsageBilling.slnx -c Release --no-build --logger "console;verbosity=normal" "$@" 2>&1 | tee /tmp/usagebilling-test.log
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole run, summed over the test assemblies.
-awk '/^[[:space:]]+Passed: [0-9]+$/ { p += $2 } /^[[:space:]]+Failed: [0-9]+$/ { f += $2 } /^[[:space:]]+Skipped: [0-9]+$/ { s += $2 }
-     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' /tmp/usagebilling-test.log
+[ "$status" -ne 0 ] || status=$smoke_status
+# One closing line for the whole run, summed over the test assemblies and the package checks (PASS:/FAIL: lines).
+smoke_passed=$(grep -c '^PASS: ' /tmp/usagebilling-smoke.log || true)
+smoke_failed=$(grep -c '^FAIL: ' /tmp/usagebilling-smoke.log || true)
+awk -v sp="$smoke_passed" -v sf="$smoke_failed" \
+  '/^[[:space:]]+Passed: [0-9]+$/ { p += $2 } /^[[:space:]]+Failed: [0-9]+$/ { f += $2 } /^[[:space:]]+Skipped: [0-9]+$/ { s += $2 }
+     END { printf "%d passed, %d failed, %d skipped\n", p + sp, f + sf, s }' /tmp/usagebilling-test.log
 exit "$status"

@@ -1,8 +1,9 @@
 namespace UsageBilling.EntityFrameworkCore;
 
 /// <summary>
-/// SQL that UsageBilling's schema changes need beyond what EF Core generates. Apps that apply the
-/// model to their own context call these from their own migrations, after the generated step.
+/// SQL that UsageBilling's schema changes need beyond what EF Core generates. Migrations call
+/// <see cref="UsageBillingMigrationBuilderExtensions.BackfillUsageRollups"/>, which picks the provider's
+/// statements; these are public for tools that load data outside migrations.
 /// </summary>
 public static class UsageBillingMigrationSql
 {

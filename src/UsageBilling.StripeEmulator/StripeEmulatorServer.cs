@@ -44,7 +44,23 @@ public sealed class StripeEmulatorServer : IAsyncDisposable
     public StripeEmulatorOptions Options => _core.Runtime.Options;
 
     /// <summary>Starts an emulator on 127.0.0.1 (a free port unless <see cref="StripeEmulatorOptions.Port"/> is set).</summary>
+    /// <remarks>
+    /// Safe to call before the app builds its own host: the emulator's host is built outside the caller's
+    /// execution context, so tools that find the app's host by watching the hosts built in its flow
+    /// (<c>dotnet ef</c>, <c>WebApplicationFactory</c>) never take the emulator's host for the app's.
+    /// </remarks>
     public static async Task<StripeEmulatorServer> StartAsync(StripeEmulatorOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        Task<StripeEmulatorServer> starting;
+        using (ExecutionContext.SuppressFlow())
+        {
+            starting = Task.Run(() => StartCoreAsync(options, cancellationToken), cancellationToken);
+        }
+
+        return await starting.ConfigureAwait(false);
+    }
+
+    private static async Task<StripeEmulatorServer> StartCoreAsync(StripeEmulatorOptions? options, CancellationToken cancellationToken)
     {
         options ??= new StripeEmulatorOptions();
         var app = EmulatorApp.Build([], options, inProcess: true);

@@ -4,8 +4,10 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddStripeAccess();
 builder.AddBillingAndDatabase();
 builder.AddWebUi();
+builder.AddTelemetry();
 
 var app = builder.Build();
 await app.StartStripeEmulatorAsync();
 app.MapApp();
+app.MapTelemetry();
 await app.RunAsync();

@@ -4,19 +4,13 @@ using System.Text.Json;
 
 namespace UsageBilling.StripeEmulator.Tests;
 
-/// <summary>Checks the meter endpoints' parameters and response objects against ../shared/stripe/openapi-billing-meters.json.</summary>
+/// <summary>Checks the meter endpoints' parameters and response objects against Spec/openapi-billing-meters.json, a vendored subset of Stripe's published OpenAPI spec.</summary>
 public sealed class OpenApiConformanceTests
 {
     private static readonly Lazy<JsonDocument> Spec = new(() =>
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "UsageBilling.slnx")))
-        {
-            dir = dir.Parent;
-        }
-
-        Assert.True(dir?.Parent is not null, "Repository root (UsageBilling.slnx) not found above the test binaries.");
-        var path = Path.Combine(dir!.Parent!.FullName, "shared", "stripe", "openapi-billing-meters.json");
+        // Vendored in Spec/ (see Spec/README.md for its source) and copied next to the test binaries.
+        var path = Path.Combine(AppContext.BaseDirectory, "Spec", "openapi-billing-meters.json");
         Assert.True(File.Exists(path), $"OpenAPI spec not found at {path}");
         return JsonDocument.Parse(File.ReadAllText(path));
     });

@@ -62,8 +62,7 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                 .Annotation("Npgsql:StorageParameter:fillfactor", 70);
 
             // Existing events: the rollups start in step with the buffer.
-            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlyPostgres);
-            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageDailyPostgres);
+            migrationBuilder.BackfillUsageRollups();
         }
 
         /// <inheritdoc />

@@ -60,8 +60,7 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                 });
 
             // Existing events: the rollups start in step with the buffer.
-            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlySqlite);
-            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageDailySqlite);
+            migrationBuilder.BackfillUsageRollups();
         }
 
         /// <inheritdoc />

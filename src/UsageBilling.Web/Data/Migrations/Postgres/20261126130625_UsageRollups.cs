@@ -1,5 +1,6 @@
 ﻿using System;
 using Microsoft.EntityFrameworkCore.Migrations;
+using UsageBilling.EntityFrameworkCore;
 
 #nullable disable
 
@@ -62,8 +63,7 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                 .Annotation("Npgsql:StorageParameter:fillfactor", 70);
 
             // Existing events: the rollups start in step with the buffer.
-            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlyPostgres);
-            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageDailyPostgres);
+            migrationBuilder.BackfillUsageRollups();
         }
 
         /// <inheritdoc />

@@ -1,5 +1,6 @@
 ﻿using System;
 using Microsoft.EntityFrameworkCore.Migrations;
+using UsageBilling.EntityFrameworkCore;
 
 #nullable disable
 
@@ -60,8 +61,7 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                 });
 
             // Existing events: the rollups start in step with the buffer.
-            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageHourlySqlite);
-            migrationBuilder.Sql(UsageBilling.EntityFrameworkCore.UsageBillingMigrationSql.BackfillUsageDailySqlite);
+            migrationBuilder.BackfillUsageRollups();
         }
 
         /// <inheritdoc />

@@ -1,0 +1,42 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+namespace UsageBilling.EntityFrameworkCore;
+
+/// <summary>
+/// Migration steps UsageBilling's schema needs beyond what EF Core generates, for apps that apply
+/// <see cref="UsageBillingModelBuilderExtensions.ApplyUsageBillingModel{TUser}"/> to their own context.
+/// </summary>
+public static class UsageBillingMigrationBuilderExtensions
+{
+    /// <summary>
+    /// Fills <c>usage_hourly</c> and <c>usage_daily</c> from the events already in <c>usage_events</c>, in
+    /// the dialect of the migration's provider (SQLite or PostgreSQL). Call it once, at the end of the
+    /// <c>Up</c> of the migration that creates the rollup tables; on a new, empty <c>usage_events</c> it
+    /// inserts nothing. Without it, summaries would miss the usage recorded before the rollups existed.
+    /// </summary>
+    /// <param name="migrationBuilder">The migration's builder.</param>
+    /// <returns>The same builder.</returns>
+    /// <exception cref="NotSupportedException">The migration targets a provider other than SQLite or PostgreSQL.</exception>
+    public static MigrationBuilder BackfillUsageRollups(this MigrationBuilder migrationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(migrationBuilder);
+        if (migrationBuilder.IsSqlite())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.BackfillUsageHourlySqlite);
+            migrationBuilder.Sql(UsageBillingMigrationSql.BackfillUsageDailySqlite);
+        }
+        else if (migrationBuilder.IsNpgsql())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.BackfillUsageHourlyPostgres);
+            migrationBuilder.Sql(UsageBillingMigrationSql.BackfillUsageDailyPostgres);
+        }
+        else
+        {
+            throw new NotSupportedException(
+                $"UsageBilling stores usage on SQLite (Microsoft.EntityFrameworkCore.Sqlite) or PostgreSQL (Npgsql.EntityFrameworkCore.PostgreSQL); this migration targets '{migrationBuilder.ActiveProvider}'.");
+        }
+
+        return migrationBuilder;
+    }
+}
