@@ -217,44 +217,10 @@ internal static class ReconcileCommand
     private static Task MarkSentAsync(CliServices services, Guid reportId, DateTimeOffset now, CancellationToken ct) =>
         services.Get<IUsageFlushStore>().ConfirmSentAsync(reportId, now, "confirmed by reconcile: Stripe's event summary includes it", ct);
 
-    /// <summary>A report's identifier never changes: the usage moves to a new pending report with a fresh id, the old one becomes dead.</summary>
-    private static async Task<Guid> SupersedeAsync(CliServices services, Guid reportId, DateTimeOffset now, CancellationToken ct)
-    {
-        await using var context = services.CreateContext();
-        await using var transaction = await context.Database.BeginTransactionAsync(ct).ConfigureAwait(false);
-        var old = await context.UsageReports.SingleAsync(r => r.Id == reportId, ct).ConfigureAwait(false);
-        if (old.Status != UsageReportStatus.NeedsReview)
-        {
-            throw new CliException($"report {reportId} changed while reconciling (now {UsageBillingModelBuilderExtensions.StatusToText(old.Status)}); run reconcile again.", ExitCodes.Unavailable);
-        }
-
-        var replacement = new UsageReport
-        {
-            Id = Guid.CreateVersion7(now),
-            StripeCustomerId = old.StripeCustomerId,
-            Meter = old.Meter,
-            Quantity = old.Quantity,
-            EventCount = old.EventCount,
-            Timestamp = old.Timestamp,
-            PeriodStart = old.PeriodStart,
-            PeriodEnd = old.PeriodEnd,
-            Status = UsageReportStatus.Pending,
-            NextAttemptAt = now,
-            LastError = $"resend of {old.Id} after reconcile: Stripe did not have it",
-            CreatedAt = now,
-        };
-        context.UsageReports.Add(replacement);
-        old.Status = UsageReportStatus.Dead;
-        old.LastError = $"superseded by {replacement.Id} after reconcile";
-        old.LeaseOwner = null;
-        old.LeaseExpiresAt = null;
-        await context.SaveChangesAsync(ct).ConfigureAwait(false);
-        var oldId = (Guid?)old.Id;
-        await context.UsageEvents.Where(e => e.ReportId == oldId)
-            .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportId, replacement.Id), ct).ConfigureAwait(false);
-        await transaction.CommitAsync(ct).ConfigureAwait(false);
-        return replacement.Id;
-    }
+    /// <summary>A report's identifier never changes: the store moves the usage to a new pending report with a fresh id and the old one becomes dead.</summary>
+    private static async Task<Guid> SupersedeAsync(CliServices services, Guid reportId, DateTimeOffset now, CancellationToken ct) =>
+        await services.Get<IUsageFlushStore>().SupersedeAsync(reportId, now, ct).ConfigureAwait(false)
+            ?? throw new CliException($"report {reportId} left needs-review while reconciling; run reconcile again.", ExitCodes.Unavailable);
 
     private static DateTimeOffset FloorMinute(DateTimeOffset t) => new(t.UtcTicks - (t.UtcTicks % TimeSpan.TicksPerMinute), TimeSpan.Zero);
 

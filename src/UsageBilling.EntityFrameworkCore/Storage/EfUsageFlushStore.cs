@@ -301,6 +301,50 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         return changed == 1;
     }
 
+    public async Task<Guid?> SupersedeAsync(Guid reportId, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var replacementId = Guid.CreateVersion7(now);
+
+        // The status condition is the guard: a report that left needs-review meanwhile is not touched.
+        var changed = await context.Set<UsageReport>()
+            .Where(r => r.Id == reportId && r.Status == UsageReportStatus.NeedsReview)
+            .ExecuteUpdateAsync(
+                s => s.SetProperty(r => r.Status, UsageReportStatus.Dead)
+                    .SetProperty(r => r.LastError, $"superseded by {replacementId} after reconcile")
+                    .SetProperty(r => r.LeaseOwner, (string?)null)
+                    .SetProperty(r => r.LeaseExpiresAt, (DateTimeOffset?)null),
+                cancellationToken).ConfigureAwait(false);
+        if (changed == 0)
+        {
+            return null;
+        }
+
+        var old = await context.Set<UsageReport>().AsNoTracking().SingleAsync(r => r.Id == reportId, cancellationToken).ConfigureAwait(false);
+        context.Set<UsageReport>().Add(new UsageReport
+        {
+            Id = replacementId,
+            StripeCustomerId = old.StripeCustomerId,
+            Meter = old.Meter,
+            Quantity = old.Quantity,
+            EventCount = old.EventCount,
+            Timestamp = old.Timestamp,
+            PeriodStart = old.PeriodStart,
+            PeriodEnd = old.PeriodEnd,
+            Status = UsageReportStatus.Pending,
+            NextAttemptAt = now,
+            LastError = $"resend of {old.Id} after reconcile: Stripe did not have it",
+            CreatedAt = now,
+        });
+        await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+        var oldId = (Guid?)reportId;
+        await context.Set<UsageEvent>().Where(e => e.ReportId == oldId)
+            .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportId, replacementId), cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return replacementId;
+    }
+
     /// <summary>
     /// Stamps the reports' events acknowledged and adds them to the rollups' acknowledged
     /// columns, in the caller's transaction, after the caller changed the reports' status (whose row

@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using UsageBilling.Configuration;
+using UsageBilling.Flushing;
 using UsageBilling.Recording;
 using UsageBilling.Summaries;
 
@@ -43,6 +44,7 @@ public static class UsageBillingServiceCollectionExtensions
         services.TryAddSingleton<GroupCommitUsageRecorder>();
         services.TryAddSingleton<IUsageRecorder>(sp => sp.GetRequiredService<GroupCommitUsageRecorder>());
         services.TryAddSingleton<IUsageSummaryService, UsageSummaryService>();
+        services.TryAddSingleton<IUsageReportReview, UsageReportReview>();
         return new UsageBillingBuilder(services);
     }
 }

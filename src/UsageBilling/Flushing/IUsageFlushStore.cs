@@ -76,6 +76,17 @@ public interface IUsageFlushStore
     Task<bool> ConfirmSentAsync(Guid reportId, DateTimeOffset at, string note, CancellationToken cancellationToken);
 
     /// <summary>
+    /// Resends a report in needs-review that Stripe does not have (reconcile found it missing): a report's
+    /// identifier never changes, so its usage moves to a new pending report with a fresh identifier and the
+    /// old one becomes dead, in one transaction.
+    /// </summary>
+    /// <param name="reportId">The report in needs-review.</param>
+    /// <param name="now">The current time: the new report is due at once.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns>The new report's id, or <see langword="null"/> when the report is no longer in needs-review (nothing changed).</returns>
+    Task<Guid?> SupersedeAsync(Guid reportId, DateTimeOffset now, CancellationToken cancellationToken);
+
+    /// <summary>
     /// Records failed attempts: rescheduled, dead or needs-review, and releases their leases, in one
     /// transaction that locks the rows in id order. Only reports still pending and leased by
     /// <paramref name="owner"/> change: a flusher whose lease was taken over cannot reschedule (and so
