@@ -10,7 +10,7 @@ internal sealed class TelemetryOptions
 {
     public const string SectionName = "Telemetry";
 
-    /// <summary>An OTLP collector, e.g. <c>http://127.0.0.1:4317</c> (gRPC) or <c>http://127.0.0.1:4318</c> with <see cref="OtlpProtocol"/> <c>HttpProtobuf</c>. The standard <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> variable works too.</summary>
+    /// <summary>An OTLP collector's base address, e.g. <c>http://127.0.0.1:4317</c> (gRPC) or <c>http://127.0.0.1:4318</c> with <see cref="OtlpProtocol"/> <c>HttpProtobuf</c> (the signal paths <c>/v1/metrics</c> and <c>/v1/traces</c> are added). The standard <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> variable works too.</summary>
     public Uri? OtlpEndpoint { get; set; }
 
     /// <summary>The OTLP transport. Default gRPC.</summary>
@@ -57,14 +57,18 @@ internal static class TelemetryExtensions
             return;
         }
 
-        void Otlp(OtlpExporterOptions o)
+        // A configured endpoint is the collector's base address: over HTTP the exporter posts to exactly the URL it is
+        // given, so each signal gets its path (/v1/metrics, /v1/traces); over gRPC the base address is the endpoint.
+        Action<OtlpExporterOptions> Otlp(string signalPath) => o =>
         {
             if (options.OtlpEndpoint is { } endpoint)
             {
-                o.Endpoint = endpoint;
                 o.Protocol = options.OtlpProtocol;
+                o.Endpoint = options.OtlpProtocol == OtlpExportProtocol.HttpProtobuf
+                    ? new Uri(endpoint.AbsoluteUri.TrimEnd('/') + signalPath)
+                    : endpoint;
             }
-        }
+        };
 
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(r => r.AddService(builder.Environment.ApplicationName))
@@ -74,7 +78,7 @@ internal static class TelemetryExtensions
                     .AddView("usagebilling.stripe.call_duration", new ExplicitBucketHistogramConfiguration { Boundaries = StripeCallBuckets });
                 if (otlp)
                 {
-                    m.AddOtlpExporter(Otlp);
+                    m.AddOtlpExporter(Otlp("/v1/metrics"));
                 }
 
                 if (options.Console)
@@ -92,7 +96,7 @@ internal static class TelemetryExtensions
                 t.AddUsageBillingInstrumentation().AddSource(FrameworkSources);
                 if (otlp)
                 {
-                    t.AddOtlpExporter(Otlp);
+                    t.AddOtlpExporter(Otlp("/v1/traces"));
                 }
 
                 if (options.Console)
