@@ -1,5 +1,7 @@
 using Microsoft.EntityFrameworkCore;
+using UsageBilling.Configuration;
 using UsageBilling.EntityFrameworkCore.Entities;
+using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
@@ -9,9 +11,11 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// reads, the provider dialect's raw multi-row SQL for the recorder's hot insert.
 /// </summary>
 /// <typeparam name="TContext">The app's context.</typeparam>
-internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> contexts, IUsageSqlDialect dialect) : IUsageStore
+internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> contexts, IUsageSqlDialect dialect, UsageGuard? guard = null, TimeProvider? time = null) : IUsageStore, ISpendControlStore
     where TContext : DbContext
 {
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
     public int DefaultConcurrentBatches => dialect.DefaultConcurrentBatches;
 
     public async Task<IReadOnlyList<StoredEventOutcome>> InsertEventsAsync(IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
@@ -51,14 +55,48 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
     {
         var connection = context.Database.GetDbConnection();
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        var inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+        IReadOnlyDictionary<int, UsageLimitExceededException>? refused = null;
+        HashSet<Guid> inserted;
+        if (guard is { Enabled: true })
+        {
+            // Spend control, all in this transaction: read the accounts, lock their period totals
+            // (in one global order), insert, let the guard decide in batch order, take back what it
+            // refused, then write the new totals and the alerts crossed.
+            var accounts = await dialect.AccountsAsync(connection, transaction, events.Select(e => e.UserId).ToHashSet(), cancellationToken).ConfigureAwait(false);
+            var rules = guard.Rules(events, accounts);
+            var keys = rules.DistinctBy(r => r.Key).Select(r => (r.Key, r.Period.End)).ToList();
+            keys.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
+            var totals = await dialect.LockTotalsAsync(connection, transaction, keys, cancellationToken).ConfigureAwait(false);
+            inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+            var decision = guard.Decide(events, rules, inserted, totals, _time.GetUtcNow());
+            if (decision.Refused.Count > 0)
+            {
+                var ids = decision.Refused.Keys.Select(i => events[i].Id).ToList();
+                await dialect.DeleteEventsAsync(connection, transaction, ids, cancellationToken).ConfigureAwait(false);
+                inserted.ExceptWith(ids);
+                refused = decision.Refused;
+            }
+
+            var changed = decision.NewTotals.Select(t => (t.Key, t.Value)).ToList();
+            changed.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
+            await dialect.WriteGuardResultAsync(connection, transaction, changed, decision.Alerts, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+        }
+
         var hourly = UsageRollup.FromInserted(events, inserted);
         await dialect.UpsertRollupsAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), cancellationToken).ConfigureAwait(false);
         var outcomes = new StoredEventOutcome[events.Count];
         List<(Guid, string)>? missing = null;
         for (var i = 0; i < events.Count; i++)
         {
-            if (inserted.Contains(events[i].Id))
+            if (refused is not null && refused.TryGetValue(i, out var refusal))
+            {
+                outcomes[i] = new StoredEventOutcome(StoredEventStatus.Rejected, Error: refusal);
+            }
+            else if (inserted.Contains(events[i].Id))
             {
                 outcomes[i] = StoredEventOutcome.Inserted;
             }
@@ -77,7 +115,7 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             var existing = await dialect.FindByKeysAsync(connection, transaction, missing, cancellationToken).ConfigureAwait(false);
             for (var i = 0; i < events.Count; i++)
             {
-                if (!inserted.Contains(events[i].Id) && events[i].IdempotencyKey is { } key)
+                if (!inserted.Contains(events[i].Id) && events[i].IdempotencyKey is { } key && refused?.ContainsKey(i) != true)
                 {
                     outcomes[i] = existing.TryGetValue((events[i].UserId, key), out var found)
                         ? found
@@ -121,6 +159,111 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
         }
 
         return [.. merged.Values];
+    }
+
+    public async Task<AccountLimits> GetAccountLimitsAsync(Guid userId, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var accounts = await dialect.AccountsAsync(context.Database.GetDbConnection(), null, [userId], cancellationToken).ConfigureAwait(false);
+        return accounts.TryGetValue(userId, out var account) ? account : new AccountLimits(null, new Dictionary<string, AccountMeterSettings>());
+    }
+
+    public async Task SetAccountMeterSettingsAsync(Guid userId, string meter, AccountMeterSettings settings, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var set = context.Set<UsageAccountLimit>();
+        var row = await set.FirstOrDefaultAsync(x => x.UserId == userId && x.Meter == meter, cancellationToken).ConfigureAwait(false);
+        var empty = settings.SpendCap is null && settings.QuantityCap is null && settings.Alerts is null;
+        if (row is null)
+        {
+            if (empty)
+            {
+                return;
+            }
+
+            row = new UsageAccountLimit { UserId = userId, Meter = meter };
+            set.Add(row);
+        }
+        else if (empty)
+        {
+            set.Remove(row);
+            await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        row.SpendCap = settings.SpendCap;
+        row.QuantityCap = settings.QuantityCap;
+        row.AlertThresholds = AccountMeterSettings.FormatAlerts(settings.Alerts);
+        row.UpdatedAt = now;
+        try
+        {
+            await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (DbUpdateException ex) when (dialect.IsForeignKeyViolation(ex.InnerException ?? ex))
+        {
+            throw new UnknownUserException($"User {userId} does not exist; settings can only be stored for existing users.", ex);
+        }
+    }
+
+    public async Task<IReadOnlyList<Alerts.UsageAlert>> GetAlertsAsync(Guid userId, DateTimeOffset since, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await context.Set<UsageAlertRecord>().AsNoTracking()
+            .Where(a => a.UserId == userId && a.CreatedAt >= since)
+            .ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. rows.OrderByDescending(a => a.CreatedAt).ThenByDescending(a => a.Id).Select(ToAlert)];
+    }
+
+    public async Task<IReadOnlyList<Alerts.UsageAlert>> ClaimDueAlertsAsync(string owner, DateTimeOffset now, TimeSpan lease, int max, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var alerts = context.Set<UsageAlertRecord>();
+        var due = await alerts.AsNoTracking()
+            .Where(a => a.DeliveredAt == null && a.NextAttemptAt <= now && (a.LeaseExpiresAt == null || a.LeaseExpiresAt <= now))
+            .OrderBy(a => a.NextAttemptAt)
+            .Select(a => a.Id)
+            .Take(max)
+            .ToListAsync(cancellationToken).ConfigureAwait(false);
+        if (due.Count == 0)
+        {
+            return [];
+        }
+
+        // The conditions are re-checked on the row itself (PostgreSQL re-evaluates them after a lock
+        // wait; SQLite has one writer), so two dispatchers never lease the same alert at once.
+        var until = now + lease;
+        await alerts
+            .Where(a => due.Contains(a.Id) && a.DeliveredAt == null && (a.LeaseExpiresAt == null || a.LeaseExpiresAt <= now))
+            .ExecuteUpdateAsync(u => u.SetProperty(a => a.LeaseOwner, owner).SetProperty(a => a.LeaseExpiresAt, until), cancellationToken).ConfigureAwait(false);
+        var claimed = await alerts.AsNoTracking()
+            .Where(a => due.Contains(a.Id) && a.LeaseOwner == owner && a.DeliveredAt == null)
+            .ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. claimed.OrderBy(a => a.CreatedAt).Select(ToAlert)];
+    }
+
+    public async Task MarkAlertDeliveredAsync(Guid alertId, string owner, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Set<UsageAlertRecord>()
+            .Where(a => a.Id == alertId && a.DeliveredAt == null)
+            .ExecuteUpdateAsync(u => u.SetProperty(a => a.DeliveredAt, now).SetProperty(a => a.Attempts, a => a.Attempts + 1).SetProperty(a => a.LeaseOwner, (string?)null).SetProperty(a => a.LeaseExpiresAt, (DateTimeOffset?)null), cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    public async Task MarkAlertFailedAsync(Guid alertId, string owner, string error, DateTimeOffset nextAttemptAt, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Set<UsageAlertRecord>()
+            .Where(a => a.Id == alertId && a.DeliveredAt == null && a.LeaseOwner == owner)
+            .ExecuteUpdateAsync(u => u.SetProperty(a => a.Attempts, a => a.Attempts + 1).SetProperty(a => a.NextAttemptAt, nextAttemptAt).SetProperty(a => a.LastError, error).SetProperty(a => a.LeaseOwner, (string?)null).SetProperty(a => a.LeaseExpiresAt, (DateTimeOffset?)null), cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    private static Alerts.UsageAlert ToAlert(UsageAlertRecord a)
+    {
+        AlertThreshold.TryParse(a.Threshold, out var threshold);
+        return new Alerts.UsageAlert(a.Id, a.UserId, a.Meter, a.PeriodStart, a.PeriodEnd, threshold, a.Used, a.Amount, a.CreatedAt, a.Attempts, a.DeliveredAt);
     }
 
     private static DateTimeOffset? Max(DateTimeOffset? a, DateTimeOffset? b) => a is null ? b : b is null ? a : a > b ? a : b;

@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Npgsql;
 using NpgsqlTypes;
+using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
@@ -9,14 +10,14 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
 {
     private const string InsertSql = """
-        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at)
-        SELECT * FROM unnest(@ids, @users, @meters, @quantities, @occurred, @keys, @created)
+        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint)
+        SELECT * FROM unnest(@ids, @users, @meters, @quantities, @occurred, @keys, @created, @fingerprints)
         ON CONFLICT (user_id, idempotency_key) DO NOTHING
         RETURNING id
         """;
 
     private const string FindSql = """
-        SELECT e.id, e.user_id, e.idempotency_key, e.meter, e.quantity, e.occurred_at
+        SELECT e.id, e.user_id, e.idempotency_key, e.meter, e.quantity, e.occurred_at, e.request_fingerprint
         FROM usage_events e
         JOIN unnest(@users, @keys) AS k(user_id, idempotency_key)
           ON e.user_id = k.user_id AND e.idempotency_key = k.idempotency_key
@@ -70,6 +71,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         var occurred = new DateTimeOffset[n];
         var keys = new string?[n];
         var created = new DateTimeOffset[n];
+        var fingerprints = new string?[n];
         for (var i = 0; i < n; i++)
         {
             var e = events[i];
@@ -80,6 +82,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
             occurred[i] = e.OccurredAt;
             keys[i] = e.IdempotencyKey;
             created[i] = e.CreatedAt;
+            fingerprints[i] = e.RequestFingerprint;
         }
 
         await using var command = new NpgsqlCommand(InsertSql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
@@ -90,6 +93,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("occurred", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = occurred });
         command.Parameters.Add(new NpgsqlParameter<string?[]>("keys", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = keys });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("created", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = created });
+        command.Parameters.Add(new NpgsqlParameter<string?[]>("fingerprints", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = fingerprints });
         var inserted = new HashSet<Guid>(n);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -110,7 +114,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             found[(reader.GetGuid(1), reader.GetString(2))] = new StoredEventOutcome(
-                StoredEventStatus.Existing, reader.GetGuid(0), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
+                StoredEventStatus.Existing, reader.GetGuid(0), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5), ExistingFingerprint: reader.IsDBNull(6) ? null : reader.GetString(6));
         }
 
         return found;
@@ -192,6 +196,131 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         }
 
         return rows;
+    }
+
+    // Locks every period total of the batch in lock order (the input order): missing rows are created,
+    // seeded from the events already stored in their period (an upgrade, or enforcement turned on);
+    // existing rows are only locked (DO UPDATE … WHERE false locks without writing). Then reads them.
+    private const string LockTotalsSql = """
+        INSERT INTO usage_period_totals AS t (user_id, meter, period_start, period_end, quantity, event_count)
+        SELECT k.user_id, k.meter, k.period_start, k.period_end,
+               CASE WHEN EXISTS (SELECT 1 FROM usage_period_totals x WHERE x.user_id = k.user_id AND x.meter = k.meter AND x.period_start = k.period_start) THEN 0
+                    ELSE (SELECT COALESCE(SUM(e.quantity), 0) FROM usage_events e WHERE e.user_id = k.user_id AND e.occurred_at >= k.period_start AND e.occurred_at < k.period_end AND e.meter = k.meter)::bigint END,
+               CASE WHEN EXISTS (SELECT 1 FROM usage_period_totals x WHERE x.user_id = k.user_id AND x.meter = k.meter AND x.period_start = k.period_start) THEN 0
+                    ELSE (SELECT COUNT(*) FROM usage_events e WHERE e.user_id = k.user_id AND e.occurred_at >= k.period_start AND e.occurred_at < k.period_end AND e.meter = k.meter) END
+        FROM unnest(@users, @meters, @starts, @ends) AS k(user_id, meter, period_start, period_end)
+        ON CONFLICT (user_id, meter, period_start) DO UPDATE SET quantity = t.quantity WHERE false
+        """;
+
+    private const string ReadTotalsSql = """
+        SELECT t.user_id, t.meter, t.period_start, t.quantity, t.event_count
+        FROM usage_period_totals t
+        JOIN unnest(@users, @meters, @starts) AS k(user_id, meter, period_start)
+          ON t.user_id = k.user_id AND t.meter = k.meter AND t.period_start = k.period_start
+        """;
+
+    private const string UpdateTotalsSql = """
+        UPDATE usage_period_totals AS t SET quantity = v.quantity, event_count = v.event_count
+        FROM unnest(@users, @meters, @starts, @quantities, @counts) AS v(user_id, meter, period_start, quantity, event_count)
+        WHERE t.user_id = v.user_id AND t.meter = v.meter AND t.period_start = v.period_start
+        """;
+
+    private const string InsertAlertsSql = """
+        INSERT INTO usage_alerts (id, user_id, meter, period_start, period_end, threshold, used, amount, created_at, attempts, next_attempt_at)
+        SELECT a.*, 0, a.created_at
+        FROM unnest(@ids, @users, @meters, @starts, @ends, @thresholds, @used, @amounts, @created) AS a
+        ON CONFLICT (user_id, meter, period_start, threshold) DO NOTHING
+        """;
+
+    private const string AccountSettingsSql = """
+        SELECT user_id, meter, spend_cap, quantity_cap, alert_thresholds FROM usage_account_limits WHERE user_id = ANY(@users)
+        """;
+
+    public async Task<Dictionary<Guid, AccountLimits>> AccountsAsync(DbConnection connection, DbTransaction? transaction, IReadOnlyCollection<Guid> users, CancellationToken cancellationToken)
+    {
+        var ids = users.ToArray();
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction?)transaction);
+        var states = new NpgsqlBatchCommand(BillingStateQuery.ManySql.Replace("@users", "ANY(@users)", StringComparison.Ordinal));
+        states.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = ids });
+        var settings = new NpgsqlBatchCommand(AccountSettingsSql);
+        settings.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = ids });
+        batch.BatchCommands.Add(states);
+        batch.BatchCommands.Add(settings);
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var result = await BillingStateQuery.ReadManyAsync(reader, static (r, i) => r.GetFieldValue<DateTimeOffset>(i), cancellationToken).ConfigureAwait(false);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        await BillingStateQuery.ReadSettingsAsync(reader, result, static (r, i) => r.GetDecimal(i), cancellationToken).ConfigureAwait(false);
+        return BillingStateQuery.ToAccounts(result);
+    }
+
+    public async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken)
+    {
+        var users = keys.Select(k => k.Key.UserId).ToArray();
+        var meters = keys.Select(k => k.Key.Meter).ToArray();
+        var starts = keys.Select(k => k.Key.PeriodStart.ToUniversalTime()).ToArray();
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        var lockRows = new NpgsqlBatchCommand(LockTotalsSql);
+        lockRows.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = users });
+        lockRows.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = meters });
+        lockRows.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = starts });
+        lockRows.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. keys.Select(k => k.End.ToUniversalTime())] });
+        var read = new NpgsqlBatchCommand(ReadTotalsSql);
+        read.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = users });
+        read.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = meters });
+        read.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = starts });
+        batch.BatchCommands.Add(lockRows);
+        batch.BatchCommands.Add(read);
+        var totals = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            totals[new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2))] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
+        }
+
+        return totals;
+    }
+
+    public async Task WriteGuardResultAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
+    {
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        if (totals.Count > 0)
+        {
+            var update = new NpgsqlBatchCommand(UpdateTotalsSql);
+            update.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. totals.Select(t => t.Key.UserId)] });
+            update.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. totals.Select(t => t.Key.Meter)] });
+            update.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. totals.Select(t => t.Key.PeriodStart.ToUniversalTime())] });
+            update.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. totals.Select(t => t.Totals.Quantity)] });
+            update.Parameters.Add(new NpgsqlParameter<long[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. totals.Select(t => t.Totals.Count)] });
+            batch.BatchCommands.Add(update);
+        }
+
+        if (alerts.Count > 0)
+        {
+            var insert = new NpgsqlBatchCommand(InsertAlertsSql);
+            insert.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. alerts.Select(a => a.Id)] });
+            insert.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. alerts.Select(a => a.UserId)] });
+            insert.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. alerts.Select(a => a.Meter)] });
+            insert.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. alerts.Select(a => a.PeriodStart.ToUniversalTime())] });
+            insert.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. alerts.Select(a => a.PeriodEnd.ToUniversalTime())] });
+            insert.Parameters.Add(new NpgsqlParameter<string[]>("thresholds", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. alerts.Select(a => a.Threshold.Key)] });
+            insert.Parameters.Add(new NpgsqlParameter<long[]>("used", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. alerts.Select(a => a.Used)] });
+            insert.Parameters.Add(new NpgsqlParameter<decimal[]>("amounts", NpgsqlDbType.Array | NpgsqlDbType.Numeric) { TypedValue = [.. alerts.Select(a => a.Amount)] });
+            insert.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("created", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. alerts.Select(a => a.CreatedAt.ToUniversalTime())] });
+            batch.BatchCommands.Add(insert);
+        }
+
+        if (batch.BatchCommands.Count > 0)
+        {
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("DELETE FROM usage_events WHERE id = ANY(@ids)", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. ids] });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public bool IsForeignKeyViolation(Exception exception) =>

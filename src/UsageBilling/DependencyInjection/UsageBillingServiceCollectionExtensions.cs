@@ -2,6 +2,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Hosting;
+using UsageBilling.Alerts;
 using UsageBilling.Configuration;
 using UsageBilling.Recording;
 using UsageBilling.Summaries;
@@ -43,6 +45,10 @@ public static class UsageBillingServiceCollectionExtensions
         services.TryAddSingleton<GroupCommitUsageRecorder>();
         services.TryAddSingleton<IUsageRecorder>(sp => sp.GetRequiredService<GroupCommitUsageRecorder>());
         services.TryAddSingleton<IUsageSummaryService, UsageSummaryService>();
+        services.TryAddSingleton<IUsageLimits, UsageLimitService>();
+        services.TryAddSingleton<UsageAlertDispatcher>();
+        services.TryAddSingleton<IUsageAlertDispatcher>(sp => sp.GetRequiredService<UsageAlertDispatcher>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, UsageAlertBackgroundService>());
         return new UsageBillingBuilder(services);
     }
 }
