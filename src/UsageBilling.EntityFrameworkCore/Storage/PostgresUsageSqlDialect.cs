@@ -228,7 +228,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
     private const string InsertAlertsSql = """
         INSERT INTO usage_alerts (id, user_id, meter, period_start, period_end, threshold, used, amount, created_at, attempts, next_attempt_at)
         SELECT a.*, 0, a.created_at
-        FROM unnest(@ids, @users, @meters, @starts, @ends, @thresholds, @used, @amounts, @created) AS a
+        FROM unnest(@ids, @users, @meters, @starts, @ends, @thresholds, @used, @amounts, @created) AS a(id, user_id, meter, period_start, period_end, threshold, used, amount, created_at)
         ON CONFLICT (user_id, meter, period_start, threshold) DO NOTHING
         """;
 
@@ -271,8 +271,8 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         batch.BatchCommands.Add(lockRows);
         batch.BatchCommands.Add(read);
         var totals = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
+        // The INSERT returns no result set: the reader starts on the SELECT's.
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             totals[new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2))] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
