@@ -138,6 +138,7 @@ internal static class HostingExtensions
         builder.Services.AddScoped<SubscriptionSync>();
         builder.Services.AddScoped<StripeWebhookHandler>();
         builder.Services.AddScoped<AssistantService>();
+        builder.Services.AddSingleton<UsageBilling.Alerts.IUsageAlertHandler, UsageAlertNotifier>();
         // AddFlusher adds the flush-lag check ("usagebilling-flush").
         builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
     }
