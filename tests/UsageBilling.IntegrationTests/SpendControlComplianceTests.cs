@@ -428,10 +428,10 @@ public abstract class SpendControlComplianceTests(Provider provider) : IAsyncLif
     public async Task RecordAsync_SameKeyWithAnotherFingerprint_IsAConflict_AndSameFingerprintReplays()
     {
         var user = await NewUserAsync("limited");
-        var first = await Recorder.RecordAsync(user, "ai_messages", 1, "req-1", "sha256:aaa", cancellationToken: Ct);
+        var first = await Recorder.RecordRequestAsync(user, "ai_messages", 1, "req-1", "sha256:aaa", cancellationToken: Ct);
 
-        Assert.Equal(first, await Recorder.RecordAsync(user, "ai_messages", 1, "req-1", "sha256:aaa", cancellationToken: Ct));
-        var ex = await Assert.ThrowsAsync<IdempotencyConflictException>(() => Recorder.RecordAsync(user, "ai_messages", 1, "req-1", "sha256:bbb", cancellationToken: Ct));
+        Assert.Equal(first, await Recorder.RecordRequestAsync(user, "ai_messages", 1, "req-1", "sha256:aaa", cancellationToken: Ct));
+        var ex = await Assert.ThrowsAsync<IdempotencyConflictException>(() => Recorder.RecordRequestAsync(user, "ai_messages", 1, "req-1", "sha256:bbb", cancellationToken: Ct));
         Assert.Contains("req-1", ex.Message, StringComparison.Ordinal);
         await Assert.ThrowsAsync<IdempotencyConflictException>(() => Recorder.RecordAsync(user, "ai_messages", 1, "req-1", cancellationToken: Ct));
         Assert.Equal(1, await StoredQuantityAsync(user));

@@ -54,7 +54,7 @@ internal sealed class AssistantService(IUsageRecorder recorder, IOptions<AppOpti
 
         try
         {
-            await recorder.RecordAsync(userId, Meter, 1, $"assistant:{requestId}", Fingerprint(message), cancellationToken: ct);
+            await recorder.RecordRequestAsync(userId, Meter, 1, $"assistant:{requestId}", Fingerprint(message), cancellationToken: ct);
         }
         catch (UsageLimitExceededException limit)
         {

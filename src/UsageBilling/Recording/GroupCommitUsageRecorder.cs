@@ -37,7 +37,7 @@ internal sealed partial class GroupCommitUsageRecorder : IUsageRecorder, IAsyncD
     public Task<Guid> RecordAsync(Guid userId, string meter, long quantity = 1, string? idempotencyKey = null, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default) =>
         RecordCoreAsync(userId, meter, quantity, idempotencyKey, null, occurredAt, cancellationToken);
 
-    public Task<Guid> RecordAsync(Guid userId, string meter, long quantity, string idempotencyKey, string requestFingerprint, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default)
+    public Task<Guid> RecordRequestAsync(Guid userId, string meter, long quantity, string idempotencyKey, string requestFingerprint, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default)
     {
         if (idempotencyKey is null)
         {

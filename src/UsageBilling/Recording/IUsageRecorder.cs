@@ -26,7 +26,7 @@ public interface IUsageRecorder
         CancellationToken cancellationToken = default);
 
     /// <summary>
-    /// Records usage like <see cref="RecordAsync(Guid, string, long, string?, DateTimeOffset?, CancellationToken)"/>, and binds the
+    /// Records usage like <see cref="RecordAsync"/>, and binds the
     /// <paramref name="idempotencyKey"/> to the request it was used for: a repeat with the same key and
     /// the same <paramref name="requestFingerprint"/> returns the original event id; the same key with
     /// another fingerprint (another request) throws <see cref="IdempotencyConflictException"/>.
@@ -40,7 +40,7 @@ public interface IUsageRecorder
     /// <param name="cancellationToken">Stops waiting; the event may still be committed.</param>
     /// <returns>The id of the stored event.</returns>
     /// <exception cref="UsageRejectedException">The event was refused and nothing was written; the subtype and message say why.</exception>
-    Task<Guid> RecordAsync(
+    Task<Guid> RecordRequestAsync(
         Guid userId,
         string meter,
         long quantity,
