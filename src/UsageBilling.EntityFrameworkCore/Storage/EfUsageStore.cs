@@ -66,8 +66,7 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             var rules = guard.Rules(events, accounts);
             var keys = rules.DistinctBy(r => r.Key).Select(r => (r.Key, r.Period.End)).ToList();
             keys.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
-            var totals = await dialect.LockTotalsAsync(connection, transaction, keys, cancellationToken).ConfigureAwait(false);
-            inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+            (var totals, inserted) = await dialect.LockTotalsAndInsertAsync(connection, transaction, keys, events, cancellationToken).ConfigureAwait(false);
             var decision = guard.Decide(events, rules, inserted, totals, _time.GetUtcNow());
             if (decision.Refused.Count > 0)
             {
@@ -79,15 +78,16 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
 
             var changed = decision.NewTotals.Select(t => (t.Key, t.Value)).ToList();
             changed.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
-            await dialect.WriteGuardResultAsync(connection, transaction, changed, decision.Alerts, cancellationToken).ConfigureAwait(false);
+            var guardedHourly = UsageRollup.FromInserted(events, inserted);
+            await dialect.WriteGuardedBatchAsync(connection, transaction, guardedHourly, UsageRollup.ToDaily(guardedHourly), changed, decision.Alerts, cancellationToken).ConfigureAwait(false);
         }
         else
         {
             inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+            var hourly = UsageRollup.FromInserted(events, inserted);
+            await dialect.UpsertRollupsAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), cancellationToken).ConfigureAwait(false);
         }
 
-        var hourly = UsageRollup.FromInserted(events, inserted);
-        await dialect.UpsertRollupsAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), cancellationToken).ConfigureAwait(false);
         var outcomes = new StoredEventOutcome[events.Count];
         List<(Guid, string)>? missing = null;
         for (var i = 0; i < events.Count; i++)

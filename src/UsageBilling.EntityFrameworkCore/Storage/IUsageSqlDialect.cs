@@ -42,8 +42,14 @@ internal interface IUsageSqlDialect
     /// </summary>
     Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken);
 
-    /// <summary>Writes the new values of locked period totals and inserts the alerts (a repeat of an account·meter·period·threshold is skipped).</summary>
-    Task WriteGuardResultAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken);
+    /// <summary><see cref="LockTotalsAsync"/> then <see cref="InsertAsync"/>, in one round trip where the provider can.</summary>
+    Task<(Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> LockTotalsAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// <see cref="UpsertRollupsAsync"/>, then writes the new values of the locked period totals and inserts
+    /// the alerts (a repeat of an account·meter·period·threshold is skipped), in one round trip where the provider can.
+    /// </summary>
+    Task WriteGuardedBatchAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken);
 
     /// <summary>Deletes events this transaction inserted and the guard refused.</summary>
     Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> ids, CancellationToken cancellationToken);

@@ -63,6 +63,25 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
 
     public async Task<HashSet<Guid>> InsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
     {
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        batch.BatchCommands.Add(InsertCommand(events));
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadIdsAsync(reader, events.Count, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<HashSet<Guid>> ReadIdsAsync(DbDataReader reader, int capacity, CancellationToken cancellationToken)
+    {
+        var inserted = new HashSet<Guid>(capacity);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            inserted.Add(reader.GetGuid(0));
+        }
+
+        return inserted;
+    }
+
+    private static NpgsqlBatchCommand InsertCommand(IReadOnlyList<NewUsageEvent> events)
+    {
         var n = events.Count;
         var ids = new Guid[n];
         var users = new Guid[n];
@@ -85,7 +104,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
             fingerprints[i] = e.RequestFingerprint;
         }
 
-        await using var command = new NpgsqlCommand(InsertSql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        var command = new NpgsqlBatchCommand(InsertSql);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = ids });
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = users });
         command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = meters });
@@ -94,14 +113,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         command.Parameters.Add(new NpgsqlParameter<string?[]>("keys", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = keys });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("created", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = created });
         command.Parameters.Add(new NpgsqlParameter<string?[]>("fingerprints", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = fingerprints });
-        var inserted = new HashSet<Guid>(n);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            inserted.Add(reader.GetGuid(0));
-        }
-
-        return inserted;
+        return command;
     }
 
     public async Task<Dictionary<(Guid UserId, string Key), StoredEventOutcome>> FindByKeysAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid UserId, string Key)> keys, CancellationToken cancellationToken)
@@ -253,7 +265,14 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         return BillingStateQuery.ToAccounts(result);
     }
 
-    public async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken)
+    public async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken) =>
+        (await LockAndMaybeInsertAsync(connection, transaction, keys, null, cancellationToken).ConfigureAwait(false)).Totals;
+
+    // One round trip: lock and read the totals, then insert the events (the statements run in order).
+    public Task<(Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> LockTotalsAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken) =>
+        LockAndMaybeInsertAsync(connection, transaction, keys, events, cancellationToken);
+
+    private static async Task<(Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> LockAndMaybeInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent>? events, CancellationToken cancellationToken)
     {
         var users = keys.Select(k => k.Key.UserId).ToArray();
         var meters = keys.Select(k => k.Key.Meter).ToArray();
@@ -270,20 +289,40 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         read.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = starts });
         batch.BatchCommands.Add(lockRows);
         batch.BatchCommands.Add(read);
+        if (events is not null)
+        {
+            batch.BatchCommands.Add(InsertCommand(events));
+        }
+
         var totals = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
-        // The INSERT returns no result set: the reader starts on the SELECT's.
+
+        // The locking INSERT returns no result set: the reader starts on the SELECT's.
         await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             totals[new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2))] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
         }
 
-        return totals;
+        var inserted = events is null ? [] : await NextIdsAsync(reader, events.Count, cancellationToken).ConfigureAwait(false);
+        return (totals, inserted);
     }
 
-    public async Task WriteGuardResultAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
+    private static async Task<HashSet<Guid>> NextIdsAsync(DbDataReader reader, int capacity, CancellationToken cancellationToken)
+    {
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadIdsAsync(reader, capacity, cancellationToken).ConfigureAwait(false);
+    }
+
+    // One round trip: the rollups (hourly first, the lock order), the totals (already locked) and the alerts.
+    public async Task WriteGuardedBatchAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
     {
         await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        if (hourly.Count > 0 || daily.Count > 0)
+        {
+            batch.BatchCommands.Add(UpsertCommand(UpsertHourlySql, hourly));
+            batch.BatchCommands.Add(UpsertCommand(UpsertDailySql, daily));
+        }
+
         if (totals.Count > 0)
         {
             var update = new NpgsqlBatchCommand(UpdateTotalsSql);

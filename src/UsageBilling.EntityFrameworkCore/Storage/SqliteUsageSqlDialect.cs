@@ -283,7 +283,20 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
         return totals;
     }
 
-    public async Task WriteGuardResultAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
+    // SQLite runs in-process: a "round trip" costs microseconds, so the steps simply run in order.
+    public async Task<(Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> LockTotalsAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        var totals = await LockTotalsAsync(connection, transaction, keys, cancellationToken).ConfigureAwait(false);
+        return (totals, await InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false));
+    }
+
+    public async Task WriteGuardedBatchAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
+    {
+        await UpsertRollupsAsync(connection, transaction, hourly, daily, cancellationToken).ConfigureAwait(false);
+        await WriteGuardResultAsync(connection, transaction, totals, alerts, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task WriteGuardResultAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
     {
         if (totals.Count > 0)
         {
