@@ -1,3 +1,4 @@
+using System.Data.Common;
 using Microsoft.EntityFrameworkCore;
 using UsageBilling.Configuration;
 using UsageBilling.EntityFrameworkCore.Entities;
@@ -14,7 +15,15 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> contexts, IUsageSqlDialect dialect, UsageGuard? guard = null, TimeProvider? time = null) : IUsageStore, ISpendControlStore
     where TContext : DbContext
 {
+    /// <summary>The most accounts whose last-seen state is kept to predict which periods a batch locks.</summary>
+    private const int MaxAccountHints = 100_000;
+
+    private static readonly AccountLimits NoAccount = new(null, new Dictionary<string, AccountMeterSettings>());
+
     private readonly TimeProvider _time = time ?? TimeProvider.System;
+
+    // Only a prediction: every batch reads the accounts again and checks it (see GuardedInsertAsync).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, AccountLimits> _accountHints = new();
 
     public int DefaultConcurrentBatches => dialect.DefaultConcurrentBatches;
 
@@ -54,20 +63,90 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
     private async Task<StoredEventOutcome[]> InsertInTransactionAsync(TContext context, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
     {
         var connection = context.Database.GetDbConnection();
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        IReadOnlyDictionary<int, UsageLimitExceededException>? refused = null;
-        HashSet<Guid> inserted;
-        if (guard is { Enabled: true })
+        var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            // Spend control, all in this transaction: read the accounts, lock their period totals
-            // (in one global order), insert, let the guard decide in batch order, take back what it
-            // refused, then write the new totals and the alerts crossed.
-            var accounts = await dialect.AccountsAsync(connection, transaction, events.Select(e => e.UserId).ToHashSet(), cancellationToken).ConfigureAwait(false);
-            var rules = guard.Rules(events, accounts);
-            var keys = rules.DistinctBy(r => r.Key).Select(r => (r.Key, r.Period.End)).ToList();
+            IReadOnlyDictionary<int, UsageLimitExceededException>? refused = null;
+            HashSet<Guid> inserted;
+            if (guard is { Enabled: true })
+            {
+                (inserted, refused, transaction) = await GuardedInsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+                var hourly = UsageRollup.FromInserted(events, inserted);
+                await dialect.UpsertRollupsAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), cancellationToken).ConfigureAwait(false);
+            }
+
+            var outcomes = await OutcomesAsync(connection, transaction, events, inserted, refused, cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return outcomes;
+        }
+        finally
+        {
+            await transaction.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Spend control, all in the batch's transaction: lock the period totals of the batch (in one global
+    /// order), insert, let the guard decide in batch order, take back what it refused, then write the
+    /// rollups, the new totals and the alerts crossed. Which periods to lock depends on the accounts'
+    /// subscription periods; they are predicted from the last state seen and read in the same round trip
+    /// as the lock, and a wrong prediction (a period changed) rolls back and redoes the batch.
+    /// </summary>
+    private async Task<(HashSet<Guid> Inserted, IReadOnlyDictionary<int, UsageLimitExceededException>? Refused, DbTransaction Transaction)> GuardedInsertAsync(
+        DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        var users = events.Select(e => e.UserId).ToHashSet();
+        for (var attempt = 0; ; attempt++)
+        {
+            var hints = new Dictionary<Guid, AccountLimits>(users.Count);
+            foreach (var user in users)
+            {
+                if (_accountHints.TryGetValue(user, out var hint))
+                {
+                    hints[user] = hint;
+                }
+            }
+
+            var predicted = guard!.Rules(events, hints);
+            var keys = predicted.DistinctBy(r => r.Key).Select(r => (r.Key, r.Period.End)).ToList();
             keys.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
-            (var totals, inserted) = await dialect.LockTotalsAndInsertAsync(connection, transaction, keys, events, cancellationToken).ConfigureAwait(false);
+            var (accounts, totals, inserted) = await dialect.AccountsLockAndInsertAsync(connection, transaction, users, keys, events, cancellationToken).ConfigureAwait(false);
+            if (_accountHints.Count > MaxAccountHints)
+            {
+                _accountHints.Clear();
+            }
+
+            foreach (var user in users)
+            {
+                _accountHints[user] = accounts.TryGetValue(user, out var fresh) ? fresh : NoAccount;
+            }
+
+            var rules = guard.Rules(events, accounts);
+            var mispredicted = false;
+            for (var i = 0; i < rules.Length && !mispredicted; i++)
+            {
+                mispredicted = rules[i].Key != predicted[i].Key;
+            }
+
+            if (mispredicted)
+            {
+                if (attempt >= 3)
+                {
+                    throw new InvalidOperationException("The billing periods of this batch's accounts kept changing while it was recorded; the batch was not written. Retry the call.");
+                }
+
+                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                await transaction.DisposeAsync().ConfigureAwait(false);
+                transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
             var decision = guard.Decide(events, rules, inserted, totals, _time.GetUtcNow());
+            IReadOnlyDictionary<int, UsageLimitExceededException>? refused = null;
             if (decision.Refused.Count > 0)
             {
                 var ids = decision.Refused.Keys.Select(i => events[i].Id).ToList();
@@ -78,16 +157,14 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
 
             var changed = decision.NewTotals.Select(t => (t.Key, t.Value)).ToList();
             changed.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
-            var guardedHourly = UsageRollup.FromInserted(events, inserted);
-            await dialect.WriteGuardedBatchAsync(connection, transaction, guardedHourly, UsageRollup.ToDaily(guardedHourly), changed, decision.Alerts, cancellationToken).ConfigureAwait(false);
-        }
-        else
-        {
-            inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
             var hourly = UsageRollup.FromInserted(events, inserted);
-            await dialect.UpsertRollupsAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), cancellationToken).ConfigureAwait(false);
+            await dialect.WriteGuardedBatchAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), changed, decision.Alerts, cancellationToken).ConfigureAwait(false);
+            return (inserted, refused, transaction);
         }
+    }
 
+    private async Task<StoredEventOutcome[]> OutcomesAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, HashSet<Guid> inserted, IReadOnlyDictionary<int, UsageLimitExceededException>? refused, CancellationToken cancellationToken)
+    {
         var outcomes = new StoredEventOutcome[events.Count];
         List<(Guid, string)>? missing = null;
         for (var i = 0; i < events.Count; i++)
@@ -124,7 +201,6 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             }
         }
 
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return outcomes;
     }
 

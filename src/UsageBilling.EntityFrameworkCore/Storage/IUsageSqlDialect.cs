@@ -42,8 +42,11 @@ internal interface IUsageSqlDialect
     /// </summary>
     Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken);
 
-    /// <summary><see cref="LockTotalsAsync"/> then <see cref="InsertAsync"/>, in one round trip where the provider can.</summary>
-    Task<(Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> LockTotalsAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken);
+    /// <summary>
+    /// <see cref="AccountsAsync"/>, <see cref="LockTotalsAsync"/> and <see cref="InsertAsync"/>, in one round
+    /// trip where the provider can. The keys are predicted before the accounts are read; the caller checks them.
+    /// </summary>
+    Task<(Dictionary<Guid, AccountLimits> Accounts, Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken);
 
     /// <summary>
     /// <see cref="UpsertRollupsAsync"/>, then writes the new values of the locked period totals and inserts

@@ -250,34 +250,63 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
 
     public async Task<Dictionary<Guid, AccountLimits>> AccountsAsync(DbConnection connection, DbTransaction? transaction, IReadOnlyCollection<Guid> users, CancellationToken cancellationToken)
     {
-        var ids = users.ToArray();
         await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction?)transaction);
+        AddAccountCommands(batch, users);
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadAccountsAsync(reader, cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken)
+    {
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        AddLockCommands(batch, keys);
+
+        // The locking INSERT returns no result set: the reader starts on the SELECT's.
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadTotalsAsync(reader, keys.Count, cancellationToken).ConfigureAwait(false);
+    }
+
+    // One round trip for the first half of a guarded batch: the accounts, the lock and read of the
+    // (predicted) period totals, and the insert; the statements run in this order.
+    public async Task<(Dictionary<Guid, AccountLimits> Accounts, Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        AddAccountCommands(batch, users);
+        AddLockCommands(batch, keys);
+        batch.BatchCommands.Add(InsertCommand(events));
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var accounts = await ReadAccountsAsync(reader, cancellationToken).ConfigureAwait(false);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var totals = await ReadTotalsAsync(reader, keys.Count, cancellationToken).ConfigureAwait(false);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        var inserted = await ReadIdsAsync(reader, events.Count, cancellationToken).ConfigureAwait(false);
+        return (accounts, totals, inserted);
+    }
+
+    private static void AddAccountCommands(NpgsqlBatch batch, IReadOnlyCollection<Guid> users)
+    {
+        var ids = users.ToArray();
         var states = new NpgsqlBatchCommand(BillingStateQuery.ManySql.Replace("@users", "ANY(@users)", StringComparison.Ordinal));
         states.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = ids });
         var settings = new NpgsqlBatchCommand(AccountSettingsSql);
         settings.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = ids });
         batch.BatchCommands.Add(states);
         batch.BatchCommands.Add(settings);
-        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<Dictionary<Guid, AccountLimits>> ReadAccountsAsync(DbDataReader reader, CancellationToken cancellationToken)
+    {
         var result = await BillingStateQuery.ReadManyAsync(reader, static (r, i) => r.GetFieldValue<DateTimeOffset>(i), cancellationToken).ConfigureAwait(false);
         await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
         await BillingStateQuery.ReadSettingsAsync(reader, result, static (r, i) => r.GetDecimal(i), cancellationToken).ConfigureAwait(false);
         return BillingStateQuery.ToAccounts(result);
     }
 
-    public async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken) =>
-        (await LockAndMaybeInsertAsync(connection, transaction, keys, null, cancellationToken).ConfigureAwait(false)).Totals;
-
-    // One round trip: lock and read the totals, then insert the events (the statements run in order).
-    public Task<(Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> LockTotalsAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken) =>
-        LockAndMaybeInsertAsync(connection, transaction, keys, events, cancellationToken);
-
-    private static async Task<(Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> LockAndMaybeInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent>? events, CancellationToken cancellationToken)
+    private static void AddLockCommands(NpgsqlBatch batch, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys)
     {
         var users = keys.Select(k => k.Key.UserId).ToArray();
         var meters = keys.Select(k => k.Key.Meter).ToArray();
         var starts = keys.Select(k => k.Key.PeriodStart.ToUniversalTime()).ToArray();
-        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
         var lockRows = new NpgsqlBatchCommand(LockTotalsSql);
         lockRows.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = users });
         lockRows.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = meters });
@@ -289,28 +318,17 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         read.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = starts });
         batch.BatchCommands.Add(lockRows);
         batch.BatchCommands.Add(read);
-        if (events is not null)
-        {
-            batch.BatchCommands.Add(InsertCommand(events));
-        }
+    }
 
-        var totals = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
-
-        // The locking INSERT returns no result set: the reader starts on the SELECT's.
-        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+    private static async Task<Dictionary<PeriodKey, PeriodTotals>> ReadTotalsAsync(DbDataReader reader, int capacity, CancellationToken cancellationToken)
+    {
+        var totals = new Dictionary<PeriodKey, PeriodTotals>(capacity);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             totals[new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2))] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
         }
 
-        var inserted = events is null ? [] : await NextIdsAsync(reader, events.Count, cancellationToken).ConfigureAwait(false);
-        return (totals, inserted);
-    }
-
-    private static async Task<HashSet<Guid>> NextIdsAsync(DbDataReader reader, int capacity, CancellationToken cancellationToken)
-    {
-        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-        return await ReadIdsAsync(reader, capacity, cancellationToken).ConfigureAwait(false);
+        return totals;
     }
 
     // One round trip: the rollups (hourly first, the lock order), the totals (already locked) and the alerts.

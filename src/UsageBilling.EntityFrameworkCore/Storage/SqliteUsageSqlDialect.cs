@@ -284,10 +284,11 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
     }
 
     // SQLite runs in-process: a "round trip" costs microseconds, so the steps simply run in order.
-    public async Task<(Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> LockTotalsAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    public async Task<(Dictionary<Guid, AccountLimits> Accounts, Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
     {
+        var accounts = await AccountsAsync(connection, transaction, users, cancellationToken).ConfigureAwait(false);
         var totals = await LockTotalsAsync(connection, transaction, keys, cancellationToken).ConfigureAwait(false);
-        return (totals, await InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false));
+        return (accounts, totals, await InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false));
     }
 
     public async Task WriteGuardedBatchAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)

@@ -241,11 +241,19 @@ internal sealed class UsageGuard(UsageBillingOptions options)
 {
     public bool Enabled => options.Limits.Enforce;
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Plan, string Meter), PriceSchedule> _schedules = new();
+
+    /// <summary>The billing period an event at <paramref name="at"/> belongs to (what the guard locks).</summary>
+    public static BillingPeriod PeriodOf(string meter, DateTimeOffset at, AccountLimits? account) =>
+        BillingPeriod.For(at, BillingPeriod.ItemFor(account?.State, meter));
+
     /// <summary>Resolves the rule of <paramref name="meter"/> for an event at <paramref name="at"/>.</summary>
-    public MeterRule RuleFor(Guid userId, string meter, DateTimeOffset at, AccountLimits? account)
+    public MeterRule RuleFor(Guid userId, string meter, DateTimeOffset at, AccountLimits? account) =>
+        RuleFor(userId, meter, PeriodOf(meter, at, account), account);
+
+    private MeterRule RuleFor(Guid userId, string meter, BillingPeriod period, AccountLimits? account)
     {
         var state = account?.State;
-        var period = BillingPeriod.For(at, BillingPeriod.ItemFor(state, meter));
         var key = new PeriodKey(userId, meter, period.Start);
         AccountMeterSettings? settings = null;
         account?.Settings.TryGetValue(meter, out settings);
@@ -284,7 +292,7 @@ internal sealed class UsageGuard(UsageBillingOptions options)
         }
         else if (plan.Meters.TryGetValue(meter, out var price))
         {
-            schedule = PriceSchedule.From(price);
+            schedule = _schedules.GetOrAdd((planId!, meter), static (_, p) => PriceSchedule.From(p), price);
             included = schedule.Included;
             quantityLimit = price.HardLimit;
             spendLimit = price.SpendLimit;
@@ -328,9 +336,10 @@ internal sealed class UsageGuard(UsageBillingOptions options)
         for (var i = 0; i < events.Count; i++)
         {
             var e = events[i];
-            var rule = RuleFor(e.UserId, e.Meter, e.OccurredAt, accounts.GetValueOrDefault(e.UserId));
-            var id = (e.UserId, e.Meter, rule.Period.Start.UtcTicks);
-            rules[i] = cache.TryGetValue(id, out var seen) ? seen : cache[id] = rule;
+            var account = accounts.GetValueOrDefault(e.UserId);
+            var period = PeriodOf(e.Meter, e.OccurredAt, account);
+            var id = (e.UserId, e.Meter, period.Start.UtcTicks);
+            rules[i] = cache.TryGetValue(id, out var seen) ? seen : cache[id] = RuleFor(e.UserId, e.Meter, period, account);
         }
 
         return rules;

@@ -12,7 +12,10 @@ public interface IUsageStore
     /// <summary>
     /// Inserts events in one transaction and returns one outcome per event, in order. Events whose
     /// (user, idempotency key) already exists are not inserted; their outcome carries the stored row.
-    /// Events of unknown users fail alone. Throws only when the whole batch failed.
+    /// Events of unknown users fail alone. With spend control on (<c>UsageBilling:Limits:Enforce</c>) the
+    /// same transaction checks every event against its account·meter·period total and writes what
+    /// crossed an alert threshold; refused events leave nothing and get <see cref="StoredEventStatus.Rejected"/>.
+    /// Throws only when the whole batch failed.
     /// </summary>
     /// <param name="events">Validated events; at most one per (user, idempotency key).</param>
     /// <param name="cancellationToken">Cancels the write.</param>
