@@ -130,6 +130,26 @@ public abstract class SpendControlComplianceTests(Provider provider) : IAsyncLif
     }
 
     [Fact]
+    public async Task RecordAsync_EventsStoredBeforeEnforcement_CountTowardsTheLimit()
+    {
+        // An upgrade (or enforcement turned on later): the period's total starts from the stored events.
+        var user = await NewUserAsync("limited");
+        await using (var unguarded = await StartHostAsync(o => o.Limits.Enforce = false))
+        {
+            await unguarded.Get<IUsageRecorder>().RecordAsync(user, "ai_messages", WorkerLimit - 5, cancellationToken: Ct);
+            await unguarded.Get<IUsageRecorder>().RecordAsync(user, "ai_messages", 1, occurredAt: Now.AddDays(-20), cancellationToken: Ct);   // October: another period
+        }
+
+        var ex = await Assert.ThrowsAsync<UsageLimitExceededException>(() => Recorder.RecordAsync(user, "ai_messages", 6, cancellationToken: Ct));
+        Assert.Equal(WorkerLimit - 5, ex.Used);
+        await Recorder.RecordAsync(user, "ai_messages", 5, cancellationToken: Ct);
+        await Assert.ThrowsAsync<UsageLimitExceededException>(() => Recorder.RecordAsync(user, "ai_messages", 1, cancellationToken: Ct));
+        await using var db = Host.CreateContext();
+        var total = await db.UsagePeriodTotals.AsNoTracking().SingleAsync(t => t.UserId == user, Ct);
+        Assert.Equal((WorkerLimit, 2L), (total.Quantity, total.EventCount));
+    }
+
+    [Fact]
     public async Task RecordAsync_IdempotentReplayAtTheLimit_ReturnsOriginalAndCountsOnce()
     {
         var user = await NewUserAsync("limited");

@@ -112,9 +112,16 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             }
 
             var predicted = guard!.Rules(events, hints);
-            var keys = predicted.DistinctBy(r => r.Key).Select(r => (r.Key, r.Period.End)).ToList();
+            var deltas = new Dictionary<PeriodKey, (DateTimeOffset End, PeriodTotals Delta)>();
+            for (var i = 0; i < events.Count; i++)
+            {
+                var (end, delta) = deltas.TryGetValue(predicted[i].Key, out var d) ? d : (predicted[i].Period.End, default(PeriodTotals));
+                deltas[predicted[i].Key] = (end, delta.Add(events[i]));
+            }
+
+            var keys = deltas.Select(d => (d.Key, d.Value.End, d.Value.Delta)).ToList();
             keys.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
-            var (accounts, totals, inserted) = await dialect.AccountsLockAndInsertAsync(connection, transaction, users, keys, events, cancellationToken).ConfigureAwait(false);
+            var (accounts, totals, stored, inserted) = await dialect.AccountsLockAndInsertAsync(connection, transaction, users, keys, events, cancellationToken).ConfigureAwait(false);
             if (_accountHints.Count > MaxAccountHints)
             {
                 _accountHints.Clear();
@@ -155,8 +162,18 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
                 refused = decision.Refused;
             }
 
-            var changed = decision.NewTotals.Select(t => (t.Key, t.Value)).ToList();
-            changed.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
+            // The final totals, written only where the row does not hold them already (usually it does:
+            // the optimistic delta was right unless the guard refused something or a replay came by).
+            var changed = new List<(PeriodKey Key, PeriodTotals Totals)>();
+            foreach (var (key, _, _) in keys)
+            {
+                var final = decision.NewTotals.TryGetValue(key, out var grown) ? grown : totals[key];
+                if (final != stored[key])
+                {
+                    changed.Add((key, final));
+                }
+            }
+
             var hourly = UsageRollup.FromInserted(events, inserted);
             await dialect.WriteGuardedBatchAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), changed, decision.Alerts, cancellationToken).ConfigureAwait(false);
             return (inserted, refused, transaction);

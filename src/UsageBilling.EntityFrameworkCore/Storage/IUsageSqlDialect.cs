@@ -37,16 +37,14 @@ internal interface IUsageSqlDialect
     Task<Dictionary<Guid, AccountLimits>> AccountsAsync(DbConnection connection, DbTransaction? transaction, IReadOnlyCollection<Guid> users, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Creates (seeded from the stored events of the period) and locks the period totals of
-    /// <paramref name="keys"/>, which come in <see cref="PeriodKey.LockOrder"/>, and returns their values.
+    /// In one round trip where the provider can: reads the accounts of <paramref name="users"/>, creates
+    /// (seeded from the events already stored in the period) or locks the period totals of
+    /// <paramref name="keys"/>, which come in <see cref="PeriodKey.LockOrder"/> and were predicted before
+    /// the accounts were read (the caller checks them), and inserts the events. Returns each period's
+    /// total before this batch and what its row holds now (a provider may have added the batch's
+    /// <c>Delta</c> optimistically; the caller writes the final value only where it differs).
     /// </summary>
-    Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken);
-
-    /// <summary>
-    /// <see cref="AccountsAsync"/>, <see cref="LockTotalsAsync"/> and <see cref="InsertAsync"/>, in one round
-    /// trip where the provider can. The keys are predicted before the accounts are read; the caller checks them.
-    /// </summary>
-    Task<(Dictionary<Guid, AccountLimits> Accounts, Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken);
+    Task<GuardRead> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End, PeriodTotals Delta)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken);
 
     /// <summary>
     /// <see cref="UpsertRollupsAsync"/>, then writes the new values of the locked period totals and inserts
@@ -57,6 +55,13 @@ internal interface IUsageSqlDialect
     /// <summary>Deletes events this transaction inserted and the guard refused.</summary>
     Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> ids, CancellationToken cancellationToken);
 }
+
+/// <summary>What the first half of a guarded batch read.</summary>
+/// <param name="Accounts">The accounts of the batch's users.</param>
+/// <param name="Before">Each period's total before this batch.</param>
+/// <param name="Stored">What each period's row holds now.</param>
+/// <param name="Inserted">The ids of the events actually inserted.</param>
+internal sealed record GuardRead(Dictionary<Guid, AccountLimits> Accounts, Dictionary<PeriodKey, PeriodTotals> Before, Dictionary<PeriodKey, PeriodTotals> Stored, HashSet<Guid> Inserted);
 
 /// <summary>The billing-state read both dialects run: the same SQL and row shape, bound and timed per provider.</summary>
 internal static class BillingStateQuery

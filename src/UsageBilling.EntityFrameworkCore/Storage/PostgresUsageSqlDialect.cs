@@ -210,25 +210,23 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         return rows;
     }
 
-    // Locks every period total of the batch in lock order (the input order): missing rows are created,
-    // seeded from the events already stored in their period (an upgrade, or enforcement turned on);
-    // existing rows are only locked (DO UPDATE … WHERE false locks without writing). Then reads them.
-    private const string LockTotalsSql = """
+    // Adds the batch's optimistic delta to every period total of the batch, in lock order (the input
+    // order), creating missing rows: the upsert takes each row's lock and writes it once (a HOT update,
+    // like the rollups). xmax = 0 marks the rows this statement created, which still need their seed.
+    private const string IncrementTotalsSql = """
         INSERT INTO usage_period_totals AS t (user_id, meter, period_start, period_end, quantity, event_count)
-        SELECT k.user_id, k.meter, k.period_start, k.period_end,
-               CASE WHEN EXISTS (SELECT 1 FROM usage_period_totals x WHERE x.user_id = k.user_id AND x.meter = k.meter AND x.period_start = k.period_start) THEN 0
-                    ELSE (SELECT COALESCE(SUM(e.quantity), 0) FROM usage_events e WHERE e.user_id = k.user_id AND e.occurred_at >= k.period_start AND e.occurred_at < k.period_end AND e.meter = k.meter)::bigint END,
-               CASE WHEN EXISTS (SELECT 1 FROM usage_period_totals x WHERE x.user_id = k.user_id AND x.meter = k.meter AND x.period_start = k.period_start) THEN 0
-                    ELSE (SELECT COUNT(*) FROM usage_events e WHERE e.user_id = k.user_id AND e.occurred_at >= k.period_start AND e.occurred_at < k.period_end AND e.meter = k.meter) END
-        FROM unnest(@users, @meters, @starts, @ends) AS k(user_id, meter, period_start, period_end)
-        ON CONFLICT (user_id, meter, period_start) DO UPDATE SET quantity = t.quantity WHERE false
+        SELECT * FROM unnest(@users, @meters, @starts, @ends, @quantities, @counts)
+        ON CONFLICT (user_id, meter, period_start) DO UPDATE SET quantity = t.quantity + excluded.quantity, event_count = t.event_count + excluded.event_count
+        RETURNING user_id, meter, period_start, quantity, event_count, (xmax = 0)
         """;
 
-    private const string ReadTotalsSql = """
-        SELECT t.user_id, t.meter, t.period_start, t.quantity, t.event_count
-        FROM usage_period_totals t
-        JOIN unnest(@users, @meters, @starts) AS k(user_id, meter, period_start)
-          ON t.user_id = k.user_id AND t.meter = k.meter AND t.period_start = k.period_start
+    // The usage a new period row starts from: the events already stored in its period (an upgrade, or
+    // enforcement turned on later), without this batch's own.
+    private const string SeedTotalsSql = """
+        SELECT k.user_id, k.meter, k.period_start,
+               (SELECT COALESCE(SUM(e.quantity), 0) FROM usage_events e WHERE e.user_id = k.user_id AND e.occurred_at >= k.period_start AND e.occurred_at < k.period_end AND e.meter = k.meter AND e.id <> ALL(@batch))::bigint,
+               (SELECT COUNT(*) FROM usage_events e WHERE e.user_id = k.user_id AND e.occurred_at >= k.period_start AND e.occurred_at < k.period_end AND e.meter = k.meter AND e.id <> ALL(@batch))
+        FROM unnest(@users, @meters, @starts, @ends) AS k(user_id, meter, period_start, period_end)
         """;
 
     private const string UpdateTotalsSql = """
@@ -256,31 +254,68 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         return await ReadAccountsAsync(reader, cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken)
+    // One round trip for the first half of a guarded batch: the accounts, the (predicted) period
+    // totals incremented optimistically, and the insert; the statements run in this order. A second
+    // one only when the batch opened new period rows, to seed them.
+    public async Task<GuardRead> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End, PeriodTotals Delta)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
     {
-        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
-        AddLockCommands(batch, keys);
+        var stored = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
+        var created = new List<(PeriodKey Key, DateTimeOffset End)>();
+        Dictionary<Guid, AccountLimits> accounts;
+        HashSet<Guid> inserted;
+        await using (var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction))
+        {
+            AddAccountCommands(batch, users);
+            var increment = new NpgsqlBatchCommand(IncrementTotalsSql);
+            increment.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. keys.Select(k => k.Key.UserId)] });
+            increment.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. keys.Select(k => k.Key.Meter)] });
+            increment.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. keys.Select(k => k.Key.PeriodStart.ToUniversalTime())] });
+            increment.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. keys.Select(k => k.End.ToUniversalTime())] });
+            increment.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. keys.Select(k => k.Delta.Quantity)] });
+            increment.Parameters.Add(new NpgsqlParameter<long[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. keys.Select(k => k.Delta.Count)] });
+            batch.BatchCommands.Add(increment);
+            batch.BatchCommands.Add(InsertCommand(events));
+            await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            accounts = await ReadAccountsAsync(reader, cancellationToken).ConfigureAwait(false);
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            var ends = keys.ToDictionary(k => k.Key, k => k.End);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var key = new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2));
+                stored[key] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
+                if (reader.GetBoolean(5))
+                {
+                    created.Add((key, ends[key]));
+                }
+            }
 
-        // The locking INSERT returns no result set: the reader starts on the SELECT's.
-        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        return await ReadTotalsAsync(reader, keys.Count, cancellationToken).ConfigureAwait(false);
-    }
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            inserted = await ReadIdsAsync(reader, events.Count, cancellationToken).ConfigureAwait(false);
+        }
 
-    // One round trip for the first half of a guarded batch: the accounts, the lock and read of the
-    // (predicted) period totals, and the insert; the statements run in this order.
-    public async Task<(Dictionary<Guid, AccountLimits> Accounts, Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
-    {
-        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
-        AddAccountCommands(batch, users);
-        AddLockCommands(batch, keys);
-        batch.BatchCommands.Add(InsertCommand(events));
-        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        var accounts = await ReadAccountsAsync(reader, cancellationToken).ConfigureAwait(false);
-        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-        var totals = await ReadTotalsAsync(reader, keys.Count, cancellationToken).ConfigureAwait(false);
-        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-        var inserted = await ReadIdsAsync(reader, events.Count, cancellationToken).ConfigureAwait(false);
-        return (accounts, totals, inserted);
+        var before = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
+        foreach (var (key, _, delta) in keys)
+        {
+            var now = stored[key];
+            before[key] = new PeriodTotals(now.Quantity - delta.Quantity, now.Count - delta.Count);
+        }
+
+        if (created.Count > 0)
+        {
+            await using var seed = new NpgsqlCommand(SeedTotalsSql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+            seed.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. created.Select(k => k.Key.UserId)] });
+            seed.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. created.Select(k => k.Key.Meter)] });
+            seed.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. created.Select(k => k.Key.PeriodStart.ToUniversalTime())] });
+            seed.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. created.Select(k => k.End.ToUniversalTime())] });
+            seed.Parameters.Add(new NpgsqlParameter<Guid[]>("batch", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. events.Select(e => e.Id)] });
+            await using var reader = await seed.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                before[new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2))] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
+            }
+        }
+
+        return new GuardRead(accounts, before, stored, inserted);
     }
 
     private static void AddAccountCommands(NpgsqlBatch batch, IReadOnlyCollection<Guid> users)
@@ -300,35 +335,6 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
         await BillingStateQuery.ReadSettingsAsync(reader, result, static (r, i) => r.GetDecimal(i), cancellationToken).ConfigureAwait(false);
         return BillingStateQuery.ToAccounts(result);
-    }
-
-    private static void AddLockCommands(NpgsqlBatch batch, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys)
-    {
-        var users = keys.Select(k => k.Key.UserId).ToArray();
-        var meters = keys.Select(k => k.Key.Meter).ToArray();
-        var starts = keys.Select(k => k.Key.PeriodStart.ToUniversalTime()).ToArray();
-        var lockRows = new NpgsqlBatchCommand(LockTotalsSql);
-        lockRows.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = users });
-        lockRows.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = meters });
-        lockRows.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = starts });
-        lockRows.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. keys.Select(k => k.End.ToUniversalTime())] });
-        var read = new NpgsqlBatchCommand(ReadTotalsSql);
-        read.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = users });
-        read.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = meters });
-        read.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = starts });
-        batch.BatchCommands.Add(lockRows);
-        batch.BatchCommands.Add(read);
-    }
-
-    private static async Task<Dictionary<PeriodKey, PeriodTotals>> ReadTotalsAsync(DbDataReader reader, int capacity, CancellationToken cancellationToken)
-    {
-        var totals = new Dictionary<PeriodKey, PeriodTotals>(capacity);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            totals[new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2))] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
-        }
-
-        return totals;
     }
 
     // One round trip: the rollups (hourly first, the lock order), the totals (already locked) and the alerts.

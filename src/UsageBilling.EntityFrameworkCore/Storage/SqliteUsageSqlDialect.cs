@@ -234,7 +234,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
     // The recording transaction is BEGIN IMMEDIATE (Microsoft.Data.Sqlite's default): it holds the
     // database's one write lock from its start, so these reads and the writes after them are one
     // atomic step across every process on the file.
-    public async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, CancellationToken cancellationToken)
+    private static async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End, PeriodTotals Delta)> keys, CancellationToken cancellationToken)
     {
         var totals = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
         await using var read = ((SqliteConnection)connection).CreateCommand();
@@ -255,7 +255,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
         var sm = seed.Parameters.Add("$m", SqliteType.Text);
         var ss = seed.Parameters.Add("$s", SqliteType.Integer);
         var se = seed.Parameters.Add("$e", SqliteType.Integer);
-        foreach (var (key, end) in keys)
+        foreach (var (key, end, _) in keys)
         {
             ru.Value = su.Value = GuidText(key.UserId);
             rm.Value = sm.Value = key.Meter;
@@ -284,11 +284,12 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
     }
 
     // SQLite runs in-process: a "round trip" costs microseconds, so the steps simply run in order.
-    public async Task<(Dictionary<Guid, AccountLimits> Accounts, Dictionary<PeriodKey, PeriodTotals> Totals, HashSet<Guid> Inserted)> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    public async Task<GuardRead> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End, PeriodTotals Delta)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
     {
         var accounts = await AccountsAsync(connection, transaction, users, cancellationToken).ConfigureAwait(false);
         var totals = await LockTotalsAsync(connection, transaction, keys, cancellationToken).ConfigureAwait(false);
-        return (accounts, totals, await InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false));
+        var inserted = await InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+        return new GuardRead(accounts, totals, totals, inserted);
     }
 
     public async Task WriteGuardedBatchAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
