@@ -315,6 +315,33 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
     }
 
     [Fact]
+    public async Task UsagePage_SpendControlForm_SavesCapAndThresholds_AndRejectsBadInput()
+    {
+        var (session, _) = await app.SignUpAsync();
+        using var __ = session;
+        await session.ChoosePlanAsync("starter");
+
+        var fields = UserSession.FieldsOf(await session.GetPageAsync("/usage"), "limits");
+        fields["Form.SpendCap"] = "30";   // above the plan's 25.00
+        fields["Form.Percents"] = "50, 90";
+        fields["Form.Amounts"] = "";
+        var refused = await UserSession.ParseAsync(await session.PostFormAsync("/usage", fields));
+        Assert.Contains("above the plan's spend limit", refused.QuerySelector("[data-testid='limits-message']")?.TextContent, StringComparison.Ordinal);
+
+        fields["Form.SpendCap"] = "12.5";
+        fields["Form.Amounts"] = "5";
+        var saved = await UserSession.ParseAsync(await session.PostFormAsync("/usage", fields));
+        Assert.Contains("Saved", saved.QuerySelector("[data-testid='limits-message']")?.TextContent, StringComparison.Ordinal);
+
+        var settings = JsonNode.Parse(await session.Client.GetStringAsync("/api/limits/ai_messages", Ct))!;
+        Assert.Equal(12.5m, settings["spendCap"]!.GetValue<decimal>());
+        Assert.Equal(3, settings["alerts"]!.AsArray().Count);
+        var page = await session.GetPageAsync("/usage");
+        Assert.Equal("12.5", page.QuerySelector("[data-testid='spend-cap']")?.GetAttribute("value"));
+        Assert.Equal("50, 90", page.QuerySelector("[data-testid='alert-percents']")?.GetAttribute("value"));
+    }
+
+    [Fact]
     public async Task OtherAccountsIds_AnswerNotFound()
     {
         var (alice, aliceId) = await app.SignUpAsync();
