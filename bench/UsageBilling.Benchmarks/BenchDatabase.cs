@@ -47,7 +47,11 @@ public sealed class BenchDatabase : IAsyncDisposable
     public IReadOnlyList<Guid> Users { get; }
 
     /// <summary>Creates a new database, migrates it through the library, and inserts <paramref name="userCount"/> users.</summary>
-    public static async Task<BenchDatabase> CreateAsync(BenchProvider provider, int userCount, Action<UsageBillingOptions>? configure = null)
+    /// <param name="provider">The database.</param>
+    /// <param name="userCount">How many users to insert.</param>
+    /// <param name="configure">Options on top of the one meter.</param>
+    /// <param name="customerPlan">When set, every user also gets a billing customer on this plan.</param>
+    public static async Task<BenchDatabase> CreateAsync(BenchProvider provider, int userCount, Action<UsageBillingOptions>? configure = null, string? customerPlan = null)
     {
         string cs;
         Func<Task> drop;
@@ -95,6 +99,9 @@ public sealed class BenchDatabase : IAsyncDisposable
         var builder = services.AddUsageBilling(o =>
         {
             o.Meters["ai_messages"] = new MeterDefinition { DisplayName = "AI messages" };
+
+            // The recording benchmarks' users have no plan: they measure the write path, not the no-plan policy.
+            o.Limits.NoPlan = NoPlanPolicy.Allow;
             configure?.Invoke(o);
         });
         if (provider == BenchProvider.Sqlite)
@@ -115,6 +122,11 @@ public sealed class BenchDatabase : IAsyncDisposable
             {
                 var now = DateTimeOffset.UtcNow;
                 context.Users.AddRange(users.Select((id, i) => new BillingUser { Id = id, Email = $"user{i}@bench.example", CreatedAt = now }));
+                if (customerPlan is not null)
+                {
+                    context.BillingCustomers.AddRange(users.Select((id, i) => new BillingCustomer { UserId = id, StripeCustomerId = $"cus_bench{i}", PlanId = customerPlan, CreatedAt = now, UpdatedAt = now }));
+                }
+
                 await context.SaveChangesAsync();
             }
 
@@ -155,6 +167,7 @@ public sealed class BenchDatabase : IAsyncDisposable
         services.AddUsageBilling(o =>
         {
             o.Meters["ai_messages"] = new MeterDefinition { DisplayName = "AI messages" };
+            o.Limits.NoPlan = NoPlanPolicy.Allow;
             configure?.Invoke(o);
         }).UsePostgres(cs);
         var sp = services.BuildServiceProvider();

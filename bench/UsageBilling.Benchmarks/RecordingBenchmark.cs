@@ -26,7 +26,8 @@ public static class RecordingBenchmark
         var events = args.Int("events") ?? 20_000;
         var naiveEventsOption = args.Int("naive-events");
         var providerName = args.String("provider") ?? "both";
-        var callerCounts = args.IntList("callers") ?? [1, 8, 64];
+        var callersGiven = args.IntList("callers");
+        var callerCounts = callersGiven ?? [1, 8, 64];
         var writers = args.Int("writers");
         var batchSize = args.Int("batch-size");
         var rawBatch = args.Int("raw-batch") ?? 1000;
@@ -34,6 +35,8 @@ public static class RecordingBenchmark
         var rawStatement = args.Int("raw-statement-rows") ?? 10;
         var skipNaive = args.Flag("skip-naive");
         var skipRaw = args.Flag("skip-raw");
+        var enforcement = args.Flag("enforcement");
+        var rounds = args.Int("rounds") ?? 2;
         args.EnsureAllRead();
 
         BenchProvider[] providers = providerName switch
@@ -53,6 +56,11 @@ public static class RecordingBenchmark
         Console.WriteLine($"# events={events}, users={UserCount}, meter={Meter}, half with idempotency keys, writers={writers?.ToString(CultureInfo.InvariantCulture) ?? "default"}, " +
             $"max batch={batchSize?.ToString(CultureInfo.InvariantCulture) ?? "default"}, raw={rawSql} x{rawBatch} rows/tx (SQLite: {rawStatement} rows/statement)");
         Console.WriteLine($"# load average at start: {BenchInfo.LoadAverage()}");
+
+        if (enforcement)
+        {
+            return await RunEnforcementAsync(providers, events, callersGiven ?? [64], rounds);
+        }
 
         var rows = new List<Row>();
         foreach (var provider in providers)
@@ -84,11 +92,65 @@ public static class RecordingBenchmark
     }
 
 
-    /// <summary>Runs one method on a fresh database: warm-up, timed run, row-count check.</summary>
-    private static async Task<Measurement> MeasureAsync(BenchProvider provider, string method, int events, int callers, Action<Configuration.UsageBillingOptions>? configure, Driver driver)
+    /// <summary>
+    /// <c>recording --enforcement</c>: the recorder with spend control on (every user on a plan with a
+    /// hard limit, a spend limit and three alert thresholds that the run crosses) against the same
+    /// recorder with <c>Limits:Enforce=false</c>, same users, same workload, alternating rounds.
+    /// </summary>
+    private static async Task<int> RunEnforcementAsync(BenchProvider[] providers, int events, IReadOnlyList<int> callerCounts, int rounds)
     {
-        await using var db = await BenchDatabase.CreateAsync(provider, UserCount, configure);
-        var warmup = Math.Min(500, Math.Max(10, events / 20));
+        static void Plan(Configuration.UsageBillingOptions o, bool enforce)
+        {
+            var plan = new Configuration.PlanDefinition { DisplayName = "Bench", MonthlyPrice = 10m };
+            plan.Meters[Meter] = new Configuration.PlanMeterPrice { Included = 10, UnitPrice = 0.01m, HardLimit = 1_000_000, SpendLimit = 5_000m };
+            o.Plans["bench"] = plan;
+            foreach (var p in new[] { 50m, 80m, 100m })
+            {
+                o.Limits.Alerts.Add(new Configuration.AlertThreshold { Kind = Configuration.AlertThresholdKind.PercentOfIncluded, Value = p });
+            }
+
+            o.Limits.Enforce = enforce;
+        }
+
+        var rows = new List<(BenchProvider Provider, int Callers, List<Measurement> On, List<Measurement> Off)>();
+        foreach (var provider in providers)
+        {
+            foreach (var callers in callerCounts)
+            {
+                var on = new List<Measurement>();
+                var off = new List<Measurement>();
+                for (var round = 0; round < rounds; round++)
+                {
+                    // Warm-up: one event per user, so the period rows exist (a month's steady state; the
+                    // first event of each account·meter·period pays one more round trip to seed its row).
+                    off.Add(await MeasureAsync(provider, "enf-off", events, callers, o => Plan(o, false), RecorderDriver, "bench", UserCount));
+                    on.Add(await MeasureAsync(provider, "enf-on", events, callers, o => Plan(o, true), RecorderDriver, "bench", UserCount));
+                }
+
+                rows.Add((provider, callers, on, off));
+            }
+        }
+
+        Console.WriteLine($"# load average at end: {BenchInfo.LoadAverage()}");
+        Console.WriteLine();
+        Console.WriteLine("| provider | callers | enforcement off ev/s (rounds) | enforcement on ev/s (rounds) | on/off (means) | on batches (avg size) |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|");
+        foreach (var (provider, callers, on, off) in rows)
+        {
+            static string Runs(List<Measurement> m) => string.Join(" / ", m.Select(x => x.EventsPerSecond.ToString("N0", CultureInfo.InvariantCulture)));
+            var ratio = on.Average(m => m.EventsPerSecond) / off.Average(m => m.EventsPerSecond);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {(provider == BenchProvider.Postgres ? "PostgreSQL" : "SQLite")} | {callers} | {Runs(off)} | {Runs(on)} | **{ratio:0.00}×** | {on[^1].Batches} ({on[^1].AverageBatch:0.0}) |"));
+        }
+
+        return 0;
+    }
+
+    /// <summary>Runs one method on a fresh database: warm-up, timed run, row-count check.</summary>
+    private static async Task<Measurement> MeasureAsync(BenchProvider provider, string method, int events, int callers, Action<Configuration.UsageBillingOptions>? configure, Driver driver, string? customerPlan = null, int? warmupEvents = null)
+    {
+        await using var db = await BenchDatabase.CreateAsync(provider, UserCount, configure, customerPlan);
+        var warmup = warmupEvents ?? Math.Min(500, Math.Max(10, events / 20));
         await driver(db, callers, Workload.Warmup(warmup), null);
 
         using var batches = new BatchSizeListener();

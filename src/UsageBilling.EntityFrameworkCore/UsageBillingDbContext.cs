@@ -31,6 +31,15 @@ public abstract class UsageBillingDbContext : DbContext
     /// <summary>The daily rollup of the usage buffer, which summaries read.</summary>
     public DbSet<UsageDaily> UsageDaily => Set<UsageDaily>();
 
+    /// <summary>Recorded usage per account, meter and billing period, which limits are enforced against.</summary>
+    public DbSet<UsagePeriodTotal> UsagePeriodTotals => Set<UsagePeriodTotal>();
+
+    /// <summary>Accounts' own caps and alert thresholds.</summary>
+    public DbSet<UsageAccountLimit> UsageAccountLimits => Set<UsageAccountLimit>();
+
+    /// <summary>The usage alert outbox.</summary>
+    public DbSet<UsageAlertRecord> UsageAlerts => Set<UsageAlertRecord>();
+
     /// <summary>The reports sent (or to send) to Stripe.</summary>
     public DbSet<UsageReport> UsageReports => Set<UsageReport>();
 

@@ -4,7 +4,10 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using UsageBilling.Configuration;
 using UsageBilling.DependencyInjection;
+using UsageBilling.Recording;
 using UsageBilling.EntityFrameworkCore.Storage;
 using UsageBilling.Flushing;
 using UsageBilling.Storage;
@@ -65,7 +68,14 @@ public static class UsageBillingEntityFrameworkExtensions
     {
         builder.Services.RemoveAll<IUsageStore>();
         builder.Services.RemoveAll<IUsageFlushStore>();
-        builder.Services.AddSingleton<IUsageStore>(sp => new EfUsageStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), dialect));
+        builder.Services.RemoveAll<ISpendControlStore>();
+        builder.Services.AddSingleton(sp => new EfUsageStore<TContext>(
+            sp.GetRequiredService<IDbContextFactory<TContext>>(),
+            dialect,
+            new UsageGuard(sp.GetRequiredService<IOptions<UsageBillingOptions>>().Value),
+            sp.GetRequiredService<TimeProvider>()));
+        builder.Services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<EfUsageStore<TContext>>());
+        builder.Services.AddSingleton<ISpendControlStore>(sp => sp.GetRequiredService<EfUsageStore<TContext>>());
         builder.Services.AddSingleton<IUsageFlushStore>(sp => new EfUsageFlushStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, dialect, sp.GetRequiredService<TimeProvider>()));
         builder.Services.RemoveAll<IBillingAccountStore>();
         builder.Services.AddSingleton<IBillingAccountStore>(sp => new EfBillingAccountStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), sp.GetRequiredService<TimeProvider>()));

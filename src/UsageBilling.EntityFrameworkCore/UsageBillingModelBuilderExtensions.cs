@@ -8,8 +8,9 @@ namespace UsageBilling.EntityFrameworkCore;
 public static class UsageBillingModelBuilderExtensions
 {
     /// <summary>
-    /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_daily</c>, <c>usage_reports</c>, <c>billing_customers</c>,
-    /// <c>billing_subscription_items</c> and <c>stripe_webhook_events</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
+    /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_daily</c>, <c>usage_period_totals</c>, <c>usage_account_limits</c>,
+    /// <c>usage_alerts</c>, <c>usage_reports</c>, <c>billing_customers</c>, <c>billing_subscription_items</c> and
+    /// <c>stripe_webhook_events</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
     /// whose primary key must be a single <see cref="Guid"/> (ASP.NET Core Identity with Guid keys fits).
     /// </summary>
     /// <typeparam name="TUser">The app's user entity.</typeparam>
@@ -33,6 +34,7 @@ public static class UsageBillingModelBuilderExtensions
             e.Property(x => x.ReportId).HasColumnName("report_id");
             e.Property(x => x.ReportedAt).HasColumnName("reported_at");
             e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.Property(x => x.RequestFingerprint).HasColumnName("request_fingerprint").HasMaxLength(128);
             e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_events_user");
             e.HasIndex(x => new { x.UserId, x.IdempotencyKey }).IsUnique().HasDatabaseName("ux_usage_events_user_key");
 
@@ -61,6 +63,61 @@ public static class UsageBillingModelBuilderExtensions
             e.HasKey(x => new { x.UserId, x.Day, x.Meter }).HasName("pk_usage_daily");
             e.Property(x => x.Day).HasColumnName("day");
             MapRollup<TUser, UsageDaily>(e, "usage_daily");
+        });
+
+        // Spend control: the period totals every recording transaction locks and checks, the
+        // accounts' own caps and thresholds, and the alert outbox.
+        modelBuilder.Entity<UsagePeriodTotal>(e =>
+        {
+            e.ToTable("usage_period_totals");
+            e.HasKey(x => new { x.UserId, x.Meter, x.PeriodStart }).HasName("pk_usage_period_totals");
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
+            e.Property(x => x.PeriodStart).HasColumnName("period_start");
+            e.Property(x => x.PeriodEnd).HasColumnName("period_end");
+            e.Property(x => x.Quantity).HasColumnName("quantity");
+            e.Property(x => x.EventCount).HasColumnName("event_count");
+            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_period_totals_user");
+            e.HasStorageParameter("fillfactor", 70);
+        });
+
+        modelBuilder.Entity<UsageAccountLimit>(e =>
+        {
+            e.ToTable("usage_account_limits");
+            e.HasKey(x => new { x.UserId, x.Meter }).HasName("pk_usage_account_limits");
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
+            e.Property(x => x.SpendCap).HasColumnName("spend_cap").HasPrecision(18, 6);
+            e.Property(x => x.QuantityCap).HasColumnName("quantity_cap");
+            e.Property(x => x.AlertThresholds).HasColumnName("alert_thresholds").HasMaxLength(2000);
+            e.Property(x => x.UpdatedAt).HasColumnName("updated_at");
+            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_account_limits_user");
+        });
+
+        modelBuilder.Entity<UsageAlertRecord>(e =>
+        {
+            e.ToTable("usage_alerts");
+            e.HasKey(x => x.Id).HasName("pk_usage_alerts");
+            e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
+            e.Property(x => x.PeriodStart).HasColumnName("period_start");
+            e.Property(x => x.PeriodEnd).HasColumnName("period_end");
+            e.Property(x => x.Threshold).HasColumnName("threshold").HasMaxLength(100).IsRequired();
+            e.Property(x => x.Used).HasColumnName("used");
+            e.Property(x => x.Amount).HasColumnName("amount").HasPrecision(18, 6);
+            e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.Property(x => x.DeliveredAt).HasColumnName("delivered_at");
+            e.Property(x => x.Attempts).HasColumnName("attempts");
+            e.Property(x => x.NextAttemptAt).HasColumnName("next_attempt_at");
+            e.Property(x => x.LeaseOwner).HasColumnName("lease_owner").HasMaxLength(100);
+            e.Property(x => x.LeaseExpiresAt).HasColumnName("lease_expires_at");
+            e.Property(x => x.LastError).HasColumnName("last_error").HasMaxLength(2000);
+            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_alerts_user");
+
+            // Exactly once per account·meter·period·threshold, whatever the concurrency.
+            e.HasIndex(x => new { x.UserId, x.Meter, x.PeriodStart, x.Threshold }).IsUnique().HasDatabaseName("ux_usage_alerts_threshold");
+            e.HasIndex(x => x.NextAttemptAt).HasFilter("delivered_at IS NULL").HasDatabaseName("ix_usage_alerts_due");
         });
 
         modelBuilder.Entity<UsageReport>(e =>

@@ -357,7 +357,7 @@ public abstract class RecordingComplianceTests(Provider provider) : IAsyncLifeti
         Assert.Equal(0, ai.Remaining);
         Assert.Equal(150.0, ai.PercentOfIncluded, 3);
         Assert.Equal(50 * 0.02m, ai.ProjectedCost);
-        Assert.Equal(1000, ai.HardLimit);
+        Assert.Equal(100_000_000, ai.HardLimit);
 
         var api = summary.Meters.Single(m => m.Meter == "api_calls");
         Assert.Equal(6, api.Used);

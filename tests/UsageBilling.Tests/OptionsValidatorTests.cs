@@ -75,4 +75,19 @@ public class OptionsValidatorTests
         Assert.Contains(errors, e => e.Contains("'bad name!'", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.Contains("'gold'", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void Validate_BadLimits_FailWithTheirPaths()
+    {
+        var o = Valid();
+        o.Plans["starter"].Meters["ai_messages"].SpendLimit = -1m;
+        o.Limits.NoPlanAllowance["gpu"] = 5;
+        o.Limits.Alerts.Add(new AlertThreshold { Kind = AlertThresholdKind.Amount, Value = 0m });
+        o.Limits.Delivery.BatchSize = 0;
+        var errors = Errors(o).ToList();
+        Assert.Contains(errors, e => e.Contains("SpendLimit must not be negative", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("NoPlanAllowance names meter 'gpu'", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("Alerts:0: Value must be above zero", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.Contains("Delivery:BatchSize", StringComparison.Ordinal));
+    }
 }

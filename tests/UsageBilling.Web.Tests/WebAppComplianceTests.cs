@@ -204,6 +204,145 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
     }
 
     [Fact]
+    public async Task AssistantApi_OverTheLimit_Answers429ProblemWithLimitUsedAndResetsAt_AndThePageSaysUntilWhen()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("tiny");
+        var limit = int.Parse(WebApp.TinyHardLimit, System.Globalization.CultureInfo.InvariantCulture);
+        for (var i = 0; i < limit; i++)
+        {
+            Assert.Equal(HttpStatusCode.OK, (await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = $"m{i}", requestId = Guid.NewGuid().ToString("N") }, Ct)).StatusCode);
+        }
+
+        var refused = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "one more", requestId = Guid.NewGuid().ToString("N") }, Ct);
+
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Equal("application/problem+json", refused.Content.Headers.ContentType?.MediaType);
+        Assert.NotNull(refused.Headers.RetryAfter);
+        var problem = JsonNode.Parse(await refused.Content.ReadAsStringAsync(Ct))!;
+        var usage = await session.GetUsageAsync();
+        var meter = usage.Meters.Single(m => m.Meter == "ai_messages");
+        Assert.Equal(limit, problem["limit"]!.GetValue<decimal>());
+        Assert.Equal(limit, problem["used"]!.GetValue<decimal>());
+        Assert.Equal(meter.PeriodEnd, problem["resetsAt"]!.GetValue<DateTimeOffset>());
+        Assert.Equal("HardLimit", problem["limitKind"]!.GetValue<string>());
+        await using (var db = app.CreateDbContext())
+        {
+            Assert.Equal(limit, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+        }
+
+        var page = await session.GetPageAsync("/usage");
+        Assert.Contains("nothing more can be used until", page.QuerySelector("[data-testid='limit-reached-ai_messages']")?.TextContent, StringComparison.Ordinal);
+        Assert.Equal(meter.PeriodEnd.UtcDateTime.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture), page.QuerySelector("[data-testid='resets-at-ai_messages']")?.TextContent);
+
+        // Default thresholds: 80 % and 100 % of the 5 included, 100 % of the limit; the newest is the banner.
+        Assert.Contains("100 % of your AI messages limit", page.QuerySelector("[data-testid='alert-banner']")?.TextContent, StringComparison.Ordinal);
+        var alerts = JsonNode.Parse(await session.Client.GetStringAsync("/api/alerts", Ct))!.AsArray();
+        Assert.Equal(3, alerts.Count);
+    }
+
+    [Fact]
+    public async Task AssistantApi_SameRequestIdWithAnotherMessage_Answers409AndRecordsNothing()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        var requestId = Guid.NewGuid().ToString("N");
+        var first = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "first message", requestId }, Ct);
+        var replay = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "first message", requestId }, Ct);
+
+        var other = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "a different message", requestId }, Ct);
+
+        Assert.Equal(HttpStatusCode.OK, first.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, replay.StatusCode);
+        Assert.Equal((await first.Content.ReadFromJsonAsync<JsonObject>(Ct))!["reply"]!.GetValue<string>(), (await replay.Content.ReadFromJsonAsync<JsonObject>(Ct))!["reply"]!.GetValue<string>());
+        Assert.Equal(HttpStatusCode.Conflict, other.StatusCode);
+        Assert.Equal("application/problem+json", other.Content.Headers.ContentType?.MediaType);
+        await using var db = app.CreateDbContext();
+        Assert.Equal(1, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+    }
+
+    [Fact]
+    public async Task AssistantApi_WithoutPlan_HasTheFreeAllowanceThen429()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        var results = new List<HttpStatusCode>();
+        for (var i = 0; i < 21; i++)
+        {
+            results.Add((await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = $"free {i}", requestId = Guid.NewGuid().ToString("N") }, Ct)).StatusCode);
+        }
+
+        Assert.Equal(20, results.Count(r => r == HttpStatusCode.OK));
+        Assert.Equal(HttpStatusCode.TooManyRequests, results[^1]);
+        await using var db = app.CreateDbContext();
+        Assert.Equal(20, await db.UsageEvents.CountAsync(e => e.UserId == userId, Ct));
+    }
+
+    [Fact]
+    public async Task LimitsApi_CustomerSpendCap_StopsUsageThere_AndBadInputIs400()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+
+        var tooHigh = await session.Client.PutAsJsonAsync("/api/limits/ai_messages", new { spendCap = 25.01m }, Ct);
+        var badThreshold = await session.Client.PutAsJsonAsync("/api/limits/ai_messages", new { alertThresholds = new[] { "percent_of_included:-5" } }, Ct);
+        var unknownMeter = await session.Client.PutAsJsonAsync("/api/limits/gpu", new { spendCap = 1m }, Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, tooHigh.StatusCode);
+        Assert.Contains("spend limit", await tooHigh.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadRequest, badThreshold.StatusCode);
+        Assert.Equal(HttpStatusCode.BadRequest, unknownMeter.StatusCode);
+
+        // Starter: 100 included, then 0.02 each; a 0.04 cap allows 102 messages.
+        var saved = await session.Client.PutAsJsonAsync("/api/limits/ai_messages", new { spendCap = 0.04m, alertThresholds = new[] { "amount:0.02" } }, Ct);
+        Assert.Equal(HttpStatusCode.OK, saved.StatusCode);
+        await using (var db = app.CreateDbContext())
+        {
+            var now = DateTimeOffset.UtcNow;
+            db.UsageEvents.AddRange(Enumerable.Range(0, 100).Select(i => new UsageBilling.EntityFrameworkCore.Entities.UsageEvent { Id = Guid.CreateVersion7(), UserId = userId, Meter = "ai_messages", Quantity = 1, OccurredAt = now, CreatedAt = now }));
+            await db.SaveChangesAsync(Ct);
+        }
+
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 3; i++)
+        {
+            statuses.Add((await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = $"paid {i}", requestId = Guid.NewGuid().ToString("N") }, Ct)).StatusCode);
+        }
+
+        Assert.Equal([HttpStatusCode.OK, HttpStatusCode.OK, HttpStatusCode.TooManyRequests], statuses);
+        var alerts = JsonNode.Parse(await session.Client.GetStringAsync("/api/alerts", Ct))!.AsArray();
+        Assert.Contains(alerts, a => a!["threshold"]!["kind"]!.ToString() is "Amount" or "3");
+    }
+
+    [Fact]
+    public async Task UsagePage_SpendControlForm_SavesCapAndThresholds_AndRejectsBadInput()
+    {
+        var (session, _) = await app.SignUpAsync();
+        using var __ = session;
+        await session.ChoosePlanAsync("starter");
+
+        var fields = UserSession.FieldsOf(await session.GetPageAsync("/usage"), "limits");
+        fields["Form.SpendCap"] = "30";   // above the plan's 25.00
+        fields["Form.Percents"] = "50, 90";
+        fields["Form.Amounts"] = "";
+        var refused = await UserSession.ParseAsync(await session.PostFormAsync("/usage", fields));
+        Assert.Contains("above the plan's spend limit", refused.QuerySelector("[data-testid='limits-message']")?.TextContent, StringComparison.Ordinal);
+
+        fields["Form.SpendCap"] = "12.5";
+        fields["Form.Amounts"] = "5";
+        var saved = await UserSession.ParseAsync(await session.PostFormAsync("/usage", fields));
+        Assert.Contains("Saved", saved.QuerySelector("[data-testid='limits-message']")?.TextContent, StringComparison.Ordinal);
+
+        var settings = JsonNode.Parse(await session.Client.GetStringAsync("/api/limits/ai_messages", Ct))!;
+        Assert.Equal(12.5m, settings["spendCap"]!.GetValue<decimal>());
+        Assert.Equal(3, settings["alerts"]!.AsArray().Count);
+        var page = await session.GetPageAsync("/usage");
+        Assert.Equal("12.5", page.QuerySelector("[data-testid='spend-cap']")?.GetAttribute("value"));
+        Assert.Equal("50, 90", page.QuerySelector("[data-testid='alert-percents']")?.GetAttribute("value"));
+    }
+
+    [Fact]
     public async Task OtherAccountsIds_AnswerNotFound()
     {
         var (alice, aliceId) = await app.SignUpAsync();

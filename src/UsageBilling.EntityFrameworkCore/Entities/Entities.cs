@@ -31,6 +31,109 @@ public sealed class UsageEvent
 
     /// <summary>When the event was recorded.</summary>
     public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>A digest of the request the idempotency key was used for, if the caller bound one.</summary>
+    public string? RequestFingerprint { get; set; }
+}
+
+/// <summary>
+/// A row of <c>usage_period_totals</c>: one account's recorded usage of one meter in one billing period.
+/// The recorder locks it in every recording transaction and checks limits against it, so concurrent
+/// writers (threads, processes, app instances) serialize per account·meter·period and never overshoot.
+/// </summary>
+public sealed class UsagePeriodTotal
+{
+    /// <summary>The app's user; deleting the user deletes these rows.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The Stripe meter event name.</summary>
+    public string Meter { get; set; } = "";
+
+    /// <summary>Inclusive start of the billing period.</summary>
+    public DateTimeOffset PeriodStart { get; set; }
+
+    /// <summary>Exclusive end of the billing period.</summary>
+    public DateTimeOffset PeriodEnd { get; set; }
+
+    /// <summary>Sum of the quantities recorded in the period.</summary>
+    public long Quantity { get; set; }
+
+    /// <summary>Number of events recorded in the period.</summary>
+    public long EventCount { get; set; }
+}
+
+/// <summary>A row of <c>usage_account_limits</c>: an account's own caps and alert thresholds for one meter.</summary>
+public sealed class UsageAccountLimit
+{
+    /// <summary>The app's user; deleting the user deletes these rows.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The Stripe meter event name.</summary>
+    public string Meter { get; set; } = "";
+
+    /// <summary>The account's spend cap per period, in currency units (at most the plan's spend limit).</summary>
+    public decimal? SpendCap { get; set; }
+
+    /// <summary>The account's quantity cap per period (at most the plan's hard limit).</summary>
+    public long? QuantityCap { get; set; }
+
+    /// <summary>The account's alert thresholds as keys joined by <c>;</c> (for example <c>percent_of_included:80;amount:25</c>); <see langword="null"/> = the configured defaults.</summary>
+    public string? AlertThresholds { get; set; }
+
+    /// <summary>When the row last changed.</summary>
+    public DateTimeOffset UpdatedAt { get; set; }
+}
+
+/// <summary>
+/// A row of <c>usage_alerts</c>: the outbox of usage alerts. Written in the recording transaction that
+/// crossed the threshold, unique per account·meter·period·threshold, delivered at least once.
+/// </summary>
+public sealed class UsageAlertRecord
+{
+    /// <summary>The alert id, stable across redeliveries.</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>The app's user; deleting the user deletes these rows.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The Stripe meter event name.</summary>
+    public string Meter { get; set; } = "";
+
+    /// <summary>Inclusive start of the billing period.</summary>
+    public DateTimeOffset PeriodStart { get; set; }
+
+    /// <summary>Exclusive end of the billing period.</summary>
+    public DateTimeOffset PeriodEnd { get; set; }
+
+    /// <summary>The threshold key (for example <c>percent_of_included:80</c>).</summary>
+    public string Threshold { get; set; } = "";
+
+    /// <summary>The period's usage right after the crossing.</summary>
+    public long Used { get; set; }
+
+    /// <summary>The period's projected cost right after the crossing, in currency units.</summary>
+    public decimal Amount { get; set; }
+
+    /// <summary>When the crossing was recorded.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>When every handler accepted it; <see langword="null"/> while pending.</summary>
+    public DateTimeOffset? DeliveredAt { get; set; }
+
+    /// <summary>Delivery attempts made.</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>When the next attempt is due.</summary>
+    public DateTimeOffset NextAttemptAt { get; set; }
+
+    /// <summary>The dispatcher currently delivering it, if leased.</summary>
+    public string? LeaseOwner { get; set; }
+
+    /// <summary>When the current lease lapses.</summary>
+    public DateTimeOffset? LeaseExpiresAt { get; set; }
+
+    /// <summary>The last delivery error, for operators.</summary>
+    public string? LastError { get; set; }
 }
 
 /// <summary>

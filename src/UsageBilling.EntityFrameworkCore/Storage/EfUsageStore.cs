@@ -1,5 +1,8 @@
+using System.Data.Common;
 using Microsoft.EntityFrameworkCore;
+using UsageBilling.Configuration;
 using UsageBilling.EntityFrameworkCore.Entities;
+using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
@@ -9,9 +12,19 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// reads, the provider dialect's raw multi-row SQL for the recorder's hot insert.
 /// </summary>
 /// <typeparam name="TContext">The app's context.</typeparam>
-internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> contexts, IUsageSqlDialect dialect) : IUsageStore
+internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> contexts, IUsageSqlDialect dialect, UsageGuard? guard = null, TimeProvider? time = null) : IUsageStore, ISpendControlStore
     where TContext : DbContext
 {
+    /// <summary>The most accounts whose last-seen state is kept to predict which periods a batch locks.</summary>
+    private const int MaxAccountHints = 100_000;
+
+    private static readonly AccountLimits NoAccount = new(null, new Dictionary<string, AccountMeterSettings>());
+
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
+    // Only a prediction: every batch reads the accounts again and checks it (see GuardedInsertAsync).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, AccountLimits> _accountHints = new();
+
     public int DefaultConcurrentBatches => dialect.DefaultConcurrentBatches;
 
     public async Task<IReadOnlyList<StoredEventOutcome>> InsertEventsAsync(IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
@@ -50,15 +63,134 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
     private async Task<StoredEventOutcome[]> InsertInTransactionAsync(TContext context, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
     {
         var connection = context.Database.GetDbConnection();
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        var inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
-        var hourly = UsageRollup.FromInserted(events, inserted);
-        await dialect.UpsertRollupsAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), cancellationToken).ConfigureAwait(false);
+        var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            IReadOnlyDictionary<int, UsageLimitExceededException>? refused = null;
+            HashSet<Guid> inserted;
+            if (guard is { Enabled: true })
+            {
+                (inserted, refused, transaction) = await GuardedInsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                inserted = await dialect.InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+                var hourly = UsageRollup.FromInserted(events, inserted);
+                await dialect.UpsertRollupsAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), cancellationToken).ConfigureAwait(false);
+            }
+
+            var outcomes = await OutcomesAsync(connection, transaction, events, inserted, refused, cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return outcomes;
+        }
+        finally
+        {
+            await transaction.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Spend control, all in the batch's transaction: lock the period totals of the batch (in one global
+    /// order), insert, let the guard decide in batch order, take back what it refused, then write the
+    /// rollups, the new totals and the alerts crossed. Which periods to lock depends on the accounts'
+    /// subscription periods; they are predicted from the last state seen and read in the same round trip
+    /// as the lock, and a wrong prediction (a period changed) rolls back and redoes the batch.
+    /// </summary>
+    private async Task<(HashSet<Guid> Inserted, IReadOnlyDictionary<int, UsageLimitExceededException>? Refused, DbTransaction Transaction)> GuardedInsertAsync(
+        DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        var users = events.Select(e => e.UserId).ToHashSet();
+        for (var attempt = 0; ; attempt++)
+        {
+            var hints = new Dictionary<Guid, AccountLimits>(users.Count);
+            foreach (var user in users)
+            {
+                if (_accountHints.TryGetValue(user, out var hint))
+                {
+                    hints[user] = hint;
+                }
+            }
+
+            var predicted = guard!.Rules(events, hints);
+            var deltas = new Dictionary<PeriodKey, (DateTimeOffset End, PeriodTotals Delta)>();
+            for (var i = 0; i < events.Count; i++)
+            {
+                var (end, delta) = deltas.TryGetValue(predicted[i].Key, out var d) ? d : (predicted[i].Period.End, default(PeriodTotals));
+                deltas[predicted[i].Key] = (end, delta.Add(events[i]));
+            }
+
+            var keys = deltas.Select(d => (d.Key, d.Value.End, d.Value.Delta)).ToList();
+            keys.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
+            var (accounts, totals, stored, inserted) = await dialect.AccountsLockAndInsertAsync(connection, transaction, users, keys, events, cancellationToken).ConfigureAwait(false);
+            if (_accountHints.Count > MaxAccountHints)
+            {
+                _accountHints.Clear();
+            }
+
+            foreach (var user in users)
+            {
+                _accountHints[user] = accounts.TryGetValue(user, out var fresh) ? fresh : NoAccount;
+            }
+
+            var rules = guard.Rules(events, accounts);
+            var mispredicted = false;
+            for (var i = 0; i < rules.Length && !mispredicted; i++)
+            {
+                mispredicted = rules[i].Key != predicted[i].Key;
+            }
+
+            if (mispredicted)
+            {
+                if (attempt >= 3)
+                {
+                    throw new InvalidOperationException("The billing periods of this batch's accounts kept changing while it was recorded; the batch was not written. Retry the call.");
+                }
+
+                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                await transaction.DisposeAsync().ConfigureAwait(false);
+                transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            var decision = guard.Decide(events, rules, inserted, totals, _time.GetUtcNow());
+            IReadOnlyDictionary<int, UsageLimitExceededException>? refused = null;
+            if (decision.Refused.Count > 0)
+            {
+                var ids = decision.Refused.Keys.Select(i => events[i].Id).ToList();
+                await dialect.DeleteEventsAsync(connection, transaction, ids, cancellationToken).ConfigureAwait(false);
+                inserted.ExceptWith(ids);
+                refused = decision.Refused;
+            }
+
+            // The final totals, written only where the row does not hold them already (usually it does:
+            // the optimistic delta was right unless the guard refused something or a replay came by).
+            var changed = new List<(PeriodKey Key, PeriodTotals Totals)>();
+            foreach (var (key, _, _) in keys)
+            {
+                var final = decision.NewTotals.TryGetValue(key, out var grown) ? grown : totals[key];
+                if (final != stored[key])
+                {
+                    changed.Add((key, final));
+                }
+            }
+
+            var hourly = UsageRollup.FromInserted(events, inserted);
+            await dialect.WriteGuardedBatchAsync(connection, transaction, hourly, UsageRollup.ToDaily(hourly), changed, decision.Alerts, cancellationToken).ConfigureAwait(false);
+            return (inserted, refused, transaction);
+        }
+    }
+
+    private async Task<StoredEventOutcome[]> OutcomesAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, HashSet<Guid> inserted, IReadOnlyDictionary<int, UsageLimitExceededException>? refused, CancellationToken cancellationToken)
+    {
         var outcomes = new StoredEventOutcome[events.Count];
         List<(Guid, string)>? missing = null;
         for (var i = 0; i < events.Count; i++)
         {
-            if (inserted.Contains(events[i].Id))
+            if (refused is not null && refused.TryGetValue(i, out var refusal))
+            {
+                outcomes[i] = new StoredEventOutcome(StoredEventStatus.Rejected, Error: refusal);
+            }
+            else if (inserted.Contains(events[i].Id))
             {
                 outcomes[i] = StoredEventOutcome.Inserted;
             }
@@ -77,7 +209,7 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             var existing = await dialect.FindByKeysAsync(connection, transaction, missing, cancellationToken).ConfigureAwait(false);
             for (var i = 0; i < events.Count; i++)
             {
-                if (!inserted.Contains(events[i].Id) && events[i].IdempotencyKey is { } key)
+                if (!inserted.Contains(events[i].Id) && events[i].IdempotencyKey is { } key && refused?.ContainsKey(i) != true)
                 {
                     outcomes[i] = existing.TryGetValue((events[i].UserId, key), out var found)
                         ? found
@@ -86,7 +218,6 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             }
         }
 
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return outcomes;
     }
 
@@ -121,6 +252,111 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
         }
 
         return [.. merged.Values];
+    }
+
+    public async Task<AccountLimits> GetAccountLimitsAsync(Guid userId, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var accounts = await dialect.AccountsAsync(context.Database.GetDbConnection(), null, [userId], cancellationToken).ConfigureAwait(false);
+        return accounts.TryGetValue(userId, out var account) ? account : new AccountLimits(null, new Dictionary<string, AccountMeterSettings>());
+    }
+
+    public async Task SetAccountMeterSettingsAsync(Guid userId, string meter, AccountMeterSettings settings, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var set = context.Set<UsageAccountLimit>();
+        var row = await set.FirstOrDefaultAsync(x => x.UserId == userId && x.Meter == meter, cancellationToken).ConfigureAwait(false);
+        var empty = settings.SpendCap is null && settings.QuantityCap is null && settings.Alerts is null;
+        if (row is null)
+        {
+            if (empty)
+            {
+                return;
+            }
+
+            row = new UsageAccountLimit { UserId = userId, Meter = meter };
+            set.Add(row);
+        }
+        else if (empty)
+        {
+            set.Remove(row);
+            await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        row.SpendCap = settings.SpendCap;
+        row.QuantityCap = settings.QuantityCap;
+        row.AlertThresholds = AccountMeterSettings.FormatAlerts(settings.Alerts);
+        row.UpdatedAt = now;
+        try
+        {
+            await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (DbUpdateException ex) when (dialect.IsForeignKeyViolation(ex.InnerException ?? ex))
+        {
+            throw new UnknownUserException($"User {userId} does not exist; settings can only be stored for existing users.", ex);
+        }
+    }
+
+    public async Task<IReadOnlyList<Alerts.UsageAlert>> GetAlertsAsync(Guid userId, DateTimeOffset since, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var rows = await context.Set<UsageAlertRecord>().AsNoTracking()
+            .Where(a => a.UserId == userId && a.CreatedAt >= since)
+            .ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. rows.OrderByDescending(a => a.CreatedAt).ThenByDescending(a => a.Id).Select(ToAlert)];
+    }
+
+    public async Task<IReadOnlyList<Alerts.UsageAlert>> ClaimDueAlertsAsync(string owner, DateTimeOffset now, TimeSpan lease, int max, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var alerts = context.Set<UsageAlertRecord>();
+        var due = await alerts.AsNoTracking()
+            .Where(a => a.DeliveredAt == null && a.NextAttemptAt <= now && (a.LeaseExpiresAt == null || a.LeaseExpiresAt <= now))
+            .OrderBy(a => a.NextAttemptAt)
+            .Select(a => a.Id)
+            .Take(max)
+            .ToListAsync(cancellationToken).ConfigureAwait(false);
+        if (due.Count == 0)
+        {
+            return [];
+        }
+
+        // The conditions are re-checked on the row itself (PostgreSQL re-evaluates them after a lock
+        // wait; SQLite has one writer), so two dispatchers never lease the same alert at once.
+        var until = now + lease;
+        await alerts
+            .Where(a => due.Contains(a.Id) && a.DeliveredAt == null && (a.LeaseExpiresAt == null || a.LeaseExpiresAt <= now))
+            .ExecuteUpdateAsync(u => u.SetProperty(a => a.LeaseOwner, owner).SetProperty(a => a.LeaseExpiresAt, until), cancellationToken).ConfigureAwait(false);
+        var claimed = await alerts.AsNoTracking()
+            .Where(a => due.Contains(a.Id) && a.LeaseOwner == owner && a.DeliveredAt == null)
+            .ToListAsync(cancellationToken).ConfigureAwait(false);
+        return [.. claimed.OrderBy(a => a.CreatedAt).Select(ToAlert)];
+    }
+
+    public async Task MarkAlertDeliveredAsync(Guid alertId, string owner, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Set<UsageAlertRecord>()
+            .Where(a => a.Id == alertId && a.DeliveredAt == null)
+            .ExecuteUpdateAsync(u => u.SetProperty(a => a.DeliveredAt, now).SetProperty(a => a.Attempts, a => a.Attempts + 1).SetProperty(a => a.LeaseOwner, (string?)null).SetProperty(a => a.LeaseExpiresAt, (DateTimeOffset?)null), cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    public async Task MarkAlertFailedAsync(Guid alertId, string owner, string error, DateTimeOffset nextAttemptAt, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Set<UsageAlertRecord>()
+            .Where(a => a.Id == alertId && a.DeliveredAt == null && a.LeaseOwner == owner)
+            .ExecuteUpdateAsync(u => u.SetProperty(a => a.Attempts, a => a.Attempts + 1).SetProperty(a => a.NextAttemptAt, nextAttemptAt).SetProperty(a => a.LastError, error).SetProperty(a => a.LeaseOwner, (string?)null).SetProperty(a => a.LeaseExpiresAt, (DateTimeOffset?)null), cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    private static Alerts.UsageAlert ToAlert(UsageAlertRecord a)
+    {
+        AlertThreshold.TryParse(a.Threshold, out var threshold);
+        return new Alerts.UsageAlert(a.Id, a.UserId, a.Meter, a.PeriodStart, a.PeriodEnd, threshold, a.Used, a.Amount, a.CreatedAt, a.Attempts, a.DeliveredAt);
     }
 
     private static DateTimeOffset? Max(DateTimeOffset? a, DateTimeOffset? b) => a is null ? b : b is null ? a : a > b ? a : b;

@@ -1,6 +1,7 @@
 using System.Data.Common;
 using Npgsql;
 using NpgsqlTypes;
+using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
@@ -9,14 +10,14 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
 {
     private const string InsertSql = """
-        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at)
-        SELECT * FROM unnest(@ids, @users, @meters, @quantities, @occurred, @keys, @created)
+        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint)
+        SELECT * FROM unnest(@ids, @users, @meters, @quantities, @occurred, @keys, @created, @fingerprints)
         ON CONFLICT (user_id, idempotency_key) DO NOTHING
         RETURNING id
         """;
 
     private const string FindSql = """
-        SELECT e.id, e.user_id, e.idempotency_key, e.meter, e.quantity, e.occurred_at
+        SELECT e.id, e.user_id, e.idempotency_key, e.meter, e.quantity, e.occurred_at, e.request_fingerprint
         FROM usage_events e
         JOIN unnest(@users, @keys) AS k(user_id, idempotency_key)
           ON e.user_id = k.user_id AND e.idempotency_key = k.idempotency_key
@@ -62,6 +63,25 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
 
     public async Task<HashSet<Guid>> InsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
     {
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        batch.BatchCommands.Add(InsertCommand(events));
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadIdsAsync(reader, events.Count, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<HashSet<Guid>> ReadIdsAsync(DbDataReader reader, int capacity, CancellationToken cancellationToken)
+    {
+        var inserted = new HashSet<Guid>(capacity);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            inserted.Add(reader.GetGuid(0));
+        }
+
+        return inserted;
+    }
+
+    private static NpgsqlBatchCommand InsertCommand(IReadOnlyList<NewUsageEvent> events)
+    {
         var n = events.Count;
         var ids = new Guid[n];
         var users = new Guid[n];
@@ -70,6 +90,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         var occurred = new DateTimeOffset[n];
         var keys = new string?[n];
         var created = new DateTimeOffset[n];
+        var fingerprints = new string?[n];
         for (var i = 0; i < n; i++)
         {
             var e = events[i];
@@ -80,9 +101,10 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
             occurred[i] = e.OccurredAt;
             keys[i] = e.IdempotencyKey;
             created[i] = e.CreatedAt;
+            fingerprints[i] = e.RequestFingerprint;
         }
 
-        await using var command = new NpgsqlCommand(InsertSql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        var command = new NpgsqlBatchCommand(InsertSql);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = ids });
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = users });
         command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = meters });
@@ -90,14 +112,8 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("occurred", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = occurred });
         command.Parameters.Add(new NpgsqlParameter<string?[]>("keys", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = keys });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("created", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = created });
-        var inserted = new HashSet<Guid>(n);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            inserted.Add(reader.GetGuid(0));
-        }
-
-        return inserted;
+        command.Parameters.Add(new NpgsqlParameter<string?[]>("fingerprints", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = fingerprints });
+        return command;
     }
 
     public async Task<Dictionary<(Guid UserId, string Key), StoredEventOutcome>> FindByKeysAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid UserId, string Key)> keys, CancellationToken cancellationToken)
@@ -110,7 +126,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             found[(reader.GetGuid(1), reader.GetString(2))] = new StoredEventOutcome(
-                StoredEventStatus.Existing, reader.GetGuid(0), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
+                StoredEventStatus.Existing, reader.GetGuid(0), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5), ExistingFingerprint: reader.IsDBNull(6) ? null : reader.GetString(6));
         }
 
         return found;
@@ -192,6 +208,182 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         }
 
         return rows;
+    }
+
+    // Adds the batch's optimistic delta to every period total of the batch, in lock order (the input
+    // order), creating missing rows: the upsert takes each row's lock and writes it once (a HOT update,
+    // like the rollups). xmax = 0 marks the rows this statement created, which still need their seed.
+    private const string IncrementTotalsSql = """
+        INSERT INTO usage_period_totals AS t (user_id, meter, period_start, period_end, quantity, event_count)
+        SELECT * FROM unnest(@users, @meters, @starts, @ends, @quantities, @counts)
+        ON CONFLICT (user_id, meter, period_start) DO UPDATE SET quantity = t.quantity + excluded.quantity, event_count = t.event_count + excluded.event_count
+        RETURNING user_id, meter, period_start, quantity, event_count, (xmax = 0)
+        """;
+
+    // The usage a new period row starts from: the events already stored in its period (an upgrade, or
+    // enforcement turned on later), without this batch's own.
+    private const string SeedTotalsSql = """
+        SELECT k.user_id, k.meter, k.period_start,
+               (SELECT COALESCE(SUM(e.quantity), 0) FROM usage_events e WHERE e.user_id = k.user_id AND e.occurred_at >= k.period_start AND e.occurred_at < k.period_end AND e.meter = k.meter AND e.id <> ALL(@batch))::bigint,
+               (SELECT COUNT(*) FROM usage_events e WHERE e.user_id = k.user_id AND e.occurred_at >= k.period_start AND e.occurred_at < k.period_end AND e.meter = k.meter AND e.id <> ALL(@batch))
+        FROM unnest(@users, @meters, @starts, @ends) AS k(user_id, meter, period_start, period_end)
+        """;
+
+    private const string UpdateTotalsSql = """
+        UPDATE usage_period_totals AS t SET quantity = v.quantity, event_count = v.event_count
+        FROM unnest(@users, @meters, @starts, @quantities, @counts) AS v(user_id, meter, period_start, quantity, event_count)
+        WHERE t.user_id = v.user_id AND t.meter = v.meter AND t.period_start = v.period_start
+        """;
+
+    private const string InsertAlertsSql = """
+        INSERT INTO usage_alerts (id, user_id, meter, period_start, period_end, threshold, used, amount, created_at, attempts, next_attempt_at)
+        SELECT a.*, 0, a.created_at
+        FROM unnest(@ids, @users, @meters, @starts, @ends, @thresholds, @used, @amounts, @created) AS a(id, user_id, meter, period_start, period_end, threshold, used, amount, created_at)
+        ON CONFLICT (user_id, meter, period_start, threshold) DO NOTHING
+        """;
+
+    private const string AccountSettingsSql = """
+        SELECT user_id, meter, spend_cap, quantity_cap, alert_thresholds FROM usage_account_limits WHERE user_id = ANY(@users)
+        """;
+
+    public async Task<Dictionary<Guid, AccountLimits>> AccountsAsync(DbConnection connection, DbTransaction? transaction, IReadOnlyCollection<Guid> users, CancellationToken cancellationToken)
+    {
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction?)transaction);
+        AddAccountCommands(batch, users);
+        await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadAccountsAsync(reader, cancellationToken).ConfigureAwait(false);
+    }
+
+    // One round trip for the first half of a guarded batch: the accounts, the (predicted) period
+    // totals incremented optimistically, and the insert; the statements run in this order. A second
+    // one only when the batch opened new period rows, to seed them.
+    public async Task<GuardRead> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End, PeriodTotals Delta)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        var stored = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
+        var created = new List<(PeriodKey Key, DateTimeOffset End)>();
+        Dictionary<Guid, AccountLimits> accounts;
+        HashSet<Guid> inserted;
+        await using (var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction))
+        {
+            AddAccountCommands(batch, users);
+            var increment = new NpgsqlBatchCommand(IncrementTotalsSql);
+            increment.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. keys.Select(k => k.Key.UserId)] });
+            increment.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. keys.Select(k => k.Key.Meter)] });
+            increment.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. keys.Select(k => k.Key.PeriodStart.ToUniversalTime())] });
+            increment.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. keys.Select(k => k.End.ToUniversalTime())] });
+            increment.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. keys.Select(k => k.Delta.Quantity)] });
+            increment.Parameters.Add(new NpgsqlParameter<long[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. keys.Select(k => k.Delta.Count)] });
+            batch.BatchCommands.Add(increment);
+            batch.BatchCommands.Add(InsertCommand(events));
+            await using var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            accounts = await ReadAccountsAsync(reader, cancellationToken).ConfigureAwait(false);
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            var ends = keys.ToDictionary(k => k.Key, k => k.End);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var key = new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2));
+                stored[key] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
+                if (reader.GetBoolean(5))
+                {
+                    created.Add((key, ends[key]));
+                }
+            }
+
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            inserted = await ReadIdsAsync(reader, events.Count, cancellationToken).ConfigureAwait(false);
+        }
+
+        var before = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
+        foreach (var (key, _, delta) in keys)
+        {
+            var now = stored[key];
+            before[key] = new PeriodTotals(now.Quantity - delta.Quantity, now.Count - delta.Count);
+        }
+
+        if (created.Count > 0)
+        {
+            await using var seed = new NpgsqlCommand(SeedTotalsSql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+            seed.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. created.Select(k => k.Key.UserId)] });
+            seed.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. created.Select(k => k.Key.Meter)] });
+            seed.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. created.Select(k => k.Key.PeriodStart.ToUniversalTime())] });
+            seed.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. created.Select(k => k.End.ToUniversalTime())] });
+            seed.Parameters.Add(new NpgsqlParameter<Guid[]>("batch", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. events.Select(e => e.Id)] });
+            await using var reader = await seed.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                before[new PeriodKey(reader.GetGuid(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2))] = new PeriodTotals(reader.GetInt64(3), reader.GetInt64(4));
+            }
+        }
+
+        return new GuardRead(accounts, before, stored, inserted);
+    }
+
+    private static void AddAccountCommands(NpgsqlBatch batch, IReadOnlyCollection<Guid> users)
+    {
+        var ids = users.ToArray();
+        var states = new NpgsqlBatchCommand(BillingStateQuery.ManySql.Replace("@users", "ANY(@users)", StringComparison.Ordinal));
+        states.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = ids });
+        var settings = new NpgsqlBatchCommand(AccountSettingsSql);
+        settings.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = ids });
+        batch.BatchCommands.Add(states);
+        batch.BatchCommands.Add(settings);
+    }
+
+    private static async Task<Dictionary<Guid, AccountLimits>> ReadAccountsAsync(DbDataReader reader, CancellationToken cancellationToken)
+    {
+        var result = await BillingStateQuery.ReadManyAsync(reader, static (r, i) => r.GetFieldValue<DateTimeOffset>(i), cancellationToken).ConfigureAwait(false);
+        await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+        await BillingStateQuery.ReadSettingsAsync(reader, result, static (r, i) => r.GetDecimal(i), cancellationToken).ConfigureAwait(false);
+        return BillingStateQuery.ToAccounts(result);
+    }
+
+    // One round trip: the rollups (hourly first, the lock order), the totals (already locked) and the alerts.
+    public async Task WriteGuardedBatchAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
+    {
+        await using var batch = new NpgsqlBatch((NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        if (hourly.Count > 0 || daily.Count > 0)
+        {
+            batch.BatchCommands.Add(UpsertCommand(UpsertHourlySql, hourly));
+            batch.BatchCommands.Add(UpsertCommand(UpsertDailySql, daily));
+        }
+
+        if (totals.Count > 0)
+        {
+            var update = new NpgsqlBatchCommand(UpdateTotalsSql);
+            update.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. totals.Select(t => t.Key.UserId)] });
+            update.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. totals.Select(t => t.Key.Meter)] });
+            update.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. totals.Select(t => t.Key.PeriodStart.ToUniversalTime())] });
+            update.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. totals.Select(t => t.Totals.Quantity)] });
+            update.Parameters.Add(new NpgsqlParameter<long[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. totals.Select(t => t.Totals.Count)] });
+            batch.BatchCommands.Add(update);
+        }
+
+        if (alerts.Count > 0)
+        {
+            var insert = new NpgsqlBatchCommand(InsertAlertsSql);
+            insert.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. alerts.Select(a => a.Id)] });
+            insert.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. alerts.Select(a => a.UserId)] });
+            insert.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. alerts.Select(a => a.Meter)] });
+            insert.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. alerts.Select(a => a.PeriodStart.ToUniversalTime())] });
+            insert.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. alerts.Select(a => a.PeriodEnd.ToUniversalTime())] });
+            insert.Parameters.Add(new NpgsqlParameter<string[]>("thresholds", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. alerts.Select(a => a.Threshold.Key)] });
+            insert.Parameters.Add(new NpgsqlParameter<long[]>("used", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. alerts.Select(a => a.Used)] });
+            insert.Parameters.Add(new NpgsqlParameter<decimal[]>("amounts", NpgsqlDbType.Array | NpgsqlDbType.Numeric) { TypedValue = [.. alerts.Select(a => a.Amount)] });
+            insert.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("created", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. alerts.Select(a => a.CreatedAt.ToUniversalTime())] });
+            batch.BatchCommands.Add(insert);
+        }
+
+        if (batch.BatchCommands.Count > 0)
+        {
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("DELETE FROM usage_events WHERE id = ANY(@ids)", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. ids] });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public bool IsForeignKeyViolation(Exception exception) =>

@@ -1,6 +1,7 @@
 using System.Data.Common;
 using System.Text;
 using Microsoft.Data.Sqlite;
+using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
@@ -26,7 +27,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             var count = Math.Min(RowsPerStatement, events.Count - offset);
             await using var command = ((SqliteConnection)connection).CreateCommand();
             command.Transaction = (SqliteTransaction)transaction;
-            var sql = new StringBuilder("INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at) VALUES ");
+            var sql = new StringBuilder("INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint) VALUES ");
             for (var i = 0; i < count; i++)
             {
                 var e = events[offset + i];
@@ -36,7 +37,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
                 }
 
                 sql.Append("($i").Append(i).Append(",$u").Append(i).Append(",$m").Append(i).Append(",$q").Append(i)
-                    .Append(",$o").Append(i).Append(",$k").Append(i).Append(",$c").Append(i).Append(')');
+                    .Append(",$o").Append(i).Append(",$k").Append(i).Append(",$c").Append(i).Append(",$f").Append(i).Append(')');
                 command.Parameters.Add(new SqliteParameter("$i" + i, SqliteType.Text) { Value = GuidText(e.Id) });
                 command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(e.UserId) });
                 command.Parameters.Add(new SqliteParameter("$m" + i, SqliteType.Text) { Value = e.Meter });
@@ -44,6 +45,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
                 command.Parameters.Add(new SqliteParameter("$o" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(e.OccurredAt) });
                 command.Parameters.Add(new SqliteParameter("$k" + i, SqliteType.Text) { Value = (object?)e.IdempotencyKey ?? DBNull.Value });
                 command.Parameters.Add(new SqliteParameter("$c" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(e.CreatedAt) });
+                command.Parameters.Add(new SqliteParameter("$f" + i, SqliteType.Text) { Value = (object?)e.RequestFingerprint ?? DBNull.Value });
             }
 
             sql.Append(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id");
@@ -66,7 +68,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             var count = Math.Min(RowsPerStatement, keys.Count - offset);
             await using var command = ((SqliteConnection)connection).CreateCommand();
             command.Transaction = (SqliteTransaction)transaction;
-            var sql = new StringBuilder("SELECT id, user_id, idempotency_key, meter, quantity, occurred_at FROM usage_events WHERE ");
+            var sql = new StringBuilder("SELECT id, user_id, idempotency_key, meter, quantity, occurred_at, request_fingerprint FROM usage_events WHERE ");
             for (var i = 0; i < count; i++)
             {
                 if (i > 0)
@@ -88,7 +90,8 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
                     Guid.Parse(reader.GetString(0)),
                     reader.GetString(3),
                     reader.GetInt64(4),
-                    UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(5)));
+                    UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(5)),
+                    ExistingFingerprint: reader.IsDBNull(6) ? null : reader.GetString(6));
             }
         }
 
@@ -201,6 +204,168 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
 
         return rows;
     }
+
+    public async Task<Dictionary<Guid, AccountLimits>> AccountsAsync(DbConnection connection, DbTransaction? transaction, IReadOnlyCollection<Guid> users, CancellationToken cancellationToken)
+    {
+        var rows = new Dictionary<Guid, BillingStateQuery.AccountRows>();
+        var all = users.ToList();
+        for (var offset = 0; offset < all.Count; offset += RowsPerStatement)
+        {
+            var chunk = all.GetRange(offset, Math.Min(RowsPerStatement, all.Count - offset));
+            var list = string.Join(',', chunk.Select((_, i) => "$u" + i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            await using var command = ((SqliteConnection)connection).CreateCommand();
+            command.Transaction = (SqliteTransaction?)transaction;
+            command.CommandText = BillingStateQuery.ManySql.Replace("= @users", $"IN ({list})", StringComparison.Ordinal) + ";\n" +
+                $"SELECT user_id, meter, spend_cap, quantity_cap, alert_thresholds FROM usage_account_limits WHERE user_id IN ({list});";
+            for (var i = 0; i < chunk.Count; i++)
+            {
+                command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(chunk[i]) });
+            }
+
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await BillingStateQuery.ReadManyAsync(reader, ReadTime, cancellationToken, ReadGuid, rows).ConfigureAwait(false);
+            await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+            await BillingStateQuery.ReadSettingsAsync(reader, rows, static (r, i) => decimal.Parse(r.GetString(i), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture), cancellationToken, ReadGuid).ConfigureAwait(false);
+        }
+
+        return BillingStateQuery.ToAccounts(rows);
+    }
+
+    // The recording transaction is BEGIN IMMEDIATE (Microsoft.Data.Sqlite's default): it holds the
+    // database's one write lock from its start, so these reads and the writes after them are one
+    // atomic step across every process on the file.
+    private static async Task<Dictionary<PeriodKey, PeriodTotals>> LockTotalsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, DateTimeOffset End, PeriodTotals Delta)> keys, CancellationToken cancellationToken)
+    {
+        var totals = new Dictionary<PeriodKey, PeriodTotals>(keys.Count);
+        await using var read = ((SqliteConnection)connection).CreateCommand();
+        read.Transaction = (SqliteTransaction)transaction;
+        read.CommandText = "SELECT quantity, event_count FROM usage_period_totals WHERE user_id = $u AND meter = $m AND period_start = $s";
+        var ru = read.Parameters.Add("$u", SqliteType.Text);
+        var rm = read.Parameters.Add("$m", SqliteType.Text);
+        var rs = read.Parameters.Add("$s", SqliteType.Integer);
+        await using var seed = ((SqliteConnection)connection).CreateCommand();
+        seed.Transaction = (SqliteTransaction)transaction;
+        seed.CommandText = """
+            INSERT INTO usage_period_totals (user_id, meter, period_start, period_end, quantity, event_count)
+            SELECT $u, $m, $s, $e, COALESCE(SUM(quantity), 0), COUNT(*)
+            FROM usage_events WHERE user_id = $u AND occurred_at >= $s AND occurred_at < $e AND meter = $m
+            RETURNING quantity, event_count
+            """;
+        var su = seed.Parameters.Add("$u", SqliteType.Text);
+        var sm = seed.Parameters.Add("$m", SqliteType.Text);
+        var ss = seed.Parameters.Add("$s", SqliteType.Integer);
+        var se = seed.Parameters.Add("$e", SqliteType.Integer);
+        foreach (var (key, end, _) in keys)
+        {
+            ru.Value = su.Value = GuidText(key.UserId);
+            rm.Value = sm.Value = key.Meter;
+            rs.Value = ss.Value = UsageBillingSqliteConventions.ToUnixMicroseconds(key.PeriodStart);
+            se.Value = UsageBillingSqliteConventions.ToUnixMicroseconds(end);
+            PeriodTotals? found = null;
+            await using (var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    found = new PeriodTotals(reader.GetInt64(0), reader.GetInt64(1));
+                }
+            }
+
+            if (found is null)
+            {
+                await using var reader = await seed.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                found = new PeriodTotals(reader.GetInt64(0), reader.GetInt64(1));
+            }
+
+            totals[key] = found.Value;
+        }
+
+        return totals;
+    }
+
+    // SQLite runs in-process: a "round trip" costs microseconds, so the steps simply run in order.
+    public async Task<GuardRead> AccountsLockAndInsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> users, IReadOnlyList<(PeriodKey Key, DateTimeOffset End, PeriodTotals Delta)> keys, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
+    {
+        var accounts = await AccountsAsync(connection, transaction, users, cancellationToken).ConfigureAwait(false);
+        var totals = await LockTotalsAsync(connection, transaction, keys, cancellationToken).ConfigureAwait(false);
+        var inserted = await InsertAsync(connection, transaction, events, cancellationToken).ConfigureAwait(false);
+        return new GuardRead(accounts, totals, totals, inserted);
+    }
+
+    public async Task WriteGuardedBatchAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<RollupDelta> hourly, IReadOnlyList<RollupDelta> daily, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
+    {
+        await UpsertRollupsAsync(connection, transaction, hourly, daily, cancellationToken).ConfigureAwait(false);
+        await WriteGuardResultAsync(connection, transaction, totals, alerts, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task WriteGuardResultAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(PeriodKey Key, PeriodTotals Totals)> totals, IReadOnlyList<NewUsageAlert> alerts, CancellationToken cancellationToken)
+    {
+        if (totals.Count > 0)
+        {
+            await using var update = ((SqliteConnection)connection).CreateCommand();
+            update.Transaction = (SqliteTransaction)transaction;
+            update.CommandText = "UPDATE usage_period_totals SET quantity = $q, event_count = $c WHERE user_id = $u AND meter = $m AND period_start = $s";
+            var u = update.Parameters.Add("$u", SqliteType.Text);
+            var m = update.Parameters.Add("$m", SqliteType.Text);
+            var st = update.Parameters.Add("$s", SqliteType.Integer);
+            var q = update.Parameters.Add("$q", SqliteType.Integer);
+            var c = update.Parameters.Add("$c", SqliteType.Integer);
+            await update.PrepareAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var (key, value) in totals)
+            {
+                u.Value = GuidText(key.UserId);
+                m.Value = key.Meter;
+                st.Value = UsageBillingSqliteConventions.ToUnixMicroseconds(key.PeriodStart);
+                q.Value = value.Quantity;
+                c.Value = value.Count;
+                await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        if (alerts.Count > 0)
+        {
+            await using var insert = ((SqliteConnection)connection).CreateCommand();
+            insert.Transaction = (SqliteTransaction)transaction;
+            insert.CommandText = """
+                INSERT INTO usage_alerts (id, user_id, meter, period_start, period_end, threshold, used, amount, created_at, attempts, next_attempt_at)
+                VALUES ($id, $u, $m, $s, $e, $t, $used, $amount, $at, 0, $at)
+                ON CONFLICT (user_id, meter, period_start, threshold) DO NOTHING
+                """;
+            foreach (var a in alerts)
+            {
+                insert.Parameters.Clear();
+                insert.Parameters.Add(new SqliteParameter("$id", SqliteType.Text) { Value = GuidText(a.Id) });
+                insert.Parameters.Add(new SqliteParameter("$u", SqliteType.Text) { Value = GuidText(a.UserId) });
+                insert.Parameters.Add(new SqliteParameter("$m", SqliteType.Text) { Value = a.Meter });
+                insert.Parameters.Add(new SqliteParameter("$s", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(a.PeriodStart) });
+                insert.Parameters.Add(new SqliteParameter("$e", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(a.PeriodEnd) });
+                insert.Parameters.Add(new SqliteParameter("$t", SqliteType.Text) { Value = a.Threshold.Key });
+                insert.Parameters.Add(new SqliteParameter("$used", SqliteType.Integer) { Value = a.Used });
+
+                // EF Core's SQLite form of a decimal: invariant TEXT.
+                insert.Parameters.Add(new SqliteParameter("$amount", SqliteType.Text) { Value = a.Amount.ToString("0.0###########################", System.Globalization.CultureInfo.InvariantCulture) });
+                insert.Parameters.Add(new SqliteParameter("$at", SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(a.CreatedAt) });
+                await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    public async Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
+    {
+        await using var delete = ((SqliteConnection)connection).CreateCommand();
+        delete.Transaction = (SqliteTransaction)transaction;
+        delete.CommandText = "DELETE FROM usage_events WHERE id = $id";
+        var id = delete.Parameters.Add("$id", SqliteType.Text);
+        foreach (var value in ids)
+        {
+            id.Value = GuidText(value);
+            await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static DateTimeOffset ReadTime(DbDataReader reader, int ordinal) => UsageBillingSqliteConventions.FromUnixMicroseconds(reader.GetInt64(ordinal));
+
+    private static Guid ReadGuid(DbDataReader reader, int ordinal) => Guid.Parse(reader.GetString(ordinal));
 
     public bool IsForeignKeyViolation(Exception exception) =>
         exception is SqliteException { SqliteErrorCode: 19, SqliteExtendedErrorCode: 787 };

@@ -1,6 +1,7 @@
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Options;
 using UsageBilling.Recording;
-using UsageBilling.Summaries;
 using UsageBilling.Web.Hosting;
 
 namespace UsageBilling.Web.Billing;
@@ -8,27 +9,30 @@ namespace UsageBilling.Web.Billing;
 /// <summary>The result of one assistant message.</summary>
 /// <param name="Reply">The assistant's answer, when the message was accepted.</param>
 /// <param name="Error">Why the message was refused (nothing was recorded).</param>
-/// <param name="LimitReached">Whether the refusal is the plan's hard limit.</param>
-internal sealed record AssistantOutcome(string? Reply, string? Error, bool LimitReached = false);
+/// <param name="Limit">The limit that refused it, when a limit did (429 over HTTP).</param>
+/// <param name="Conflict">Whether the request id was already used for another message (409 over HTTP).</param>
+internal sealed record AssistantOutcome(string? Reply, string? Error, UsageLimitExceededException? Limit = null, bool Conflict = false)
+{
+    /// <summary>Whether a limit of the period refused the message.</summary>
+    public bool LimitReached => Limit is not null;
+}
 
-/// <summary>The billable demo feature: every message is recorded as usage <em>before</em> the assistant answers.</summary>
-internal sealed class AssistantService(IUsageRecorder recorder, IUsageSummaryService summaries, IOptions<AppOptions> options)
+/// <summary>
+/// The billable demo feature: every message is recorded as usage <em>before</em> the assistant answers.
+/// The library enforces the plan's limits, the account's caps and the no-plan policy inside the
+/// recording transaction, so this holds across any number of app instances on one database.
+/// </summary>
+internal sealed class AssistantService(IUsageRecorder recorder, IOptions<AppOptions> options)
 {
     public const int MaxMessageLength = 2000;
-
-    /// <summary>
-    /// Striped per-user locks: the limit check and the record happen as one step per user in this
-    /// process, so a burst of requests cannot overshoot the hard limit. (Several app instances would
-    /// need the check in the database; see the report.)
-    /// </summary>
-    private static readonly SemaphoreSlim[] UserLocks = [.. Enumerable.Range(0, 64).Select(_ => new SemaphoreSlim(1, 1))];
 
     public string Meter => options.Value.AssistantMeter;
 
     /// <summary>
     /// Records one message for <paramref name="userId"/> with <paramref name="requestId"/> as the
-    /// idempotency key (a double-submitted form records once), then answers. Over the plan's hard
-    /// limit nothing is recorded and the message is refused.
+    /// idempotency key, bound to the message's SHA-256 (a double-submitted form records once and gets
+    /// the same answer; the same id with another message is a conflict), then answers. Over a limit
+    /// nothing is recorded and the message is refused with the limit's figures.
     /// </summary>
     public async Task<AssistantOutcome> SendAsync(Guid userId, string? message, string? requestId, CancellationToken ct)
     {
@@ -48,30 +52,40 @@ internal sealed class AssistantService(IUsageRecorder recorder, IUsageSummarySer
             return new(null, "The form expired; reload the page and send again.");
         }
 
-        var gate = UserLocks[(userId.GetHashCode() & int.MaxValue) % UserLocks.Length];
-        await gate.WaitAsync(ct);
         try
         {
-            var summary = await summaries.GetCurrentPeriodAsync(userId, ct);
-            var usage = summary.Meters.FirstOrDefault(m => m.Meter == Meter);
-            if (usage is { HardLimit: { } limit } && usage.Used + 1 > limit)
-            {
-                return new(null, $"You have used all {limit:N0} {usage.Unit ?? "units"} your plan allows this period (until {usage.PeriodEnd:yyyy-MM-dd}). Upgrade your plan to continue.", LimitReached: true);
-            }
-
-            await recorder.RecordAsync(userId, Meter, 1, idempotencyKey: $"assistant:{requestId}", cancellationToken: ct);
+            await recorder.RecordRequestAsync(userId, Meter, 1, $"assistant:{requestId}", Fingerprint(message), cancellationToken: ct);
+        }
+        catch (UsageLimitExceededException limit)
+        {
+            return new(null, Explain(limit), limit);
         }
         catch (IdempotencyConflictException)
         {
-            return new(null, "This request was already used for something else; reload the page.");
-        }
-        finally
-        {
-            gate.Release();
+            return new(null, "This request id was already used for another message; send it with a new id (reload the page).", Conflict: true);
         }
 
+        // The answer is a function of the message, so a replay of the same request gets the first reply.
         return new(Answer(message), null);
     }
+
+    /// <summary>What the customer reads when a limit refuses a message: which limit, and until when.</summary>
+    public static string Explain(UsageLimitExceededException limit)
+    {
+        var until = limit.PeriodEnd.UtcDateTime.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture);
+        return limit.Kind switch
+        {
+            UsageLimitKind.NoPlan => "The assistant needs a plan: choose one on the Plans page to start.",
+            UsageLimitKind.NoPlanAllowance => $"You have used the {limit.Limit:N0} free messages of this month (until {until}). Choose a plan to continue.",
+            UsageLimitKind.CustomerSpendCap => $"You have reached the spend cap you set ({limit.Limit:0.00}) for this period, until {until}. Raise it on the Usage page to continue.",
+            UsageLimitKind.CustomerQuantityCap => $"You have reached the cap of {limit.Limit:N0} messages you set for this period, until {until}.",
+            UsageLimitKind.SpendLimit => $"You have reached your plan's spend limit of {limit.Limit:0.00} for this period, until {until}. Upgrade your plan to continue.",
+            _ => $"You have used all {limit.Limit:N0} messages your plan allows this period (until {until}). Upgrade your plan to continue.",
+        };
+    }
+
+    /// <summary>The request's content digest the idempotency key is bound to.</summary>
+    public static string Fingerprint(string message) => "sha256:" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(message)));
 
     /// <summary>A deterministic local "model": the same question always gets the same answer.</summary>
     public static string Answer(string message)

@@ -1,6 +1,10 @@
+using System.Globalization;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
+using UsageBilling.Alerts;
+using UsageBilling.Configuration;
+using UsageBilling.Recording;
 using UsageBilling.Summaries;
 using UsageBilling.Web.Billing;
 using UsageBilling.Web.Data;
@@ -34,7 +38,69 @@ internal static class UsageApi
             GetUsageAsync(userId, user, summaries, ct));
         api.MapGet("/users/{userId:guid}/subscription", GetSubscriptionAsync);
         api.MapPost("/assistant/messages", SendAsync);
+        api.MapGet("/limits/{meter}", GetLimitsAsync);
+        api.MapPut("/limits/{meter}", PutLimitsAsync);
+        api.MapGet("/alerts", GetAlertsAsync);
     }
+
+    /// <summary>The caller's own caps and alert thresholds for a meter.</summary>
+    /// <param name="SpendCap">The most the meter may cost per period, or <see langword="null"/> for none.</param>
+    /// <param name="AlertThresholds">Threshold keys such as <c>percent_of_included:80</c> or <c>amount:25</c>; <see langword="null"/> restores the defaults.</param>
+    public sealed record LimitSettingsRequest(decimal? SpendCap, IReadOnlyList<string>? AlertThresholds);
+
+    private static async Task<Results<Ok<AccountLimitSettings>, ValidationProblem>> GetLimitsAsync(string meter, ClaimsPrincipal user, IUsageLimits limits, CancellationToken ct)
+    {
+        try
+        {
+            return TypedResults.Ok(await limits.GetSettingsAsync(CurrentUser.RequiredId(user), meter, ct));
+        }
+        catch (UnknownMeterException ex)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["meter"] = [ex.Message] });
+        }
+    }
+
+    private static async Task<Results<Ok<AccountLimitSettings>, ValidationProblem>> PutLimitsAsync(string meter, LimitSettingsRequest request, ClaimsPrincipal user, IUsageLimits limits, CancellationToken ct)
+    {
+        var userId = CurrentUser.RequiredId(user);
+        List<AlertThreshold>? thresholds = null;
+        if (request.AlertThresholds is { } keys)
+        {
+            thresholds = [];
+            foreach (var key in keys)
+            {
+                if (!AlertThreshold.TryParse(key, out var t))
+                {
+                    return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["alertThresholds"] = [$"'{key}' is not a threshold; write kind:value with kind percent_of_included, percent_of_limit, quantity or amount and a value above zero."] });
+                }
+
+                thresholds.Add(t);
+            }
+        }
+
+        try
+        {
+            var current = await limits.GetSettingsAsync(userId, meter, ct);
+            await limits.SetCapsAsync(userId, meter, request.SpendCap, current.QuantityCap, ct);
+            await limits.SetAlertThresholdsAsync(userId, meter, thresholds, ct);
+            return TypedResults.Ok(await limits.GetSettingsAsync(userId, meter, ct));
+        }
+        catch (UnknownMeterException ex)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["meter"] = [ex.Message] });
+        }
+        catch (InvalidSpendCapException ex)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["spendCap"] = [ex.Message] });
+        }
+        catch (ArgumentException ex)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["alertThresholds"] = [ex.Message] });
+        }
+    }
+
+    private static async Task<Ok<IReadOnlyList<UsageAlert>>> GetAlertsAsync(ClaimsPrincipal user, IUsageLimits limits, CancellationToken ct) =>
+        TypedResults.Ok(await limits.GetRecentAlertsAsync(CurrentUser.RequiredId(user), ct));
 
     /// <summary>Another account's id answers 404, exactly like an id that does not exist.</summary>
     private static async Task<Results<Ok<UsageSummary>, NotFound>> GetUsageAsync(Guid userId, ClaimsPrincipal user, IUsageSummaryService summaries, CancellationToken ct)
@@ -62,7 +128,7 @@ internal static class UsageApi
     }
 
     private static async Task<Results<Ok<AssistantResponse>, ValidationProblem, ProblemHttpResult>> SendAsync(
-        AssistantRequest request, HttpContext http, ClaimsPrincipal user, AssistantService assistant, CancellationToken ct)
+        AssistantRequest request, HttpContext http, ClaimsPrincipal user, AssistantService assistant, TimeProvider time, CancellationToken ct)
     {
         var requestId = request.RequestId ?? http.Request.Headers["Idempotency-Key"].ToString();
         if (string.IsNullOrWhiteSpace(requestId))
@@ -71,9 +137,29 @@ internal static class UsageApi
         }
 
         var outcome = await assistant.SendAsync(CurrentUser.RequiredId(user), request.Message, requestId, ct);
-        if (outcome.LimitReached)
+        if (outcome.Limit is { } limit)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Usage limit reached", detail: outcome.Error, type: "https://usagebilling.dev/problems/usage-limit");
+            // Retry-After: the limit resets with the period, which is what the client should wait for.
+            http.Response.Headers.RetryAfter = Math.Max(1, (long)Math.Ceiling((limit.PeriodEnd - time.GetUtcNow()).TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            return TypedResults.Problem(
+                statusCode: StatusCodes.Status429TooManyRequests,
+                title: "Usage limit reached",
+                detail: outcome.Error,
+                type: "https://usagebilling.dev/problems/usage-limit",
+                extensions: new Dictionary<string, object?>
+                {
+                    ["meter"] = limit.Meter,
+                    ["limitKind"] = limit.Kind.ToString(),
+                    ["limit"] = limit.Limit,
+                    ["used"] = limit.Used,
+                    ["unit"] = limit.IsMonetary ? "currency" : "units",
+                    ["resetsAt"] = limit.PeriodEnd,
+                });
+        }
+
+        if (outcome.Conflict)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Idempotency key reused", detail: outcome.Error, type: "https://usagebilling.dev/problems/idempotency-conflict");
         }
 
         if (outcome.Error is { } error)

@@ -97,17 +97,24 @@ internal sealed partial class AppStartup(
         var now = time.GetUtcNow();
         var days = Math.Clamp(o.DemoHistoryDays, 0, 30);
         var start = now - access.ClockShift;
-        for (var d = 0; d < days; d++)
+        try
         {
-            var count = 2 + (d * 5 % 7);
-            for (var i = 0; i < count; i++)
+            for (var d = 0; d < days; d++)
             {
-                var at = start.AddDays(d).AddMinutes(30 + (i * 41));
-                if (at < now)
+                var count = 2 + (d * 5 % 7);
+                for (var i = 0; i < count; i++)
                 {
-                    await recorder.RecordAsync(user.Id, meter, 1, $"demo:{d}:{i}", at, ct);
+                    var at = start.AddDays(d).AddMinutes(30 + (i * 41));
+                    if (at < now)
+                    {
+                        await recorder.RecordAsync(user.Id, meter, 1, $"demo:{d}:{i}", at, ct);
+                    }
                 }
             }
+        }
+        catch (UsageLimitExceededException)
+        {
+            // Without a subscription the demo is on the no-plan policy: its history stops at that limit.
         }
 
         LogDemoSeeded(logger, o.DemoEmail);

@@ -143,6 +143,7 @@ internal static class HostingExtensions
             });
         builder.Services.AddSingleton<PlanCatalog>();
         builder.Services.AddScoped<AssistantService>();
+        builder.Services.AddSingleton<UsageBilling.Alerts.IUsageAlertHandler, UsageAlertNotifier>();
         // AddFlusher adds the flush-lag check ("usagebilling-flush").
         builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
     }

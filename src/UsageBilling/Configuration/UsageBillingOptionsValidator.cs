@@ -65,7 +65,70 @@ internal sealed partial class UsageBillingOptionsValidator : IValidateOptions<Us
             errors.Add("UsageBilling:Recording:MaxConcurrentBatches must be between 1 and 64.");
         }
 
+        ValidateLimits(options, errors);
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void ValidateLimits(UsageBillingOptions options, List<string> errors)
+    {
+        var limits = options.Limits;
+        if (!Enum.IsDefined(limits.NoPlan))
+        {
+            errors.Add($"UsageBilling:Limits:NoPlan: unknown policy '{limits.NoPlan}' (use Deny, FreeAllowance or Allow).");
+        }
+
+        foreach (var (meter, allowance) in limits.NoPlanAllowance)
+        {
+            if (!options.Meters.ContainsKey(meter))
+            {
+                errors.Add($"UsageBilling:Limits:NoPlanAllowance names meter '{meter}', which is not defined under UsageBilling:Meters.");
+            }
+
+            if (allowance < 0)
+            {
+                errors.Add($"UsageBilling:Limits:NoPlanAllowance:{meter} must not be negative.");
+            }
+        }
+
+        for (var i = 0; i < limits.Alerts.Count; i++)
+        {
+            var alert = limits.Alerts[i];
+            if (!Enum.IsDefined(alert.Kind))
+            {
+                errors.Add($"UsageBilling:Limits:Alerts:{i}: unknown kind '{alert.Kind}' (use PercentOfIncluded, PercentOfLimit, Quantity or Amount).");
+            }
+
+            if (alert.Value <= 0)
+            {
+                errors.Add($"UsageBilling:Limits:Alerts:{i}: Value must be above zero.");
+            }
+
+            if (alert.Meter is { } meter && !options.Meters.ContainsKey(meter))
+            {
+                errors.Add($"UsageBilling:Limits:Alerts:{i} names meter '{meter}', which is not defined under UsageBilling:Meters.");
+            }
+        }
+
+        var d = limits.Delivery;
+        if (d.PollInterval < TimeSpan.FromMilliseconds(10) || d.PollInterval > TimeSpan.FromHours(1))
+        {
+            errors.Add("UsageBilling:Limits:Delivery:PollInterval must be between 10 ms and 1 hour.");
+        }
+
+        if (d.LeaseDuration < TimeSpan.FromSeconds(1))
+        {
+            errors.Add("UsageBilling:Limits:Delivery:LeaseDuration must be at least 1 second.");
+        }
+
+        if (d.RetryBaseDelay <= TimeSpan.Zero || d.RetryMaxDelay < d.RetryBaseDelay)
+        {
+            errors.Add("UsageBilling:Limits:Delivery:RetryBaseDelay must be positive and RetryMaxDelay at least as long.");
+        }
+
+        if (d.BatchSize is < 1 or > 1000)
+        {
+            errors.Add("UsageBilling:Limits:Delivery:BatchSize must be between 1 and 1000.");
+        }
     }
 
     private static void ValidatePrice(string prefix, PlanMeterPrice price, List<string> errors)
@@ -78,6 +141,11 @@ internal sealed partial class UsageBillingOptionsValidator : IValidateOptions<Us
         if (price.HardLimit is { } limit && limit < price.Included)
         {
             errors.Add($"{prefix}: HardLimit ({limit}) must not be below Included ({price.Included}).");
+        }
+
+        if (price.SpendLimit is < 0)
+        {
+            errors.Add($"{prefix}: SpendLimit must not be negative.");
         }
 
         var hasUnit = price.UnitPrice is not null;

@@ -2,6 +2,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Hosting;
+using UsageBilling.Alerts;
 using UsageBilling.Configuration;
 using UsageBilling.Flushing;
 using UsageBilling.Recording;
@@ -45,6 +47,10 @@ public static class UsageBillingServiceCollectionExtensions
         services.TryAddSingleton<IUsageRecorder>(sp => sp.GetRequiredService<GroupCommitUsageRecorder>());
         services.TryAddSingleton<IUsageSummaryService, UsageSummaryService>();
         services.TryAddSingleton<IUsageReportReview, UsageReportReview>();
+        services.TryAddSingleton<IUsageLimits, UsageLimitService>();
+        services.TryAddSingleton<UsageAlertDispatcher>();
+        services.TryAddSingleton<IUsageAlertDispatcher>(sp => sp.GetRequiredService<UsageAlertDispatcher>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, UsageAlertBackgroundService>());
         return new UsageBillingBuilder(services);
     }
 }

@@ -34,11 +34,29 @@ internal sealed partial class GroupCommitUsageRecorder : IUsageRecorder, IAsyncD
         _writers = new Lazy<Task[]>(() => [.. Enumerable.Range(0, Math.Max(1, writers)).Select(_ => Task.Run(WriteLoopAsync))]);
     }
 
-    public async Task<Guid> RecordAsync(Guid userId, string meter, long quantity = 1, string? idempotencyKey = null, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default)
+    public Task<Guid> RecordAsync(Guid userId, string meter, long quantity = 1, string? idempotencyKey = null, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default) =>
+        RecordCoreAsync(userId, meter, quantity, idempotencyKey, null, occurredAt, cancellationToken);
+
+    public Task<Guid> RecordRequestAsync(Guid userId, string meter, long quantity, string idempotencyKey, string requestFingerprint, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default)
+    {
+        if (idempotencyKey is null)
+        {
+            throw new InvalidIdempotencyKeyException("A request fingerprint binds an idempotency key; pass the key too.");
+        }
+
+        if (string.IsNullOrWhiteSpace(requestFingerprint) || requestFingerprint.Length > UsageRules.MaxFingerprintLength)
+        {
+            throw new InvalidIdempotencyKeyException($"The request fingerprint must be 1 to {UsageRules.MaxFingerprintLength} non-blank characters; it had {requestFingerprint?.Length ?? 0}.");
+        }
+
+        return RecordCoreAsync(userId, meter, quantity, idempotencyKey, requestFingerprint, occurredAt, cancellationToken);
+    }
+
+    private async Task<Guid> RecordCoreAsync(Guid userId, string meter, long quantity, string? idempotencyKey, string? fingerprint, DateTimeOffset? occurredAt, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var now = UsageRules.Normalize(_time.GetUtcNow());
-        var evt = Validate(userId, meter, quantity, idempotencyKey, occurredAt, now);
+        var evt = Validate(userId, meter, quantity, idempotencyKey, occurredAt, now) with { RequestFingerprint = fingerprint };
         var pending = new Pending(evt, occurredAt is not null);
         _ = _writers.Value;
         if (!_queue.Writer.TryWrite(pending))
@@ -159,7 +177,7 @@ internal sealed partial class GroupCommitUsageRecorder : IUsageRecorder, IAsyncD
             var leaderOutcome = outcomes[leader];
             var leaderEvent = representatives[leader].Event;
             var reference = leaderOutcome.Status == StoredEventStatus.Inserted
-                ? new StoredEventOutcome(StoredEventStatus.Existing, leaderEvent.Id, leaderEvent.Meter, leaderEvent.Quantity, leaderEvent.OccurredAt)
+                ? new StoredEventOutcome(StoredEventStatus.Existing, leaderEvent.Id, leaderEvent.Meter, leaderEvent.Quantity, leaderEvent.OccurredAt, ExistingFingerprint: leaderEvent.RequestFingerprint)
                 : leaderOutcome;
             Complete(follower, reference);
         }
@@ -177,9 +195,15 @@ internal sealed partial class GroupCommitUsageRecorder : IUsageRecorder, IAsyncD
                 var same = outcome.ExistingMeter == evt.Meter
                     && outcome.ExistingQuantity == evt.Quantity
                     && (!item.OccurredAtGiven || outcome.ExistingOccurredAt == evt.OccurredAt);
-                if (same)
+                var sameRequest = outcome.ExistingFingerprint == evt.RequestFingerprint;
+                if (same && sameRequest)
                 {
                     item.Completion.TrySetResult(outcome.ExistingId);
+                }
+                else if (same)
+                {
+                    item.Completion.TrySetException(new IdempotencyConflictException(
+                        $"Idempotency key '{evt.IdempotencyKey}' was already used by this user for another request (event {outcome.ExistingId}); a repeat must send the same content. Use a new key for a new action."));
                 }
                 else
                 {

@@ -191,3 +191,116 @@ public sealed class IdempotencyConflictException : UsageRejectedException
     {
     }
 }
+
+/// <summary>Which limit refused an event.</summary>
+public enum UsageLimitKind
+{
+    /// <summary>The plan's <c>HardLimit</c> (a quantity per period).</summary>
+    HardLimit,
+
+    /// <summary>The plan's <c>SpendLimit</c> (an amount per period).</summary>
+    SpendLimit,
+
+    /// <summary>The account's own quantity cap.</summary>
+    CustomerQuantityCap,
+
+    /// <summary>The account's own spend cap ("stop me at $50 this period").</summary>
+    CustomerSpendCap,
+
+    /// <summary>The account has no plan and the no-plan policy is <c>Deny</c>.</summary>
+    NoPlan,
+
+    /// <summary>The account has no plan and used the no-plan free allowance.</summary>
+    NoPlanAllowance,
+}
+
+/// <summary>
+/// The event would take the account over a limit for its billing period; nothing was written. The
+/// limit and the usage are in the limit's unit: units of the meter, or currency units for spend limits.
+/// </summary>
+public sealed class UsageLimitExceededException : UsageRejectedException
+{
+    /// <summary>Creates the exception.</summary>
+    public UsageLimitExceededException()
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">The message.</param>
+    public UsageLimitExceededException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and its cause.</summary>
+    /// <param name="message">The message.</param>
+    /// <param name="innerException">The cause.</param>
+    public UsageLimitExceededException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    /// <summary>Creates the exception with the limit's figures.</summary>
+    /// <param name="message">The message.</param>
+    /// <param name="meter">The meter event name.</param>
+    /// <param name="kind">Which limit refused the event.</param>
+    /// <param name="limit">The limit, in units or currency units (see <see cref="IsMonetary"/>).</param>
+    /// <param name="used">What the period has used so far, in the limit's unit.</param>
+    /// <param name="requested">The units the event asked for.</param>
+    /// <param name="periodEnd">When the period ends and the limit resets.</param>
+    public UsageLimitExceededException(string message, string meter, UsageLimitKind kind, decimal limit, decimal used, long requested, DateTimeOffset periodEnd)
+        : base(message)
+    {
+        Meter = meter;
+        Kind = kind;
+        Limit = limit;
+        Used = used;
+        Requested = requested;
+        PeriodEnd = periodEnd;
+    }
+
+    /// <summary>The meter event name.</summary>
+    public string Meter { get; } = "";
+
+    /// <summary>Which limit refused the event.</summary>
+    public UsageLimitKind Kind { get; }
+
+    /// <summary>The limit, in units of the meter or in currency units (see <see cref="IsMonetary"/>).</summary>
+    public decimal Limit { get; }
+
+    /// <summary>What the period has used so far, in the limit's unit.</summary>
+    public decimal Used { get; }
+
+    /// <summary>The units the refused event asked for.</summary>
+    public long Requested { get; }
+
+    /// <summary>When the billing period ends: the limit resets then.</summary>
+    public DateTimeOffset PeriodEnd { get; }
+
+    /// <summary>Whether <see cref="Limit"/> and <see cref="Used"/> are amounts of money rather than units.</summary>
+    public bool IsMonetary => Kind is UsageLimitKind.SpendLimit or UsageLimitKind.CustomerSpendCap;
+}
+
+/// <summary>A customer-set cap is invalid (negative, or above the plan's own limit).</summary>
+public sealed class InvalidSpendCapException : UsageBillingException
+{
+    /// <summary>Creates the exception.</summary>
+    public InvalidSpendCapException()
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">The message.</param>
+    public InvalidSpendCapException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and its cause.</summary>
+    /// <param name="message">The message.</param>
+    /// <param name="innerException">The cause.</param>
+    public InvalidSpendCapException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

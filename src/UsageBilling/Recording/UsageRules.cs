@@ -9,6 +9,9 @@ public static class UsageRules
     /// <summary>The longest idempotency key the buffer stores.</summary>
     public const int MaxIdempotencyKeyLength = 255;
 
+    /// <summary>The longest request fingerprint the buffer stores (a hex SHA-256 is 64).</summary>
+    public const int MaxFingerprintLength = 128;
+
     /// <summary>How far back Stripe accepts a meter event's timestamp.</summary>
     public static readonly TimeSpan MaxAge = TimeSpan.FromDays(35);
 

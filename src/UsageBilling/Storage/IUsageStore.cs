@@ -12,7 +12,10 @@ public interface IUsageStore
     /// <summary>
     /// Inserts events in one transaction and returns one outcome per event, in order. Events whose
     /// (user, idempotency key) already exists are not inserted; their outcome carries the stored row.
-    /// Events of unknown users fail alone. Throws only when the whole batch failed.
+    /// Events of unknown users fail alone. With spend control on (<c>UsageBilling:Limits:Enforce</c>) the
+    /// same transaction checks every event against its account·meter·period total and writes what
+    /// crossed an alert threshold; refused events leave nothing and get <see cref="StoredEventStatus.Rejected"/>.
+    /// Throws only when the whole batch failed.
     /// </summary>
     /// <param name="events">Validated events; at most one per (user, idempotency key).</param>
     /// <param name="cancellationToken">Cancels the write.</param>
@@ -46,7 +49,8 @@ public interface IUsageStore
 /// <param name="OccurredAt">When the billable action happened (UTC, microsecond precision).</param>
 /// <param name="IdempotencyKey">The caller's key, unique per user, or <see langword="null"/>.</param>
 /// <param name="CreatedAt">When the recorder accepted the event.</param>
-public sealed record NewUsageEvent(Guid Id, Guid UserId, string Meter, long Quantity, DateTimeOffset OccurredAt, string? IdempotencyKey, DateTimeOffset CreatedAt);
+/// <param name="RequestFingerprint">A digest of the request the key was used for (bound to the key), or <see langword="null"/>.</param>
+public sealed record NewUsageEvent(Guid Id, Guid UserId, string Meter, long Quantity, DateTimeOffset OccurredAt, string? IdempotencyKey, DateTimeOffset CreatedAt, string? RequestFingerprint = null);
 
 /// <summary>What happened to one event of an insert batch.</summary>
 public enum StoredEventStatus
@@ -62,6 +66,9 @@ public enum StoredEventStatus
 
     /// <summary>This event alone failed; see <see cref="StoredEventOutcome.Error"/>.</summary>
     Failed,
+
+    /// <summary>A limit refused the event and nothing was written; <see cref="StoredEventOutcome.Error"/> is the <c>UsageLimitExceededException</c>.</summary>
+    Rejected,
 }
 
 /// <summary>The outcome of one event of an insert batch.</summary>
@@ -70,14 +77,16 @@ public enum StoredEventStatus
 /// <param name="ExistingMeter">For <see cref="StoredEventStatus.Existing"/>: the stored row's meter.</param>
 /// <param name="ExistingQuantity">For <see cref="StoredEventStatus.Existing"/>: the stored row's quantity.</param>
 /// <param name="ExistingOccurredAt">For <see cref="StoredEventStatus.Existing"/>: the stored row's time.</param>
-/// <param name="Error">For <see cref="StoredEventStatus.Failed"/>: the cause.</param>
+/// <param name="Error">For <see cref="StoredEventStatus.Failed"/> and <see cref="StoredEventStatus.Rejected"/>: the cause.</param>
+/// <param name="ExistingFingerprint">For <see cref="StoredEventStatus.Existing"/>: the stored row's request fingerprint.</param>
 public readonly record struct StoredEventOutcome(
     StoredEventStatus Status,
     Guid ExistingId = default,
     string? ExistingMeter = null,
     long ExistingQuantity = 0,
     DateTimeOffset ExistingOccurredAt = default,
-    Exception? Error = null)
+    Exception? Error = null,
+    string? ExistingFingerprint = null)
 {
     /// <summary>The outcome of an inserted row.</summary>
     public static StoredEventOutcome Inserted { get; } = new(StoredEventStatus.Inserted);

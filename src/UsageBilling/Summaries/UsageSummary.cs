@@ -52,6 +52,12 @@ public sealed record MeterUsageSummary(
     DateTimeOffset? ReportedAsOf,
     IReadOnlyList<DailyUsage> Daily)
 {
-    /// <summary>Whether the hard limit, if any, is reached.</summary>
-    public bool LimitReached => HardLimit is { } limit && Used >= limit;
+    /// <summary>The limit in force this period (plan limits, the account's caps, the no-plan policy), if any.</summary>
+    public UsageLimitState? Limit { get; init; }
+
+    /// <summary>The spend limit in force (the plan's or the account's lower cap), if any, in currency units.</summary>
+    public decimal? SpendLimit { get; init; }
+
+    /// <summary>Whether no further unit can be recorded this period (see <see cref="Limit"/>; it resets at <see cref="PeriodEnd"/>).</summary>
+    public bool LimitReached => Limit?.Reached ?? (HardLimit is { } limit && Used >= limit);
 }

@@ -8,14 +8,17 @@ using UsageBilling.Storage;
 namespace UsageBilling.Summaries;
 
 /// <summary>Computes summaries from the store's aggregates and the configured plans.</summary>
-internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBillingOptions> options, TimeProvider time) : IUsageSummaryService
+internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBillingOptions> options, TimeProvider time, ISpendControlStore? spend = null) : IUsageSummaryService
 {
     private readonly UsageBillingOptions _options = options.Value;
+    private readonly UsageGuard _guard = new(options.Value);
 
     public async Task<UsageSummary> GetCurrentPeriodAsync(Guid userId, CancellationToken cancellationToken = default)
     {
         var now = time.GetUtcNow();
-        var state = await store.GetBillingStateAsync(userId, cancellationToken).ConfigureAwait(false);
+        AccountLimits? account = spend is null ? null : await spend.GetAccountLimitsAsync(userId, cancellationToken).ConfigureAwait(false);
+        var state = account is not null ? account.State : await store.GetBillingStateAsync(userId, cancellationToken).ConfigureAwait(false);
+        account ??= new AccountLimits(state, new Dictionary<string, AccountMeterSettings>());
         var planId = state?.PlanId ?? _options.DefaultPlan;
         PlanDefinition? plan = null;
         if (planId is not null && !_options.Plans.TryGetValue(planId, out plan))
@@ -66,6 +69,7 @@ internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBilli
             var cost = schedule?.CostOf(used) ?? 0m;
             total += cost;
             var percent = included > 0 ? used * 100.0 / included : used > 0 ? 100.0 : 0.0;
+            var rule = _guard.RuleFor(userId, name, now, account);
             meters.Add(new MeterUsageSummary(
                 name,
                 meter.DisplayName ?? name,
@@ -80,7 +84,11 @@ internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBilli
                 cost,
                 Math.Max(0, pending),
                 reportedAsOf,
-                EveryDay(period, now, rows)));
+                EveryDay(period, now, rows))
+            {
+                Limit = _options.Limits.Enforce ? LimitStateOf(rule, used) : null,
+                SpendLimit = rule.SpendLimit,
+            });
         }
 
         return new UsageSummary(userId, planId, plan is null ? null : plan.DisplayName ?? planId, plan?.Currency ?? "usd", plan?.MonthlyPrice ?? 0m, total, now, meters);
@@ -95,6 +103,18 @@ internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBilli
 
         var summary = await GetCurrentPeriodAsync(userId, cancellationToken).ConfigureAwait(false);
         return summary.Meters.Single(m => m.Meter == meter).Daily;
+    }
+
+    /// <summary>The limit bounding the period, if any, and whether one more unit would be refused.</summary>
+    internal static UsageLimitState? LimitStateOf(MeterRule rule, long used)
+    {
+        if (rule.MaxUnits() is not { } max)
+        {
+            return null;
+        }
+
+        var kind = rule.QuantityLimit is { } q && q <= max ? rule.QuantityLimitKind : rule.SpendLimitKind;
+        return new UsageLimitState(kind, max, rule.SpendLimit, rule.Refusal(used, 1) is not null, rule.Period.End);
     }
 
     /// <summary>Every UTC day of the period up to today, zero days included.</summary>

@@ -68,8 +68,12 @@ public static class TestPlans
         o.Meters["ai_messages"] = new MeterDefinition { DisplayName = "AI messages", Unit = "messages" };
         o.Meters["api_calls"] = new MeterDefinition { DisplayName = "API calls", Aggregation = MeterAggregation.Count };
 
+        // Most facts record for users without a plan; the no-plan policy itself is proven in SpendControlTests.
+        o.Limits.NoPlan = NoPlanPolicy.Allow;
+
         var starter = new PlanDefinition { DisplayName = "Starter", MonthlyPrice = 19m };
-        starter.Meters["ai_messages"] = new PlanMeterPrice { Included = 100, UnitPrice = 0.02m, HardLimit = 1000 };
+        // Limits high enough that the flush and summary facts never meet them; SpendControlTests set their own.
+        starter.Meters["ai_messages"] = new PlanMeterPrice { Included = 100, UnitPrice = 0.02m, HardLimit = 100_000_000 };
         var apiCalls = new PlanMeterPrice { Included = 1000 };
         apiCalls.Tiers.Add(new PriceTier { UpTo = 5000, UnitAmount = 0.01m });
         apiCalls.Tiers.Add(new PriceTier { UpTo = null, UnitAmount = 0.005m, FlatAmount = 5m });

@@ -265,6 +265,124 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                     b.ToTable("stripe_webhook_events", (string)null);
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageAccountLimit", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("meter");
+
+                    b.Property<string>("AlertThresholds")
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("alert_thresholds");
+
+                    b.Property<long?>("QuantityCap")
+                        .HasColumnType("bigint")
+                        .HasColumnName("quantity_cap");
+
+                    b.Property<decimal?>("SpendCap")
+                        .HasPrecision(18, 6)
+                        .HasColumnType("numeric(18,6)")
+                        .HasColumnName("spend_cap");
+
+                    b.Property<DateTimeOffset>("UpdatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("UserId", "Meter")
+                        .HasName("pk_usage_account_limits");
+
+                    b.ToTable("usage_account_limits", (string)null);
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageAlertRecord", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid")
+                        .HasColumnName("id");
+
+                    b.Property<decimal>("Amount")
+                        .HasPrecision(18, 6)
+                        .HasColumnType("numeric(18,6)")
+                        .HasColumnName("amount");
+
+                    b.Property<int>("Attempts")
+                        .HasColumnType("integer")
+                        .HasColumnName("attempts");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("created_at");
+
+                    b.Property<DateTimeOffset?>("DeliveredAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("delivered_at");
+
+                    b.Property<string>("LastError")
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)")
+                        .HasColumnName("last_error");
+
+                    b.Property<DateTimeOffset?>("LeaseExpiresAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("lease_expires_at");
+
+                    b.Property<string>("LeaseOwner")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("lease_owner");
+
+                    b.Property<string>("Meter")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("meter");
+
+                    b.Property<DateTimeOffset>("NextAttemptAt")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("next_attempt_at");
+
+                    b.Property<DateTimeOffset>("PeriodEnd")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("period_end");
+
+                    b.Property<DateTimeOffset>("PeriodStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("period_start");
+
+                    b.Property<string>("Threshold")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("threshold");
+
+                    b.Property<long>("Used")
+                        .HasColumnType("bigint")
+                        .HasColumnName("used");
+
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("user_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_usage_alerts");
+
+                    b.HasIndex("NextAttemptAt")
+                        .HasDatabaseName("ix_usage_alerts_due")
+                        .HasFilter("delivered_at IS NULL");
+
+                    b.HasIndex("UserId", "Meter", "PeriodStart", "Threshold")
+                        .IsUnique()
+                        .HasDatabaseName("ux_usage_alerts_threshold");
+
+                    b.ToTable("usage_alerts", (string)null);
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
                 {
                     b.Property<Guid>("UserId")
@@ -345,6 +463,11 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("reported_at");
 
+                    b.Property<string>("RequestFingerprint")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("request_fingerprint");
+
                     b.Property<Guid>("UserId")
                         .HasColumnType("uuid")
                         .HasColumnName("user_id");
@@ -413,6 +536,41 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                         .HasName("pk_usage_hourly");
 
                     b.ToTable("usage_hourly", (string)null);
+
+                    b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsagePeriodTotal", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("character varying(100)")
+                        .HasColumnName("meter");
+
+                    b.Property<DateTimeOffset>("PeriodStart")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("period_start");
+
+                    b.Property<long>("EventCount")
+                        .HasColumnType("bigint")
+                        .HasColumnName("event_count");
+
+                    b.Property<DateTimeOffset>("PeriodEnd")
+                        .HasColumnType("timestamp with time zone")
+                        .HasColumnName("period_end");
+
+                    b.Property<long>("Quantity")
+                        .HasColumnType("bigint")
+                        .HasColumnName("quantity");
+
+                    b.HasKey("UserId", "Meter", "PeriodStart")
+                        .HasName("pk_usage_period_totals");
+
+                    b.ToTable("usage_period_totals", (string)null);
 
                     b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
                 });
@@ -646,6 +804,26 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                         .HasConstraintName("fk_billing_subscription_items_user");
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageAccountLimit", b =>
+                {
+                    b.HasOne("UsageBilling.Web.Data.AppUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_account_limits_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageAlertRecord", b =>
+                {
+                    b.HasOne("UsageBilling.Web.Data.AppUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_alerts_user");
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
                 {
                     b.HasOne("UsageBilling.Web.Data.AppUser", null)
@@ -674,6 +852,16 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_usage_hourly_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsagePeriodTotal", b =>
+                {
+                    b.HasOne("UsageBilling.Web.Data.AppUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_period_totals_user");
                 });
 #pragma warning restore 612, 618
         }

@@ -4,50 +4,45 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
-using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
 using UsageBilling.EntityFrameworkCore;
 
 #nullable disable
 
-namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
+namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
 {
-    [DbContext(typeof(PostgresUsageBillingDbContext))]
-    [Migration("20261201091946_StripeWebhookEvents")]
+    [DbContext(typeof(SqliteUsageBillingDbContext))]
+    [Migration("20261201102711_StripeWebhookEvents")]
     partial class StripeWebhookEvents
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
         {
 #pragma warning disable 612, 618
-            modelBuilder
-                .HasAnnotation("ProductVersion", "10.0.15")
-                .HasAnnotation("Relational:MaxIdentifierLength", 63);
-
-            NpgsqlModelBuilderExtensions.UseIdentityByDefaultColumns(modelBuilder);
+            modelBuilder.HasAnnotation("ProductVersion", "10.0.15");
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.BillingCustomer", b =>
                 {
                     b.Property<Guid>("UserId")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("user_id");
 
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
 
                     b.Property<string>("PlanId")
                         .HasMaxLength(100)
-                        .HasColumnType("character varying(100)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("plan_id");
 
                     b.Property<string>("StripeCustomerId")
                         .IsRequired()
                         .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("stripe_customer_id");
 
-                    b.Property<DateTimeOffset>("UpdatedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("updated_at");
 
                     b.HasKey("UserId")
@@ -64,46 +59,46 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                 {
                     b.Property<string>("Id")
                         .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("id");
 
-                    b.Property<DateTimeOffset>("CurrentPeriodEnd")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("CurrentPeriodEnd")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("current_period_end");
 
-                    b.Property<DateTimeOffset>("CurrentPeriodStart")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("CurrentPeriodStart")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("current_period_start");
 
                     b.Property<string>("Meter")
                         .HasMaxLength(100)
-                        .HasColumnType("character varying(100)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("meter");
 
                     b.Property<string>("PriceId")
                         .IsRequired()
                         .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("price_id");
 
                     b.Property<string>("Status")
                         .IsRequired()
                         .HasMaxLength(40)
-                        .HasColumnType("character varying(40)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("status");
 
                     b.Property<string>("SubscriptionId")
                         .IsRequired()
                         .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("subscription_id");
 
-                    b.Property<DateTimeOffset>("UpdatedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("updated_at");
 
                     b.Property<Guid>("UserId")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("user_id");
 
                     b.HasKey("Id")
@@ -118,16 +113,16 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.BillingUser", b =>
                 {
                     b.Property<Guid>("Id")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("id");
 
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
 
                     b.Property<string>("Email")
                         .HasMaxLength(320)
-                        .HasColumnType("character varying(320)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("email");
 
                     b.HasKey("Id")
@@ -140,17 +135,17 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                 {
                     b.Property<string>("Id")
                         .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("id");
 
-                    b.Property<DateTimeOffset>("ProcessedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("ProcessedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("processed_at");
 
                     b.Property<string>("Type")
                         .IsRequired()
                         .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("type");
 
                     b.HasKey("Id")
@@ -159,39 +154,157 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     b.ToTable("stripe_webhook_events", (string)null);
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageAccountLimit", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("meter");
+
+                    b.Property<string>("AlertThresholds")
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("alert_thresholds");
+
+                    b.Property<long?>("QuantityCap")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("quantity_cap");
+
+                    b.Property<decimal?>("SpendCap")
+                        .HasPrecision(18, 6)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("spend_cap");
+
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("updated_at");
+
+                    b.HasKey("UserId", "Meter")
+                        .HasName("pk_usage_account_limits");
+
+                    b.ToTable("usage_account_limits", (string)null);
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageAlertRecord", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("id");
+
+                    b.Property<decimal>("Amount")
+                        .HasPrecision(18, 6)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("amount");
+
+                    b.Property<int>("Attempts")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("attempts");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("created_at");
+
+                    b.Property<long?>("DeliveredAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("delivered_at");
+
+                    b.Property<string>("LastError")
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("last_error");
+
+                    b.Property<long?>("LeaseExpiresAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("lease_expires_at");
+
+                    b.Property<string>("LeaseOwner")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("lease_owner");
+
+                    b.Property<string>("Meter")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("meter");
+
+                    b.Property<long>("NextAttemptAt")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("next_attempt_at");
+
+                    b.Property<long>("PeriodEnd")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("period_end");
+
+                    b.Property<long>("PeriodStart")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("period_start");
+
+                    b.Property<string>("Threshold")
+                        .IsRequired()
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("threshold");
+
+                    b.Property<long>("Used")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("used");
+
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("user_id");
+
+                    b.HasKey("Id")
+                        .HasName("pk_usage_alerts");
+
+                    b.HasIndex("NextAttemptAt")
+                        .HasDatabaseName("ix_usage_alerts_due")
+                        .HasFilter("delivered_at IS NULL");
+
+                    b.HasIndex("UserId", "Meter", "PeriodStart", "Threshold")
+                        .IsUnique()
+                        .HasDatabaseName("ux_usage_alerts_threshold");
+
+                    b.ToTable("usage_alerts", (string)null);
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
                 {
                     b.Property<Guid>("UserId")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("user_id");
 
-                    b.Property<DateTimeOffset>("Day")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("Day")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("day");
 
                     b.Property<string>("Meter")
                         .HasMaxLength(100)
-                        .HasColumnType("character varying(100)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("meter");
 
                     b.Property<long>("EventCount")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("event_count");
 
-                    b.Property<DateTimeOffset?>("LastReportedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long?>("LastReportedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("last_reported_at");
 
                     b.Property<long>("Quantity")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("quantity");
 
                     b.Property<long>("ReportedCount")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("reported_count");
 
                     b.Property<long>("ReportedQuantity")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("reported_quantity");
 
                     b.HasKey("UserId", "Day", "Meter")
@@ -205,42 +318,47 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEvent", b =>
                 {
                     b.Property<Guid>("Id")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("id");
 
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
 
                     b.Property<string>("IdempotencyKey")
                         .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("idempotency_key");
 
                     b.Property<string>("Meter")
                         .IsRequired()
                         .HasMaxLength(100)
-                        .HasColumnType("character varying(100)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("meter");
 
-                    b.Property<DateTimeOffset>("OccurredAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("OccurredAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("occurred_at");
 
                     b.Property<long>("Quantity")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("quantity");
 
                     b.Property<Guid?>("ReportId")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("report_id");
 
-                    b.Property<DateTimeOffset?>("ReportedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long?>("ReportedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("reported_at");
 
+                    b.Property<string>("RequestFingerprint")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("request_fingerprint");
+
                     b.Property<Guid>("UserId")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("user_id");
 
                     b.HasKey("Id")
@@ -258,9 +376,8 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .HasDatabaseName("ux_usage_events_user_key");
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
-                        .HasDatabaseName("ix_usage_events_user_time");
-
-                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "OccurredAt", "Meter"), new[] { "Quantity", "ReportedAt" });
+                        .HasDatabaseName("ix_usage_events_user_time")
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportedAt" });
 
                     b.ToTable("usage_events", null, t =>
                         {
@@ -271,36 +388,36 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>
                 {
                     b.Property<Guid>("UserId")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("user_id");
 
-                    b.Property<DateTimeOffset>("Hour")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("Hour")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("hour");
 
                     b.Property<string>("Meter")
                         .HasMaxLength(100)
-                        .HasColumnType("character varying(100)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("meter");
 
                     b.Property<long>("EventCount")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("event_count");
 
-                    b.Property<DateTimeOffset?>("LastReportedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long?>("LastReportedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("last_reported_at");
 
                     b.Property<long>("Quantity")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("quantity");
 
                     b.Property<long>("ReportedCount")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("reported_count");
 
                     b.Property<long>("ReportedQuantity")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("reported_quantity");
 
                     b.HasKey("UserId", "Hour", "Meter")
@@ -311,82 +428,117 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsagePeriodTotal", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("Meter")
+                        .HasMaxLength(100)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("meter");
+
+                    b.Property<long>("PeriodStart")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("period_start");
+
+                    b.Property<long>("EventCount")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("event_count");
+
+                    b.Property<long>("PeriodEnd")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("period_end");
+
+                    b.Property<long>("Quantity")
+                        .HasColumnType("INTEGER")
+                        .HasColumnName("quantity");
+
+                    b.HasKey("UserId", "Meter", "PeriodStart")
+                        .HasName("pk_usage_period_totals");
+
+                    b.ToTable("usage_period_totals", (string)null);
+
+                    b.HasAnnotation("Npgsql:StorageParameter:fillfactor", 70);
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageReport", b =>
                 {
                     b.Property<Guid>("Id")
-                        .HasColumnType("uuid")
+                        .HasColumnType("TEXT")
                         .HasColumnName("id");
 
                     b.Property<int>("Attempts")
-                        .HasColumnType("integer")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("attempts");
 
-                    b.Property<DateTimeOffset>("CreatedAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("created_at");
 
                     b.Property<int>("EventCount")
-                        .HasColumnType("integer")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("event_count");
 
-                    b.Property<DateTimeOffset?>("FirstAttemptAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long?>("FirstAttemptAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("first_attempt_at");
 
                     b.Property<string>("LastError")
                         .HasMaxLength(2000)
-                        .HasColumnType("character varying(2000)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("last_error");
 
-                    b.Property<DateTimeOffset?>("LeaseExpiresAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long?>("LeaseExpiresAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("lease_expires_at");
 
                     b.Property<string>("LeaseOwner")
                         .HasMaxLength(100)
-                        .HasColumnType("character varying(100)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("lease_owner");
 
                     b.Property<string>("Meter")
                         .IsRequired()
                         .HasMaxLength(100)
-                        .HasColumnType("character varying(100)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("meter");
 
-                    b.Property<DateTimeOffset>("NextAttemptAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("NextAttemptAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("next_attempt_at");
 
-                    b.Property<DateTimeOffset>("PeriodEnd")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("PeriodEnd")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("period_end");
 
-                    b.Property<DateTimeOffset>("PeriodStart")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("PeriodStart")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("period_start");
 
                     b.Property<long>("Quantity")
-                        .HasColumnType("bigint")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("quantity");
 
-                    b.Property<DateTimeOffset?>("SentAt")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long?>("SentAt")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("sent_at");
 
                     b.Property<string>("Status")
                         .IsRequired()
                         .HasMaxLength(20)
-                        .HasColumnType("character varying(20)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("status");
 
                     b.Property<string>("StripeCustomerId")
                         .IsRequired()
                         .HasMaxLength(255)
-                        .HasColumnType("character varying(255)")
+                        .HasColumnType("TEXT")
                         .HasColumnName("stripe_customer_id");
 
-                    b.Property<DateTimeOffset>("Timestamp")
-                        .HasColumnType("timestamp with time zone")
+                    b.Property<long>("Timestamp")
+                        .HasColumnType("INTEGER")
                         .HasColumnName("timestamp");
 
                     b.HasKey("Id")
@@ -421,6 +573,26 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .HasConstraintName("fk_billing_subscription_items_user");
                 });
 
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageAccountLimit", b =>
+                {
+                    b.HasOne("UsageBilling.EntityFrameworkCore.Entities.BillingUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_account_limits_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageAlertRecord", b =>
+                {
+                    b.HasOne("UsageBilling.EntityFrameworkCore.Entities.BillingUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_alerts_user");
+                });
+
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageDaily", b =>
                 {
                     b.HasOne("UsageBilling.EntityFrameworkCore.Entities.BillingUser", null)
@@ -449,6 +621,16 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_usage_hourly_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsagePeriodTotal", b =>
+                {
+                    b.HasOne("UsageBilling.EntityFrameworkCore.Entities.BillingUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_period_totals_user");
                 });
 #pragma warning restore 612, 618
         }

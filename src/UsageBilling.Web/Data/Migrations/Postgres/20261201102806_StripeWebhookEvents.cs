@@ -5,7 +5,7 @@
 namespace UsageBilling.Web.Data.Migrations.Postgres
 {
     /// <inheritdoc />
-    public partial class LibraryWebhookEvents : Migration
+    public partial class StripeWebhookEvents : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
