@@ -81,7 +81,7 @@ public abstract class FlushRobustnessTests(Provider provider) : FlushComplianceT
         var accepted = await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct);
         Assert.Equal(reports.Count, accepted.Count);
         await AssertTotalsMatchAsync();
-        TestContext.Current.SendDiagnosticMessage($"{reports.Count} reports, {requests.Sum(r => r.Requests)} meter-event requests, {shared.Count} retried by another flusher after a failed attempt, worker stderr lines: {errors.Count}");
+        TestContext.Current.SendDiagnosticMessage($"{reports.Count} reports, {requests.Sum(r => r.Requests)} meter-event requests, {shared.Count} retried by another flusher after a failed attempt, worker stderr lines: {errors.Count}: {string.Join(" | ", errors.Take(10))}");
     }
 
     [Fact]

@@ -297,7 +297,8 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
                     {
                         await Task.Delay(every, _time, heartbeatStop.Token).ConfigureAwait(false);
                         var at = _time.GetUtcNow();
-                        if (!await lease.RenewAsync([.. unwritten.Keys], at + _options.LeaseDuration, heartbeatStop.Token).ConfigureAwait(false))
+                        // Not cancelled midway when the round ends: a renewal in flight finishes (the round waits for it).
+                        if (!await lease.RenewAsync([.. unwritten.Keys], at + _options.LeaseDuration, CancellationToken.None).ConfigureAwait(false))
                         {
                             LogLeaseLost("another flusher took over one of its reports");
                             Interlocked.Exchange(ref expiresAt, 0);
