@@ -81,7 +81,7 @@ public abstract class FlushRobustnessTests(Provider provider) : FlushComplianceT
         var accepted = await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct);
         Assert.Equal(reports.Count, accepted.Count);
         await AssertTotalsMatchAsync();
-        TestContext.Current.SendDiagnosticMessage($"{reports.Count} reports, {requests.Sum(r => r.Requests)} meter-event requests, {shared.Count} retried by another flusher after a failed attempt, worker stderr lines: {errors.Count}");
+        TestContext.Current.SendDiagnosticMessage($"{reports.Count} reports, {requests.Sum(r => r.Requests)} meter-event requests, {shared.Count} retried by another flusher after a failed attempt, worker stderr lines: {errors.Count}: {string.Join(" | ", errors.Take(10))}");
     }
 
     [Fact]
@@ -248,6 +248,37 @@ public abstract class FlushRobustnessTests(Provider provider) : FlushComplianceT
         Assert.All(perKey, n => Assert.Equal(1, n));
         Assert.Equal(160, results.Sum(r => r.ReportsSent));
         Assert.Equal(160, (await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct)).Count);
+        await AssertTotalsMatchAsync();
+    }
+
+    [Fact]
+    public async Task Flush_AnotherFlusherHoldsTheMostOverdueKeys_ThisOneSendsEverythingElse()
+    {
+        for (var i = 0; i < 10; i++)
+        {
+            var (user, _) = await NewCustomerAsync();
+            await Recorder.RecordAsync(user, "ai_messages", 1 + i, cancellationToken: Ct);
+        }
+
+        var store = Host.Get<IUsageFlushStore>();
+        var claimed = await store.ClaimAsync(5000, null, (events, items) => ReportPlanning.Plan(events, items, Time.GetUtcNow(), TimeSpan.FromDays(34)), Ct);
+        Assert.Equal(10, claimed.ReportsCreated);
+
+        // Another live flusher leases the three most overdue keys (on PostgreSQL its session holds their locks).
+        var other = await store.LeaseDueReportsAsync(Time.GetUtcNow(), 3, null, "otherhost:4242:1:feedface", Time.GetUtcNow().AddMinutes(5), Ct);
+        Assert.Equal(3, other.Reports.Count);
+
+        // This flusher leases two keys a round: the first keys it finds are the held ones, and it goes on to the free ones.
+        var flusher = (await AddFlusherHostAsync(o => o.SendBatchSize = 2)).Get<IUsageFlusher>();
+        var first = await flusher.FlushOnceAsync(Ct);
+        Assert.Equal(7, first.ReportsSent);
+        var leases = await store.GetLeasesAsync(Time.GetUtcNow(), null, Ct);
+        Assert.Equal(3, leases.Leased);
+        Assert.Equal("otherhost:4242:1:feedface", Assert.Single(leases.Holders).Owner);
+
+        await other.DisposeAsync();
+        var second = await flusher.FlushOnceAsync(Ct);
+        Assert.Equal(3, second.ReportsSent);
         await AssertTotalsMatchAsync();
     }
 

@@ -31,7 +31,6 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     private readonly IStripeMeterDirectory _meterDirectory;
     private readonly TimeSpan _maxCallDuration;
     private readonly RateLimiter _rateLimiter;
-    private readonly string _owner = FlusherIdentity.NewOwner();
     private readonly SemaphoreSlim _checkGate = new(1, 1);
     private bool _metersChecked;
     private readonly Counter<long> _sent;
@@ -161,7 +160,10 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             var now = _time.GetUtcNow();
-            var lease = await _store.LeaseDueReportsAsync(now, _options.SendBatchSize, customerId, _owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+            // A fresh owner name per round: two rounds of one process at once (the background cycle and an
+            // invoice-boundary flush) are two owners, so neither can take or release the other's reports.
+            var owner = FlusherIdentity.NewOwner();
+            var lease = await _store.LeaseDueReportsAsync(now, _options.SendBatchSize, customerId, owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
             FlushResult round;
             await using (lease.ConfigureAwait(false))
             {
@@ -175,7 +177,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
                     break;
                 }
 
-                round = await SendRoundAsync(lease, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+                round = await SendRoundAsync(lease, owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
             }
 
             result = result.Add(round);
@@ -265,7 +267,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     /// <summary>A mark for the writer: an acknowledgement or a failure.</summary>
     private readonly record struct Mark(Guid Id, ReportFailure? Failure);
 
-    private async Task<FlushResult> SendRoundAsync(IReportLease lease, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    private async Task<FlushResult> SendRoundAsync(IReportLease lease, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
         var sent = 0;
         var failures = new ConcurrentBag<ReportFailure>();
@@ -280,7 +282,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         // group (at most MarkBatchSize), so a crash loses at most one group in flight and Stripe's
         // "already exists" answers the resend of those.
         var marks = Channel.CreateUnbounded<Mark>(new UnboundedChannelOptions { SingleReader = true });
-        var writer = Task.Run(() => WriteMarksAsync(marks.Reader, unwritten), CancellationToken.None);
+        var writer = Task.Run(() => WriteMarksAsync(marks.Reader, owner, unwritten), CancellationToken.None);
 
         // Renews the lease every third of its duration while the round sends. A failed renewal, or a report
         // another owner took, stops new sends: a lease never lapses unnoticed.
@@ -295,7 +297,8 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
                     {
                         await Task.Delay(every, _time, heartbeatStop.Token).ConfigureAwait(false);
                         var at = _time.GetUtcNow();
-                        if (!await lease.RenewAsync([.. unwritten.Keys], at + _options.LeaseDuration, heartbeatStop.Token).ConfigureAwait(false))
+                        // Not cancelled midway when the round ends: a renewal in flight finishes (the round waits for it).
+                        if (!await lease.RenewAsync([.. unwritten.Keys], at + _options.LeaseDuration, CancellationToken.None).ConfigureAwait(false))
                         {
                             LogLeaseLost("another flusher took over one of its reports");
                             Interlocked.Exchange(ref expiresAt, 0);
@@ -416,7 +419,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     }
 
     /// <summary>Writes marks in groups as they arrive, until the round completes the channel; a failed write is retried, never dropped silently.</summary>
-    private async Task WriteMarksAsync(ChannelReader<Mark> reader, ConcurrentDictionary<Guid, byte> unwritten)
+    private async Task WriteMarksAsync(ChannelReader<Mark> reader, string owner, ConcurrentDictionary<Guid, byte> unwritten)
     {
         var acks = new List<Guid>();
         var failures = new List<ReportFailure>();
@@ -451,7 +454,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 
                     if (failures.Count > 0)
                     {
-                        await _store.MarkFailedAsync(failures, _owner, CancellationToken.None).ConfigureAwait(false);
+                        await _store.MarkFailedAsync(failures, owner, CancellationToken.None).ConfigureAwait(false);
                         foreach (var f in failures)
                         {
                             unwritten.TryRemove(f.Id, out _);
