@@ -2,9 +2,9 @@ using ExistingApp;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
+using UsageBilling;
 using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
-using UsageBilling.EntityFrameworkCore.Entities;
 using UsageBilling.Flushing;
 using UsageBilling.Provisioning;
 using UsageBilling.Recording;
@@ -24,7 +24,8 @@ builder.Services.AddUsageBilling(builder.Configuration.GetSection("UsageBilling"
     .UseSqlite<AppDbContext>(database)
     .UseStripe(builder.Configuration.GetSection("Stripe"))
     .AddStripeProvisioner()
-    .AddFlusher(builder.Configuration.GetSection("UsageBilling:Flush"));
+    .AddFlusher(builder.Configuration.GetSection("UsageBilling:Flush"))
+    .AddAspNetCore();
 
 var app = builder.Build();
 await app.Services.GetRequiredService<IUsageBillingDatabase>().MigrateAsync();
@@ -35,8 +36,8 @@ if (localStripe is not null)
     app.Logger.LogInformation("No Stripe:SecretKey configured: using the local Stripe emulator at {ApiBase}", localStripe.ApiBase);
 }
 
-// Sign-up onto the flat-rate plan, as before; UsageBilling learns the account's Stripe customer in the same transaction.
-app.MapPost("/accounts", async Task<Results<Created<Account>, ProblemHttpResult>> (NewAccount body, AppDbContext db, FlatRatePlan plan, TimeProvider time, CancellationToken ct) =>
+// Sign-up onto the flat-rate plan, as before; then the plan's metered price joins that same subscription.
+app.MapPost("/accounts", async Task<Results<Created<Account>, ProblemHttpResult>> (NewAccount body, AppDbContext db, FlatRatePlan plan, IBillingAccounts billing, CancellationToken ct) =>
 {
     if (string.IsNullOrWhiteSpace(body.Email) || !body.Email.Contains('@', StringComparison.Ordinal))
     {
@@ -51,7 +52,6 @@ app.MapPost("/accounts", async Task<Results<Created<Account>, ProblemHttpResult>
     var account = new Account { Id = Guid.CreateVersion7(), Email = body.Email };
     await plan.SubscribeAsync(account, ct);
     db.Accounts.Add(account);
-    db.Add(new BillingCustomer { UserId = account.Id, StripeCustomerId = account.StripeCustomerId!, PlanId = "pro", CreatedAt = time.GetUtcNow(), UpdatedAt = time.GetUtcNow() });
     try
     {
         await db.SaveChangesAsync(ct);
@@ -62,6 +62,8 @@ app.MapPost("/accounts", async Task<Results<Created<Account>, ProblemHttpResult>
         return TypedResults.Problem($"An account with {body.Email} exists.", statusCode: StatusCodes.Status409Conflict);
     }
 
+    // The app's flat item stays; UsageBilling adds the metered price and tracks the subscription's periods.
+    await billing.AttachMeteredPricesAsync(account.Id, account.StripeSubscriptionId!, "pro", ct);
     return TypedResults.Created($"/accounts/{account.Id}", account);
 });
 
@@ -83,6 +85,9 @@ app.MapPost("/accounts/{id:guid}/reports", async Task<Results<Ok<Report>, Proble
 // Usage this period from the local database (no Stripe call): used, allowance, pending, projected cost, daily.
 app.MapGet("/accounts/{id:guid}/usage", (Guid id, IUsageSummaryService summaries, CancellationToken ct) => summaries.GetCurrentPeriodAsync(id, ct));
 app.MapHealthChecks("/health");
+
+// Stripe's subscription, invoice and meter-error events (Stripe:WebhookSecret), applied in any delivery order.
+app.MapUsageBillingWebhooks("/webhooks/stripe");
 app.Run();
 
 internal sealed record NewAccount(string Email);
