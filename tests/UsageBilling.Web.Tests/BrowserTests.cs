@@ -53,6 +53,10 @@ public sealed class BrowserTests(BrowserWebApp app) : IClassFixture<BrowserWebAp
         var fill = await page.Locator("[data-testid='usage-bar-ai_messages'] .usage-bar-fill").EvaluateAsync<string>("e => getComputedStyle(e).backgroundColor");
         Assert.Equal("rgb(249, 168, 37)", fill);
 
+        // 4 of 5 included: the fill spans 80 % of the track, with the CSP (no inline styles) in force.
+        var ratio = await page.Locator("[data-testid='usage-bar-ai_messages'] .usage-bar-fill").EvaluateAsync<double>("e => e.getBoundingClientRect().width / e.parentElement.getBoundingClientRect().width");
+        Assert.InRange(ratio, 0.79, 0.81);
+
         var screenshot = await page.ScreenshotAsync(new() { FullPage = true });
         var path = Path.Combine(ArtifactsFolder(), "usage-page.png");
         await File.WriteAllBytesAsync(path, screenshot, TestContext.Current.CancellationToken);
