@@ -2,8 +2,6 @@ using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using UsageBilling.Configuration;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
 using UsageBilling.EntityFrameworkCore.Entities;
 

@@ -5,13 +5,9 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Stripe;
 using Stripe.Billing;
-using UsageBilling.Configuration;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Flushing;
 using UsageBilling.Storage;
-using UsageBilling.Stripe;
 using UsageBilling.StripeEmulator.Admin;
 
 namespace UsageBilling.Benchmarks;

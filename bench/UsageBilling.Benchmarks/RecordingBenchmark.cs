@@ -4,7 +4,6 @@ using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Recording;
 
 namespace UsageBilling.Benchmarks;
 
@@ -99,14 +98,14 @@ public static class RecordingBenchmark
     /// </summary>
     private static async Task<int> RunEnforcementAsync(BenchProvider[] providers, int events, IReadOnlyList<int> callerCounts, int rounds)
     {
-        static void Plan(Configuration.UsageBillingOptions o, bool enforce)
+        static void Plan(UsageBillingOptions o, bool enforce)
         {
-            var plan = new Configuration.PlanDefinition { DisplayName = "Bench", MonthlyPrice = 10m };
-            plan.Meters[Meter] = new Configuration.PlanMeterPrice { Included = 10, UnitPrice = 0.01m, HardLimit = 1_000_000, SpendLimit = 5_000m };
+            var plan = new PlanDefinition { DisplayName = "Bench", MonthlyPrice = 10m };
+            plan.Meters[Meter] = new PlanMeterPrice { Included = 10, UnitPrice = 0.01m, HardLimit = 1_000_000, SpendLimit = 5_000m };
             o.Plans["bench"] = plan;
             foreach (var p in new[] { 50m, 80m, 100m })
             {
-                o.Limits.Alerts.Add(new Configuration.AlertThreshold { Kind = Configuration.AlertThresholdKind.PercentOfIncluded, Value = p });
+                o.Limits.Alerts.Add(new AlertThreshold { Kind = AlertThresholdKind.PercentOfIncluded, Value = p });
             }
 
             o.Limits.Enforce = enforce;
@@ -147,7 +146,7 @@ public static class RecordingBenchmark
     }
 
     /// <summary>Runs one method on a fresh database: warm-up, timed run, row-count check.</summary>
-    private static async Task<Measurement> MeasureAsync(BenchProvider provider, string method, int events, int callers, Action<Configuration.UsageBillingOptions>? configure, Driver driver, string? customerPlan = null, int? warmupEvents = null)
+    private static async Task<Measurement> MeasureAsync(BenchProvider provider, string method, int events, int callers, Action<UsageBillingOptions>? configure, Driver driver, string? customerPlan = null, int? warmupEvents = null)
     {
         await using var db = await BenchDatabase.CreateAsync(provider, UserCount, configure, customerPlan);
         var warmup = warmupEvents ?? Math.Min(500, Math.Max(10, events / 20));

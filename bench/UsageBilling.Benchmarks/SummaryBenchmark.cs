@@ -4,11 +4,8 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NpgsqlTypes;
-using UsageBilling.Configuration;
 using UsageBilling.EntityFrameworkCore;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Recording;
-using UsageBilling.Summaries;
 
 namespace UsageBilling.Benchmarks;
 

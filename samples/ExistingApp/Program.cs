@@ -1,15 +1,10 @@
+using UsageBilling.Storage;
 using ExistingApp;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using UsageBilling;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
-using UsageBilling.Flushing;
-using UsageBilling.Provisioning;
-using UsageBilling.Recording;
-using UsageBilling.Stripe;
-using UsageBilling.Summaries;
 
 var builder = WebApplication.CreateBuilder(args);
 await using var localStripe = await LocalStripe.StartUnlessConfiguredAsync(builder.Configuration);

@@ -7,10 +7,6 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Stripe;
-using UsageBilling.Accounts;
-using UsageBilling.DependencyInjection;
-using UsageBilling.Provisioning;
-using UsageBilling.Webhooks;
 
 namespace UsageBilling;
 

@@ -1,14 +1,10 @@
+using UsageBilling.Storage;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using UsageBilling.Configuration;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
-using UsageBilling.Flushing;
-using UsageBilling.Provisioning;
-using UsageBilling.Stripe;
 
 namespace UsageBilling.Cli;
 

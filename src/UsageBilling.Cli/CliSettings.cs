@@ -1,7 +1,6 @@
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Configuration;
 using Npgsql;
-using UsageBilling.Stripe;
 
 namespace UsageBilling.Cli;
 

@@ -1,5 +1,4 @@
 using System.Net;
-using UsageBilling.Stripe;
 
 namespace UsageBilling.Cli;
 

@@ -5,11 +5,7 @@ using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using UsageBilling.Configuration;
-using UsageBilling.DependencyInjection;
-using UsageBilling.Recording;
 using UsageBilling.EntityFrameworkCore.Storage;
-using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore;

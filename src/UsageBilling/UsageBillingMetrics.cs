@@ -4,7 +4,7 @@ using System.Diagnostics.Metrics;
 namespace UsageBilling;
 
 /// <summary>The library's one <see cref="Meter"/> and one <see cref="ActivitySource"/>, named <c>UsageBilling</c>.</summary>
-public sealed class UsageBillingMetrics : IDisposable
+internal sealed class UsageBillingMetrics : IDisposable
 {
     /// <summary>The name of the meter and of the activity source.</summary>
     public const string Name = "UsageBilling";

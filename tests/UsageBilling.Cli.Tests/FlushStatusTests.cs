@@ -2,7 +2,6 @@ using Microsoft.EntityFrameworkCore;
 using Npgsql;
 using UsageBilling.Cli.Tests.Infrastructure;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Periods;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Cli.Tests;

@@ -2,13 +2,11 @@
 // Usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base> [name=value ...]
 // Settings (defaults in brackets): lease-ms [15000], timeout-ms [2000], retries [1], send-batch [10],
 // concurrency [4], claim-batch [25], mark-batch [50], rps [200], id [0] (the API key is sk_test_crashworker<id>).
+using UsageBilling;
+using UsageBilling.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using UsageBilling.Configuration;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
-using UsageBilling.Flushing;
-using UsageBilling.Stripe;
 
 if (args.Length < 3)
 {

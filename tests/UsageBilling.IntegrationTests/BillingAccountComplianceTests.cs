@@ -3,10 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.EntityFrameworkCore;
 using Stripe;
-using UsageBilling.Flushing;
 using UsageBilling.IntegrationTests.Infrastructure;
-using UsageBilling.Provisioning;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.IntegrationTests;

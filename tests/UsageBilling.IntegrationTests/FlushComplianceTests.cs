@@ -3,13 +3,10 @@ using Microsoft.Extensions.Time.Testing;
 using Stripe;
 using Stripe.Billing;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Flushing;
 using UsageBilling.IntegrationTests.Infrastructure;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 using UsageBilling.StripeEmulator;
 using UsageBilling.StripeEmulator.Admin;
-using UsageBilling.Stripe;
 
 namespace UsageBilling.IntegrationTests;
 

@@ -2,11 +2,8 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
 using Stripe.Billing;
-using UsageBilling.Configuration;
-using UsageBilling.Flushing;
 using UsageBilling.IntegrationTests.Infrastructure;
 using UsageBilling.Storage;
-using UsageBilling.Stripe;
 using UsageBilling.StripeEmulator.Admin;
 
 namespace UsageBilling.IntegrationTests;

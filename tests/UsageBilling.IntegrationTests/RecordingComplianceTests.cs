@@ -1,12 +1,10 @@
+using UsageBilling.Storage;
 using System.Globalization;
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using Microsoft.EntityFrameworkCore;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Flushing;
 using UsageBilling.IntegrationTests.Infrastructure;
-using UsageBilling.Recording;
-using UsageBilling.Summaries;
 
 namespace UsageBilling.IntegrationTests;
 

@@ -1,5 +1,4 @@
 using Microsoft.EntityFrameworkCore;
-using UsageBilling.Flushing;
 using UsageBilling.IntegrationTests.Infrastructure;
 using UsageBilling.Storage;
 using UsageBilling.StripeEmulator.Admin;

@@ -3,12 +3,8 @@ using System.Diagnostics;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using UsageBilling.Alerts;
-using UsageBilling.Configuration;
 using UsageBilling.EntityFrameworkCore.Entities;
 using UsageBilling.IntegrationTests.Infrastructure;
-using UsageBilling.Recording;
-using UsageBilling.Summaries;
 
 namespace UsageBilling.IntegrationTests;
 

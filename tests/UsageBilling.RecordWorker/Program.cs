@@ -4,15 +4,11 @@
 // Commands on stdin, one per line (each answered by one line on stdout):
 //   run <userId> <count> <keyPrefix>  -> "done <accepted> <rejected> <other>" after <count> concurrent RecordAsync calls of 1 unit
 //   deliver                           -> "handling <alertId>" when the (never finishing) handler gets an alert, or "none"
+using UsageBilling;
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using UsageBilling.Alerts;
-using UsageBilling.Configuration;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
-using UsageBilling.Recording;
-using UsageBilling.Summaries;
 
 if (args.Length != 3)
 {

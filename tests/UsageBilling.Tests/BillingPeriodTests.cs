@@ -1,4 +1,3 @@
-using UsageBilling.Periods;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Tests;

@@ -1,8 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
-using UsageBilling.Configuration;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Tests;

@@ -1,4 +1,3 @@
-using UsageBilling.Configuration;
 
 namespace UsageBilling.Tests;
 

@@ -1,5 +1,3 @@
-using UsageBilling.Configuration;
-using UsageBilling.Plans;
 
 namespace UsageBilling.Tests;
 

@@ -1,5 +1,3 @@
-using UsageBilling.Configuration;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Tests;

@@ -140,7 +140,7 @@ public abstract class CheckoutFlowTests<TApp>(TApp app) : IClassFixture<TApp>
     private async Task<(UserSession Session, Guid UserId)> SignUpAsync()
     {
         // The app registers its webhook endpoint with the emulator once it listens.
-        await WaitUntilAsync(() => Task.FromResult(app.Services.GetRequiredService<UsageBilling.Webhooks.StripeWebhookSecret>().Value is not null), "webhook endpoint registered");
+        await WaitUntilAsync(() => Task.FromResult(app.Services.GetRequiredService<UsageBilling.StripeWebhookSecret>().Value is not null), "webhook endpoint registered");
         return await app.SignUpAsync();
     }
 

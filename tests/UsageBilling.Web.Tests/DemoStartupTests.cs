@@ -1,7 +1,6 @@
 using System.Net;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
-using UsageBilling.Summaries;
 using UsageBilling.Web.Tests.Infrastructure;
 
 namespace UsageBilling.Web.Tests;
@@ -40,7 +39,7 @@ public sealed class DemoStartupTests(DemoWebApp app) : IClassFixture<DemoWebApp>
     {
         // The webhook endpoint is registered once the app listens; wait for it.
         var deadline = DateTimeOffset.UtcNow.AddSeconds(20);
-        while (app.Services.GetRequiredService<UsageBilling.Webhooks.StripeWebhookSecret>().Value is null && DateTimeOffset.UtcNow < deadline)
+        while (app.Services.GetRequiredService<UsageBilling.StripeWebhookSecret>().Value is null && DateTimeOffset.UtcNow < deadline)
         {
             await Task.Delay(100, Ct);
         }

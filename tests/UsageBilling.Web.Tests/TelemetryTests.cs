@@ -1,9 +1,9 @@
+using UsageBilling.Storage;
 using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
-using UsageBilling.Flushing;
 using UsageBilling.Web.Tests.Infrastructure;
 
 namespace UsageBilling.Web.Tests;

@@ -4,10 +4,9 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Stripe;
 using Stripe.Checkout;
-using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Accounts;
+namespace UsageBilling;
 
 /// <summary>The library's <see cref="IBillingAccounts"/>: Stripe.net calls plus the <see cref="IBillingAccountStore"/>.</summary>
 internal sealed partial class BillingAccounts(

@@ -1,10 +1,8 @@
 using Microsoft.Extensions.Options;
 using Stripe;
-using UsageBilling.Configuration;
-using UsageBilling.Provisioning;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Accounts;
+namespace UsageBilling;
 
 /// <summary>
 /// The Stripe prices of each configured plan, looked up once through the provisioner (read only) and kept

@@ -8,11 +8,9 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Stripe;
 using Stripe.Events;
-using UsageBilling.Accounts;
-using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Webhooks;
+namespace UsageBilling;
 
 /// <summary>How a webhook delivery was answered.</summary>
 internal enum WebhookOutcome

@@ -1,6 +1,5 @@
 using Microsoft.Extensions.Logging;
 using Stripe;
-using UsageBilling.Webhooks;
 
 namespace UsageBilling;
 

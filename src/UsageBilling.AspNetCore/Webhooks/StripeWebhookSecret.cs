@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Options;
-using UsageBilling.Stripe;
 
-namespace UsageBilling.Webhooks;
+namespace UsageBilling;
 
 /// <summary>The webhook signing secret: <c>Stripe:WebhookSecret</c>, or the one learned by <see cref="StripeWebhookRegistration.RegisterAsync"/>.</summary>
 internal sealed class StripeWebhookSecret(IOptions<StripeOptions> options)

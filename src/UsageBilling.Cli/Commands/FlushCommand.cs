@@ -1,7 +1,6 @@
 using System.CommandLine;
 using Microsoft.EntityFrameworkCore;
 using Spectre.Console;
-using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Cli.Commands;

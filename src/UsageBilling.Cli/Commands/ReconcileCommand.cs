@@ -6,7 +6,6 @@ using Stripe;
 using Stripe.Billing;
 using UsageBilling.EntityFrameworkCore;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Cli.Commands;

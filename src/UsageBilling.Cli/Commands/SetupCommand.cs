@@ -1,6 +1,5 @@
 using System.CommandLine;
 using Spectre.Console;
-using UsageBilling.Provisioning;
 
 namespace UsageBilling.Cli.Commands;
 

@@ -4,7 +4,6 @@ using System.Text.Json.Nodes;
 using Microsoft.EntityFrameworkCore;
 using Spectre.Console;
 using UsageBilling.EntityFrameworkCore;
-using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Cli.Commands;

@@ -1,7 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Flushing;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
@@ -447,7 +446,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
 
         // A value above the event count can only be a sum; a value equal to it is a count when the events add up to more.
         var evidence = newest.Where(r => r.Quantity > r.EventCount)
-            .Select(r => new MeterAggregationEvidence(r.Meter, UsageBilling.Configuration.MeterAggregation.Sum, r.Id, r.CreatedAt)).ToList();
+            .Select(r => new MeterAggregationEvidence(r.Meter, UsageBilling.MeterAggregation.Sum, r.Id, r.CreatedAt)).ToList();
         var equal = newest.Where(r => r.Quantity == r.EventCount).Select(r => (Guid?)r.Id).ToList();
         if (equal.Count > 0)
         {
@@ -456,7 +455,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
                 .ToListAsync(cancellationToken).ConfigureAwait(false);
             var byId = newest.ToDictionary(r => r.Id);
             evidence.AddRange(sums.Where(x => byId.TryGetValue(x.Id, out var r) && x.Quantity > r.EventCount)
-                .Select(x => new MeterAggregationEvidence(byId[x.Id].Meter, UsageBilling.Configuration.MeterAggregation.Count, x.Id, byId[x.Id].CreatedAt)));
+                .Select(x => new MeterAggregationEvidence(byId[x.Id].Meter, UsageBilling.MeterAggregation.Count, x.Id, byId[x.Id].CreatedAt)));
         }
 
         return [.. evidence.GroupBy(e => e.Meter, StringComparer.Ordinal).Select(g => g.OrderByDescending(e => e.CreatedAt).ThenByDescending(e => e.ReportId).First())];

@@ -1,8 +1,6 @@
 using System.Data.Common;
 using Microsoft.EntityFrameworkCore;
-using UsageBilling.Configuration;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
@@ -299,7 +297,7 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
         }
     }
 
-    public async Task<IReadOnlyList<Alerts.UsageAlert>> GetAlertsAsync(Guid userId, DateTimeOffset since, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<UsageAlert>> GetAlertsAsync(Guid userId, DateTimeOffset since, CancellationToken cancellationToken)
     {
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         var rows = await context.Set<UsageAlertRecord>().AsNoTracking()
@@ -308,7 +306,7 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
         return [.. rows.OrderByDescending(a => a.CreatedAt).ThenByDescending(a => a.Id).Select(ToAlert)];
     }
 
-    public async Task<IReadOnlyList<Alerts.UsageAlert>> ClaimDueAlertsAsync(string owner, DateTimeOffset now, TimeSpan lease, int max, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<UsageAlert>> ClaimDueAlertsAsync(string owner, DateTimeOffset now, TimeSpan lease, int max, CancellationToken cancellationToken)
     {
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         var alerts = context.Set<UsageAlertRecord>();
@@ -353,10 +351,10 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             .ConfigureAwait(false);
     }
 
-    private static Alerts.UsageAlert ToAlert(UsageAlertRecord a)
+    private static UsageAlert ToAlert(UsageAlertRecord a)
     {
         AlertThreshold.TryParse(a.Threshold, out var threshold);
-        return new Alerts.UsageAlert(a.Id, a.UserId, a.Meter, a.PeriodStart, a.PeriodEnd, threshold, a.Used, a.Amount, a.CreatedAt, a.Attempts, a.DeliveredAt);
+        return new UsageAlert(a.Id, a.UserId, a.Meter, a.PeriodStart, a.PeriodEnd, threshold, a.Used, a.Amount, a.CreatedAt, a.Attempts, a.DeliveredAt);
     }
 
     private static DateTimeOffset? Max(DateTimeOffset? a, DateTimeOffset? b) => a is null ? b : b is null ? a : a > b ? a : b;

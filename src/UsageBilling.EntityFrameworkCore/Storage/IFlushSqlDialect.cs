@@ -1,5 +1,5 @@
+using UsageBilling.Storage;
 using System.Data.Common;
-using UsageBilling.Flushing;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
 

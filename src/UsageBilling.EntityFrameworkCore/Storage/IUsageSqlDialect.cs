@@ -1,5 +1,4 @@
 using System.Data.Common;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;

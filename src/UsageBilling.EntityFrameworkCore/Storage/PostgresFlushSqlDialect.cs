@@ -1,7 +1,7 @@
+using UsageBilling.Storage;
 using System.Data.Common;
 using Npgsql;
 using NpgsqlTypes;
-using UsageBilling.Flushing;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
 

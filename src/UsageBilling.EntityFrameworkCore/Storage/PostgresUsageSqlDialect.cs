@@ -1,7 +1,6 @@
 using System.Data.Common;
 using Npgsql;
 using NpgsqlTypes;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;

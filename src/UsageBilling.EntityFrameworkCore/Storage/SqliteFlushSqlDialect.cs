@@ -1,6 +1,6 @@
+using UsageBilling.Storage;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
-using UsageBilling.Flushing;
 using static UsageBilling.EntityFrameworkCore.UsageBillingSqliteConventions;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;

@@ -1,7 +1,6 @@
 using System.Data.Common;
 using System.Text;
 using Microsoft.Data.Sqlite;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;

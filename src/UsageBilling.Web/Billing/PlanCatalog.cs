@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Options;
-using UsageBilling.Configuration;
 
 namespace UsageBilling.Web.Billing;
 

@@ -1,4 +1,3 @@
-using UsageBilling.Alerts;
 
 namespace UsageBilling.Web.Billing;
 

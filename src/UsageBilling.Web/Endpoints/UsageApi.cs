@@ -2,10 +2,6 @@ using System.Globalization;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
-using UsageBilling.Alerts;
-using UsageBilling.Configuration;
-using UsageBilling.Recording;
-using UsageBilling.Summaries;
 using UsageBilling.Web.Billing;
 using UsageBilling.Web.Data;
 

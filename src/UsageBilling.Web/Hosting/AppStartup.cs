@@ -2,10 +2,7 @@ using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.Extensions.Options;
-using UsageBilling.Stripe;
 using UsageBilling.EntityFrameworkCore;
-using UsageBilling.Provisioning;
-using UsageBilling.Recording;
 using UsageBilling.Web.Billing;
 using UsageBilling.Web.Data;
 

@@ -1,13 +1,10 @@
+using UsageBilling.Storage;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.Identity;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
-using UsageBilling.Flushing;
-using UsageBilling.Provisioning;
-using UsageBilling.Stripe;
 using UsageBilling.StripeEmulator;
 using UsageBilling.Web.Billing;
 using UsageBilling.Web.Components;
@@ -143,7 +140,7 @@ internal static class HostingExtensions
             });
         builder.Services.AddSingleton<PlanCatalog>();
         builder.Services.AddScoped<AssistantService>();
-        builder.Services.AddSingleton<UsageBilling.Alerts.IUsageAlertHandler, UsageAlertNotifier>();
+        builder.Services.AddSingleton<UsageBilling.IUsageAlertHandler, UsageAlertNotifier>();
         // AddFlusher adds the flush-lag check ("usagebilling-flush").
         builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
     }

@@ -1,10 +1,9 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using UsageBilling.Configuration;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Alerts;
+namespace UsageBilling;
 
 /// <summary>Claims due alerts with a lease, calls every handler, marks them delivered or schedules a retry.</summary>
 internal sealed partial class UsageAlertDispatcher(

@@ -1,6 +1,5 @@
-using UsageBilling.Configuration;
 
-namespace UsageBilling.Alerts;
+namespace UsageBilling;
 
 /// <summary>
 /// A usage alert: an account's usage of a meter reached a threshold in a billing period. Written once

@@ -1,4 +1,4 @@
-namespace UsageBilling.Configuration;
+namespace UsageBilling;
 
 /// <summary>
 /// Root options of UsageBilling, bound from the <c>UsageBilling</c> configuration section.

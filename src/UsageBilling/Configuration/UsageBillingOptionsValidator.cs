@@ -1,7 +1,7 @@
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
 
-namespace UsageBilling.Configuration;
+namespace UsageBilling;
 
 /// <summary>Validates <see cref="UsageBillingOptions"/> at start so a wrong setting fails before the first call.</summary>
 internal sealed partial class UsageBillingOptionsValidator : IValidateOptions<UsageBillingOptions>

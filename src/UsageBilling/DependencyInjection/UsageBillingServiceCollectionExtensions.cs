@@ -3,13 +3,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Hosting;
-using UsageBilling.Alerts;
-using UsageBilling.Configuration;
-using UsageBilling.Flushing;
-using UsageBilling.Recording;
-using UsageBilling.Summaries;
 
-namespace UsageBilling.DependencyInjection;
+namespace UsageBilling;
 
 /// <summary>Registers UsageBilling: <c>services.AddUsageBilling(...).UseSqlite(cs)</c>.</summary>
 public static class UsageBillingServiceCollectionExtensions

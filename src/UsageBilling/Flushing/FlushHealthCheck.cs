@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>Unhealthy when Stripe refuses our key or the oldest unreported usage is older than <see cref="FlushOptions.MaxLag"/>.</summary>
 internal sealed class FlushHealthCheck(IUsageFlushStore store, FlushState state, IOptions<FlushOptions> options, TimeProvider time) : IHealthCheck

@@ -1,4 +1,4 @@
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>Tuning of the flusher, bound from <c>UsageBilling:Flush</c>. Every default suits a single app instance on Stripe test mode.</summary>
 public sealed class FlushOptions
@@ -24,7 +24,7 @@ public sealed class FlushOptions
     /// <summary>
     /// How long a flusher's lease on its reports runs unless renewed. A round renews it every third of this
     /// while it sends, and starts a Stripe call only while the lease has at least
-    /// <see cref="Stripe.StripeOptions.MaxCallDuration"/> left, so no call outlives the lease; it must therefore be
+    /// <see cref="StripeOptions.MaxCallDuration"/> left, so no call outlives the lease; it must therefore be
     /// longer than that. Another instance takes the reports over once it lapses — on PostgreSQL at once when the
     /// holder's process dies (its session locks die with it), on SQLite at once when the holder's process on this
     /// machine is gone. Default 5 minutes.

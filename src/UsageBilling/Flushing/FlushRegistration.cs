@@ -2,9 +2,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
-using UsageBilling.DependencyInjection;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>Registers the flusher: <c>AddUsageBilling(...).UseSqlite(cs).UseStripe(section).AddFlusher(section)</c>.</summary>
 public static class FlushRegistration
@@ -44,7 +43,7 @@ public static class FlushRegistration
 }
 
 /// <summary>Fails at start on flush settings that cannot work.</summary>
-internal sealed class FlushOptionsValidator(IOptions<Stripe.StripeOptions> stripe) : IValidateOptions<FlushOptions>
+internal sealed class FlushOptionsValidator(IOptions<StripeOptions> stripe) : IValidateOptions<FlushOptions>
 {
     public ValidateOptionsResult Validate(string? name, FlushOptions options)
     {

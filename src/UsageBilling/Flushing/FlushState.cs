@@ -1,7 +1,7 @@
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>What this process's flusher last did, for the health check and operators.</summary>
-public sealed class FlushState
+internal sealed class FlushState
 {
     private readonly Lock _gate = new();
 

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>
 /// A flusher's lease owner name, <c>machine:pid:process-start-ticks:random</c>, and the one test of whether

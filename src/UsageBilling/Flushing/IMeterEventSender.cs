@@ -1,10 +1,10 @@
 using Stripe;
 using Stripe.Billing;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>The narrow port around the one Stripe call the flusher makes.</summary>
-public interface IMeterEventSender
+internal interface IMeterEventSender
 {
     /// <summary>Sends one meter event; throws the Stripe.net exception on failure.</summary>
     /// <param name="report">The report.</param>

@@ -1,4 +1,4 @@
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>Reports buffered usage to Stripe Meters exactly once: claim → send → mark.</summary>
 public interface IUsageFlusher

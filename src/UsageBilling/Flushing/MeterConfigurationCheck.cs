@@ -1,8 +1,7 @@
 using Stripe;
 using Stripe.Billing;
-using UsageBilling.Configuration;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>A Stripe meter as the flusher's start check needs it.</summary>
 /// <param name="EventName">The meter's event name.</param>

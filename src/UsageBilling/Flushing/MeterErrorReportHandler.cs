@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>
 /// Applies Stripe's asynchronous meter validation results (thin events
@@ -9,7 +9,7 @@ namespace UsageBilling.Flushing;
 /// The app's webhook endpoint calls it after verifying the signature.
 /// </summary>
 /// <param name="store">The flush store.</param>
-public sealed class MeterErrorReportHandler(IUsageFlushStore store)
+internal sealed class MeterErrorReportHandler(IUsageFlushStore store)
 {
     /// <summary>The thin event types this handler understands.</summary>
     public static IReadOnlySet<string> EventTypes { get; } = new HashSet<string>(StringComparer.Ordinal)

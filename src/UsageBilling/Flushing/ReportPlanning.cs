@@ -1,14 +1,13 @@
-using UsageBilling.Periods;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>
 /// The grouping rules of a claim: one report per (Stripe customer, meter, billing period), never
 /// spanning a period boundary, timestamped with its latest event; events too old for Stripe go
 /// into dead reports that are never sent.
 /// </summary>
-public static class ReportPlanning
+internal static class ReportPlanning
 {
     /// <summary>The reason recorded on reports of events too old for Stripe's 35-day window.</summary>
     public const string TooOldReason = "too_old_for_stripe";

@@ -1,10 +1,10 @@
 using System.Net;
 using Stripe;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>What a failed (or ambiguous) Stripe call means for a report.</summary>
-public enum SendOutcomeKind
+internal enum SendOutcomeKind
 {
     /// <summary>Stripe has the event: 200, or 400 "already exists with identifier".</summary>
     Delivered,
@@ -20,7 +20,7 @@ public enum SendOutcomeKind
 }
 
 /// <summary>The one place that decides what a Stripe error means for a report.</summary>
-public static class StripeErrorClassifier
+internal static class StripeErrorClassifier
 {
     /// <summary>Classifies an exception thrown by a meter-event call.</summary>
     /// <param name="exception">The exception.</param>

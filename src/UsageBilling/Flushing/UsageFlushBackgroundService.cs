@@ -2,7 +2,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>Runs <see cref="IUsageFlusher.FlushOnceAsync(CancellationToken)"/> every <see cref="FlushOptions.Interval"/>; one failing cycle is logged and counted, the loop goes on.</summary>
 internal sealed partial class UsageFlushBackgroundService(

@@ -7,9 +7,8 @@ using System.Threading.RateLimiting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using UsageBilling.Storage;
-using UsageBilling.Stripe;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>
 /// Claim → send → mark. Claims group events into immutable reports; each report is sent as one
@@ -27,7 +26,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     private readonly ILogger<UsageFlusher> _logger;
     private readonly FlushState _state;
     private readonly HashSet<string> _countMeters;
-    private readonly IReadOnlyDictionary<string, Configuration.MeterDefinition> _meters;
+    private readonly IReadOnlyDictionary<string, MeterDefinition> _meters;
     private readonly IStripeMeterDirectory _meterDirectory;
     private readonly TimeSpan _maxCallDuration;
     private readonly RateLimiter _rateLimiter;
@@ -46,7 +45,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         IStripeMeterDirectory meterDirectory,
         IOptions<FlushOptions> options,
         IOptions<StripeOptions> stripe,
-        IOptions<Configuration.UsageBillingOptions> billing,
+        IOptions<UsageBillingOptions> billing,
         TimeProvider time,
         ILogger<UsageFlusher> logger,
         UsageBillingMetrics metrics,
@@ -62,7 +61,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         _meterDirectory = meterDirectory;
         _meters = billing.Value.Meters;
         _maxCallDuration = stripe.Value.MaxCallDuration;
-        _countMeters = [.. billing.Value.Meters.Where(m => m.Value.Aggregation == Configuration.MeterAggregation.Count).Select(m => m.Key)];
+        _countMeters = [.. billing.Value.Meters.Where(m => m.Value.Aggregation == MeterAggregation.Count).Select(m => m.Key)];
         var perSecond = _options.RequestsPerSecond ?? (stripe.Value.IsLiveMode ? 1000 : 25);
         _rateLimiter = CreateRateLimiter(perSecond);
         _sent = metrics.Meter.CreateCounter<long>("usagebilling.flush.reports_sent", "{report}", "Reports Stripe acknowledged.");
@@ -486,7 +485,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
             return new ReportFailure(report.Id, UsageReportStatus.NeedsReview, report.Attempts, now, $"needs_review: first attempted {report.FirstAttemptAt:O} and never acknowledged; Stripe's 24 h identifier window may have passed, so it is not resent blindly.");
         }
 
-        if (report.Timestamp < now - (UsageBilling.Recording.UsageRules.MaxAge - TimeSpan.FromMinutes(1)))
+        if (report.Timestamp < now - (UsageBilling.UsageRules.MaxAge - TimeSpan.FromMinutes(1)))
         {
             return new ReportFailure(report.Id, UsageReportStatus.Dead, report.Attempts, now, $"{ReportPlanning.TooOldReason}: timestamp {report.Timestamp:O} fell out of Stripe's 35-day window before it could be delivered.");
         }

@@ -1,6 +1,6 @@
 using UsageBilling.Storage;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling;
 
 /// <summary>What an operator page shows: the usage reports that need a person (dead, or needs review).</summary>
 public interface IUsageReportReview

@@ -1,6 +1,6 @@
 using UsageBilling.Storage;
 
-namespace UsageBilling.Periods;
+namespace UsageBilling;
 
 /// <summary>A billing period: [<see cref="Start"/>, <see cref="End"/>).</summary>
 /// <param name="Start">Inclusive start.</param>

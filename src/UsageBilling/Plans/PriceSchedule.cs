@@ -1,6 +1,5 @@
-using UsageBilling.Configuration;
 
-namespace UsageBilling.Plans;
+namespace UsageBilling;
 
 /// <summary>
 /// The effective price tiers of one meter in one plan, exactly as they are provisioned in Stripe:

@@ -1,4 +1,4 @@
-namespace UsageBilling.Provisioning;
+namespace UsageBilling;
 
 /// <summary>
 /// Creates or updates the Stripe objects the configuration describes — one meter per configured

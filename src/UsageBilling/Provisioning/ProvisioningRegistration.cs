@@ -1,8 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using UsageBilling.DependencyInjection;
 
-namespace UsageBilling.Provisioning;
+namespace UsageBilling;
 
 /// <summary>Registers the <see cref="IStripeProvisioner"/>: <c>AddUsageBilling(...).UseStripe(...).AddStripeProvisioner()</c>.</summary>
 public static class ProvisioningRegistration

@@ -3,10 +3,8 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Stripe;
 using Stripe.Billing;
-using UsageBilling.Configuration;
-using UsageBilling.Plans;
 
-namespace UsageBilling.Provisioning;
+namespace UsageBilling;
 
 /// <summary>Provisions meters, products and prices through Stripe.net, idempotently.</summary>
 internal sealed partial class StripeProvisioner(StripeClient stripe, IOptions<UsageBillingOptions> options, ILogger<StripeProvisioner> logger) : IStripeProvisioner

@@ -2,10 +2,9 @@ using System.Diagnostics.Metrics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using UsageBilling.Configuration;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Recording;
+namespace UsageBilling;
 
 /// <summary>
 /// Group commit: concurrent callers' events are queued and written by a few writer loops, each

@@ -1,4 +1,4 @@
-namespace UsageBilling.Recording;
+namespace UsageBilling;
 
 /// <summary>Records billable actions durably, before they run.</summary>
 public interface IUsageRecorder

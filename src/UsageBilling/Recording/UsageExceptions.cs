@@ -1,4 +1,4 @@
-namespace UsageBilling.Recording;
+namespace UsageBilling;
 
 /// <summary>Base of every error UsageBilling raises on purpose; the message says what to fix.</summary>
 public class UsageBillingException : Exception

@@ -1,10 +1,7 @@
 using System.Globalization;
-using UsageBilling.Configuration;
-using UsageBilling.Periods;
-using UsageBilling.Plans;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Recording;
+namespace UsageBilling;
 
 /// <summary>One account·meter·billing period: the unit limits are enforced and alerts fire in.</summary>
 /// <param name="UserId">The app's user id.</param>

@@ -1,7 +1,7 @@
-namespace UsageBilling.Recording;
+namespace UsageBilling;
 
 /// <summary>Limits that come from Stripe and that every recorded event must respect.</summary>
-public static class UsageRules
+internal static class UsageRules
 {
     /// <summary>The largest quantity Stripe accepts: 15 significant digits.</summary>
     public const long MaxQuantity = 999_999_999_999_999;

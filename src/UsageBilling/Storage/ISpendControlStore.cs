@@ -1,5 +1,3 @@
-using UsageBilling.Alerts;
-using UsageBilling.Recording;
 
 namespace UsageBilling.Storage;
 

@@ -1,4 +1,4 @@
-namespace UsageBilling.Stripe;
+namespace UsageBilling;
 
 /// <summary>How UsageBilling reaches Stripe, bound from the <c>Stripe</c> configuration section.</summary>
 public sealed class StripeOptions

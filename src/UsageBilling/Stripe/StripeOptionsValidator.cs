@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Options;
 
-namespace UsageBilling.Stripe;
+namespace UsageBilling;
 
 /// <summary>Fails at start on a missing or malformed Stripe key or base URL.</summary>
 internal sealed class StripeOptionsValidator : IValidateOptions<StripeOptions>

@@ -3,9 +3,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Stripe;
-using UsageBilling.DependencyInjection;
 
-namespace UsageBilling.Stripe;
+namespace UsageBilling;
 
 /// <summary>Registers the one <see cref="StripeClient"/> (also as <see cref="IStripeClient"/>) UsageBilling uses, built from <see cref="StripeOptions"/>.</summary>
 public static class StripeRegistration

@@ -1,8 +1,5 @@
-using UsageBilling.Alerts;
-using UsageBilling.Configuration;
-using UsageBilling.Recording;
 
-namespace UsageBilling.Summaries;
+namespace UsageBilling;
 
 /// <summary>
 /// Spend control for UIs and account settings: an advisory check before an action, the account's own

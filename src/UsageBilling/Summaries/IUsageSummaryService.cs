@@ -1,6 +1,6 @@
 using UsageBilling.Storage;
 
-namespace UsageBilling.Summaries;
+namespace UsageBilling;
 
 /// <summary>Reads customers' usage from the local database: fast, no Stripe call.</summary>
 public interface IUsageSummaryService

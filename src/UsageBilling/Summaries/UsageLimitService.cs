@@ -1,10 +1,7 @@
 using Microsoft.Extensions.Options;
-using UsageBilling.Alerts;
-using UsageBilling.Configuration;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Summaries;
+namespace UsageBilling;
 
 /// <summary>Advisory checks and account settings over the same rules <see cref="UsageGuard"/> enforces when recording.</summary>
 internal sealed class UsageLimitService(IUsageStore store, ISpendControlStore spend, IOptions<UsageBillingOptions> options, TimeProvider time) : IUsageLimits

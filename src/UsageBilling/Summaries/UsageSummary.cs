@@ -1,6 +1,6 @@
 using UsageBilling.Storage;
 
-namespace UsageBilling.Summaries;
+namespace UsageBilling;
 
 /// <summary>A customer's usage in the current billing period, read from the local database.</summary>
 /// <param name="UserId">The app's user id.</param>

@@ -1,11 +1,7 @@
 using Microsoft.Extensions.Options;
-using UsageBilling.Configuration;
-using UsageBilling.Periods;
-using UsageBilling.Plans;
-using UsageBilling.Recording;
 using UsageBilling.Storage;
 
-namespace UsageBilling.Summaries;
+namespace UsageBilling;
 
 /// <summary>Computes summaries from the store's aggregates and the configured plans.</summary>
 internal sealed class UsageSummaryService(IUsageStore store, IOptions<UsageBillingOptions> options, TimeProvider time, ISpendControlStore? spend = null) : IUsageSummaryService

@@ -3,7 +3,6 @@ using Microsoft.EntityFrameworkCore;
 using Stripe;
 using Stripe.Billing;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Periods;
 using UsageBilling.StripeEmulator;
 
 namespace UsageBilling.Cli.Tests.Infrastructure;

@@ -1,3 +1,4 @@
+using UsageBilling.Storage;
 using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -9,12 +10,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 using Stripe;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
 using UsageBilling.EntityFrameworkCore.Entities;
-using UsageBilling.Flushing;
-using UsageBilling.Provisioning;
-using UsageBilling.Stripe;
 using UsageBilling.StripeEmulator;
 
 namespace UsageBilling.IntegrationTests.Infrastructure;

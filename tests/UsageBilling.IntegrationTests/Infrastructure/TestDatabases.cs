@@ -1,8 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
-using UsageBilling.Configuration;
-using UsageBilling.DependencyInjection;
 using UsageBilling.EntityFrameworkCore;
 
 namespace UsageBilling.IntegrationTests.Infrastructure;

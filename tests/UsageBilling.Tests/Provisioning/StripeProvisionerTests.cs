@@ -1,12 +1,8 @@
 using Microsoft.Extensions.DependencyInjection;
 using Stripe;
 using Stripe.Billing;
-using UsageBilling.Configuration;
-using UsageBilling.DependencyInjection;
-using UsageBilling.Provisioning;
-using UsageBilling.Stripe;
 using UsageBilling.StripeEmulator;
-using TiersMode = UsageBilling.Configuration.TiersMode;
+using TiersMode = UsageBilling.TiersMode;
 
 namespace UsageBilling.Tests.Provisioning;
 
@@ -178,9 +174,9 @@ public sealed class StripeProvisionerTests : IAsyncLifetime
 
         var volume = new PlanDefinition { DisplayName = "Volume" };
         var vol = new PlanMeterPrice { TiersMode = TiersMode.Volume };
-        vol.Tiers.Add(new UsageBilling.Configuration.PriceTier { UpTo = 100, UnitAmount = 0.10m });
-        vol.Tiers.Add(new UsageBilling.Configuration.PriceTier { UpTo = 1000, UnitAmount = 0.05m });
-        vol.Tiers.Add(new UsageBilling.Configuration.PriceTier { UpTo = null, UnitAmount = 0.01m, FlatAmount = 1m });
+        vol.Tiers.Add(new UsageBilling.PriceTier { UpTo = 100, UnitAmount = 0.10m });
+        vol.Tiers.Add(new UsageBilling.PriceTier { UpTo = 1000, UnitAmount = 0.05m });
+        vol.Tiers.Add(new UsageBilling.PriceTier { UpTo = null, UnitAmount = 0.01m, FlatAmount = 1m });
         volume.Meters["ai_messages"] = vol;
         o.Plans["volume"] = volume;
     }

@@ -1,6 +1,6 @@
 using UsageBilling.Storage;
 
-namespace UsageBilling.Flushing;
+namespace UsageBilling.Storage;
 
 /// <summary>The persistence the flusher needs: claim, lease, mark. Implemented by the EF Core package.</summary>
 public interface IUsageFlushStore
@@ -161,7 +161,7 @@ public sealed record LeaseHolder(string Owner, long Reports, DateTimeOffset Expi
 /// <param name="Aggregation">Sum or count.</param>
 /// <param name="ReportId">The report that shows it.</param>
 /// <param name="CreatedAt">When that report was claimed.</param>
-public sealed record MeterAggregationEvidence(string Meter, Configuration.MeterAggregation Aggregation, Guid ReportId, DateTimeOffset CreatedAt);
+public sealed record MeterAggregationEvidence(string Meter, MeterAggregation Aggregation, Guid ReportId, DateTimeOffset CreatedAt);
 
 /// <summary>Groups claimed events into reports; the flusher's rules, applied inside the claim transaction.</summary>
 /// <param name="events">The claimed events.</param>
