@@ -32,20 +32,28 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
         await db.GetService<IMigrator>().MigrateAsync(migrations[rollups - 1], Ct);
 
         // Events from before the rollups: two users, two meters, several hours and days, some acknowledged.
+        // Written in SQL with that schema's columns: today's model has columns the old schema lacks.
         var users = new[] { Guid.NewGuid(), Guid.NewGuid() };
-        db.Users.AddRange(users.Select(u => new BillingUser { Id = u, CreatedAt = Now.AddDays(-10) }));
-        db.UsageEvents.AddRange(Enumerable.Range(0, 120).Select(i => new UsageEvent
+        foreach (var u in users)
         {
-            Id = Guid.CreateVersion7(Now),
-            UserId = users[i % 2],
-            Meter = i % 3 == 0 ? "api_calls" : "ai_messages",
-            Quantity = i % 7 + 1,
-            OccurredAt = Now.AddMinutes(-i * 97),
-            IdempotencyKey = $"k-{i}",
-            ReportedAt = i % 4 == 0 ? Now.AddMinutes(-i) : null,
-            CreatedAt = Now.AddMinutes(-i * 97),
-        }));
-        await db.SaveChangesAsync(Ct);
+            await InsertAsync(db, "INSERT INTO users (id, email, created_at) VALUES ({0}, {1}, {2})", Id(u), null, Time(Now.AddDays(-10)));
+        }
+
+        for (var i = 0; i < 120; i++)
+        {
+            await InsertAsync(
+                db,
+                "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, reported_at, created_at) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8})",
+                Id(Guid.CreateVersion7(Now)),
+                Id(users[i % 2]),
+                i % 3 == 0 ? "api_calls" : "ai_messages",
+                (long)(i % 7 + 1),
+                Time(Now.AddMinutes(-i * 97)),
+                $"k-{i}",
+                null,
+                i % 4 == 0 ? Time(Now.AddMinutes(-i)) : null,
+                Time(Now.AddMinutes(-i * 97)));
+        }
 
         await db.Database.MigrateAsync(Ct);
 
@@ -54,6 +62,28 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
         Assert.Equal(120, await db.UsageDaily.SumAsync(d => d.EventCount, Ct));
         Assert.Equal(30, await db.UsageHourly.SumAsync(h => h.ReportedCount, Ct));
     }
+
+    /// <summary>Runs an INSERT whose <c>{n}</c> placeholders become parameters, or NULL for a null value.</summary>
+    private static Task<int> InsertAsync(UsageBillingDbContext db, string sql, params object?[] values)
+    {
+        var parameters = new List<object>();
+        for (var i = 0; i < values.Length; i++)
+        {
+            sql = sql.Replace($"{{{i}}}", values[i] is null ? "NULL" : $"{{{parameters.Count}}}", StringComparison.Ordinal);
+            if (values[i] is { } value)
+            {
+                parameters.Add(value);
+            }
+        }
+
+        return db.Database.ExecuteSqlRawAsync(sql, parameters, Ct);
+    }
+
+    /// <summary>A Guid as the provider stores it (SQLite: EF's upper-case text).</summary>
+    private object Id(Guid id) => provider == Provider.Sqlite ? id.ToString().ToUpperInvariant() : id;
+
+    /// <summary>An instant as the provider stores it (SQLite: UsageBilling's microseconds since the epoch).</summary>
+    private object Time(DateTimeOffset t) => provider == Provider.Sqlite ? UsageBillingSqliteConventions.ToUnixMicroseconds(t) : t;
 
     private UsageBillingDbContext CreateContext() => provider == Provider.Sqlite
         ? new SqliteUsageBillingDbContext(new DbContextOptionsBuilder<SqliteUsageBillingDbContext>().UseSqlite(_database.ConnectionString).Options)

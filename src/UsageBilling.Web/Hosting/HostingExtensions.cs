@@ -141,6 +141,10 @@ internal static class HostingExtensions
         builder.Services.AddSingleton<PlanCatalog>();
         builder.Services.AddScoped<AssistantService>();
         builder.Services.AddSingleton<UsageBilling.IUsageAlertHandler, UsageAlertNotifier>();
+        builder.Services.AddOptions<AlertWebhookOptions>().Bind(config.GetSection(AlertWebhookOptions.SectionName)).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<AlertWebhookOptions>, AlertWebhookOptionsValidator>();
+        builder.Services.AddHttpClient(AlertWebhookSender.ClientName, c => c.Timeout = TimeSpan.FromSeconds(10));
+        builder.Services.AddSingleton<IUsageAlertHandler, AlertWebhookSender>();
         // AddFlusher adds the flush-lag check ("usagebilling-flush").
         builder.Services.AddHealthChecks().AddCheck<DatabaseHealthCheck>("database");
     }
