@@ -71,7 +71,9 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
                     using var resp = await _http.SendAsync(req, _stop.Token);
                     status = (int)resp.StatusCode;
                 }
-                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException && !_stop.IsCancellationRequested)
+                // A refused connection is a failed delivery even while stopping (the receiver may stop first);
+                // only a cancellation caused by our own stop ends the loop.
+                catch (Exception ex) when (ex is HttpRequestException || (ex is TaskCanceledException && !_stop.IsCancellationRequested))
                 {
                     LogDeliveryFailed(_logger, d.EventId, d.Url, ex.Message);
                 }
