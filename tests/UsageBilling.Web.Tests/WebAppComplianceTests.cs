@@ -26,7 +26,7 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
         var customer = await db.BillingCustomers.SingleAsync(c => c.UserId == userId, Ct);
         Assert.StartsWith("cus_", customer.StripeCustomerId, StringComparison.Ordinal);
         var stripeCustomer = await app.StripeClient.V1.Customers.GetAsync(customer.StripeCustomerId, cancellationToken: Ct);
-        Assert.Equal(userId.ToString(), stripeCustomer.Metadata["user_id"]);
+        Assert.Equal(userId.ToString(), stripeCustomer.Metadata[UsageBillingMetadata.UserIdKey]);
         Assert.Null(customer.PlanId);
         Assert.Equal(HttpStatusCode.OK, (await session.Client.GetAsync("/usage", Ct)).StatusCode);
     }
