@@ -135,4 +135,26 @@ public sealed class PersistenceTests
             System.IO.File.Delete(file);
         }
     }
+
+    [Fact]
+    public async Task AdminApi_CrossOriginBrowserPost_Refused403_SameOriginAndNonBrowserAllowed()
+    {
+        var (server, _) = await Emu.StartAsync();
+        await using var _s = server;
+        using var http = new HttpClient();
+        var reset = new Uri(server.BaseUrl, "/_emulator/reset");
+
+        // A page on another port posting text/plain (a "simple" request: no preflight) to reset the emulator.
+        using var attack = new HttpRequestMessage(HttpMethod.Post, reset) { Content = new StringContent("x") };
+        attack.Headers.Add("Origin", "http://127.0.0.1:1");
+        using var fetch = new HttpRequestMessage(HttpMethod.Post, reset) { Content = new StringContent("x") };
+        fetch.Headers.Add("Sec-Fetch-Site", "cross-site");
+        using var own = new HttpRequestMessage(HttpMethod.Post, reset);
+        own.Headers.Add("Origin", server.BaseUrl.GetLeftPart(UriPartial.Authority));
+
+        Assert.Equal(HttpStatusCode.Forbidden, (await http.SendAsync(attack, Emu.Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await http.SendAsync(fetch, Emu.Ct)).StatusCode);
+        Assert.True((await http.SendAsync(own, Emu.Ct)).IsSuccessStatusCode);
+        Assert.True((await http.PostAsync(reset, null, Emu.Ct)).IsSuccessStatusCode);
+    }
 }

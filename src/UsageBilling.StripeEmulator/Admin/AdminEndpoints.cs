@@ -15,6 +15,13 @@ internal static class AdminEndpoints
         var g = app.MapGroup(Prefix);
         g.AddEndpointFilter(async (ctx, next) =>
         {
+            // A web page open in the developer's browser must not drive the emulator (reset, save, faults):
+            // a browser names the page's origin on cross-origin requests, even on "simple" text/plain POSTs.
+            if (IsCrossOrigin(ctx.HttpContext.Request))
+            {
+                return TypedResults.Problem("Cross-origin requests to the emulator's admin API are refused.", statusCode: StatusCodes.Status403Forbidden);
+            }
+
             try
             {
                 return await next(ctx);
@@ -125,4 +132,27 @@ internal static class AdminEndpoints
     }
 
     private static Ok<ClockResponse> Clock(DateTimeOffset now) => TypedResults.Ok(new ClockResponse(now, now.ToUnixTimeSeconds()));
+
+    /// <summary>
+    /// Whether a browser sent a state-changing request from a page of another origin (scheme, host and port).
+    /// Reads stay open: a cross-origin page cannot see their answers (no CORS headers), and the Checkout page
+    /// is reached by navigation from the app.
+    /// </summary>
+    internal static bool IsCrossOrigin(HttpRequest request)
+    {
+        if (HttpMethods.IsGet(request.Method) || HttpMethods.IsHead(request.Method))
+        {
+            return false;
+        }
+
+        var origin = request.Headers.Origin.ToString();
+        if (string.IsNullOrEmpty(origin))
+        {
+            return string.Equals(request.Headers["Sec-Fetch-Site"].ToString(), "cross-site", StringComparison.OrdinalIgnoreCase);
+        }
+
+        return !Uri.TryCreate(origin, UriKind.Absolute, out var from)
+            || !string.Equals(from.Scheme, request.Scheme, StringComparison.OrdinalIgnoreCase)
+            || !string.Equals(from.Authority, request.Host.Value, StringComparison.OrdinalIgnoreCase);
+    }
 }
