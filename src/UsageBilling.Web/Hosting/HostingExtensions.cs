@@ -95,6 +95,9 @@ internal static class HostingExtensions
         var config = builder.Configuration;
         builder.Services.AddOptions<AppOptions>().Bind(config.GetSection(AppOptions.SectionName));
 
+        // The first hosted service, registered before the library's (the alert dispatcher, the flusher): it
+        // migrates and provisions before their first tick reads the tables.
+        builder.Services.AddHostedService<AppStartup>();
         var usage = builder.Services.AddUsageBilling(config.GetSection("UsageBilling"));
         var provider = config["Database:Provider"] ?? "Sqlite";
         var connectionString = config.GetConnectionString("UsageBilling");
@@ -123,8 +126,6 @@ internal static class HostingExtensions
             throw new InvalidOperationException($"Database:Provider must be Sqlite or Postgres, was '{provider}'.");
         }
 
-        // First hosted service: it migrates and provisions before the flusher's first tick.
-        builder.Services.AddHostedService<AppStartup>();
         usage.UseStripe(config.GetSection("Stripe")).AddStripeProvisioner().AddFlusher(config.GetSection("UsageBilling:Flush"))
             .AddAspNetCore(o =>
             {
