@@ -35,7 +35,6 @@ public static class FlushRegistration
         services.TryAddSingleton<IMeterEventSender, StripeMeterEventSender>();
         services.TryAddSingleton<IStripeMeterDirectory, StripeMeterDirectory>();
         services.TryAddSingleton<IUsageFlusher, UsageFlusher>();
-        services.TryAddSingleton<MeterErrorReportHandler>();
         services.AddHostedService<UsageFlushBackgroundService>();
         services.AddHealthChecks().AddCheck<FlushHealthCheck>("usagebilling-flush", tags: ["usagebilling"]);
         return builder;
