@@ -56,6 +56,7 @@ public abstract class SpendControlComplianceTests(Provider provider) : IAsyncLif
             {
                 var limited = new PlanDefinition { DisplayName = "Limited" };
                 limited.Meters["ai_messages"] = new PlanMeterPrice { Included = 0, UnitPrice = 0.01m, HardLimit = WorkerLimit };
+                limited.Meters["api_calls"] = new PlanMeterPrice { Included = 0, UnitPrice = 0.01m };   // as the worker's plan
                 o.Plans["limited"] = limited;
 
                 // Graduated: 100 free, 0.01 up to 1000, then 5.00 flat + 0.005 each: the flat step jumps over a 10.00 limit.
@@ -287,6 +288,92 @@ public abstract class SpendControlComplianceTests(Provider provider) : IAsyncLif
         await Limits.SetCapsAsync(user, "ai_messages", null, null, Ct);
         await Recorder.RecordAsync(user, "ai_messages", 1, cancellationToken: Ct);
         Assert.Equal(351, await StoredQuantityAsync(user));
+    }
+
+    [Fact]
+    public async Task AccountSpendCap_SumsEveryMeter_RefusesWhatWouldCrossIt_AndStaysUnderThePlanCeiling()
+    {
+        var user = await NewUserAsync("tiered");
+
+        // Tiered: ai_messages at most 9.00 (its 10.00 limit stops before the flat step), api_calls at most 10 × 1.00.
+        var settings = await Limits.GetAccountSpendCapAsync(user, Ct);
+        Assert.Null(settings.SpendCap);
+        Assert.Equal(19m, settings.PlanCeiling);
+        var tooHigh = await Assert.ThrowsAsync<InvalidSpendCapException>(() => Limits.SetAccountSpendCapAsync(user, 19.01m, Ct));
+        Assert.Contains("19", tooHigh.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<InvalidSpendCapException>(() => Limits.SetAccountSpendCapAsync(user, -1m, Ct));
+        await Limits.SetAccountSpendCapAsync(user, 5m, Ct);
+        Assert.Equal(5m, (await Limits.GetAccountSpendCapAsync(user, Ct)).SpendCap);
+
+        // 100 free + 200 × 0.01 = 2.00 on one meter; 10 free + 3 × 1.00 = 3.00 on the other: exactly 5.00.
+        await Recorder.RecordAsync(user, "ai_messages", 300, cancellationToken: Ct);
+        for (var i = 0; i < 13; i++)
+        {
+            await Recorder.RecordAsync(user, "api_calls", 1, cancellationToken: Ct);
+        }
+
+        var call = await Assert.ThrowsAsync<UsageLimitExceededException>(() => Recorder.RecordAsync(user, "api_calls", 1, cancellationToken: Ct));
+        Assert.Equal(UsageLimitKind.AccountSpendCap, call.Kind);
+        Assert.True(call.IsMonetary);
+        Assert.Equal(5m, call.Limit);
+        Assert.Equal(5m, call.Used);
+        var message = await Assert.ThrowsAsync<UsageLimitExceededException>(() => Recorder.RecordAsync(user, "ai_messages", 1, cancellationToken: Ct));
+        Assert.Equal(UsageLimitKind.AccountSpendCap, message.Kind);
+        Assert.Contains("across all meters", message.Message, StringComparison.Ordinal);
+        Assert.Equal(300, await StoredQuantityAsync(user));
+        Assert.Equal(13, await StoredQuantityAsync(user, "api_calls"));
+
+        var check = await Limits.CheckAsync(user, "ai_messages", 1, Ct);
+        Assert.True(check.WouldExceed);
+        Assert.Equal(UsageLimitKind.AccountSpendCap, check.Kind);
+        Assert.Equal(0, check.Remaining);
+
+        // Raising the cap by 0.50 makes room for 50 messages (or half a call): the check says so and the recorder agrees.
+        await Limits.SetAccountSpendCapAsync(user, 5.50m, Ct);
+        Assert.Equal(50, (await Limits.CheckAsync(user, "ai_messages", 1, Ct)).Remaining);
+        await Assert.ThrowsAsync<UsageLimitExceededException>(() => Recorder.RecordAsync(user, "ai_messages", 51, cancellationToken: Ct));
+        await Recorder.RecordAsync(user, "ai_messages", 50, cancellationToken: Ct);
+        await Assert.ThrowsAsync<UsageLimitExceededException>(() => Recorder.RecordAsync(user, "api_calls", 1, cancellationToken: Ct));
+
+        // Removing it leaves the plan's own limits.
+        await Limits.SetAccountSpendCapAsync(user, null, Ct);
+        await Recorder.RecordAsync(user, "api_calls", 1, cancellationToken: Ct);
+        Assert.Equal(14, await StoredQuantityAsync(user, "api_calls"));
+        Assert.Null((await Limits.GetAccountSpendCapAsync(user, Ct)).SpendCap);
+        await using var db = Host.CreateContext();
+        await RollupAssert.MatchesEventsAsync(db, Ct);
+    }
+
+    [Fact]
+    public async Task AccountSpendCap_TwoProcessesRecordingTwoMeters_NeverOvershootIt()
+    {
+        await using var host = await StartHostAsync(null, new FakeTimeProvider(DateTimeOffset.UtcNow));
+        var recorder = host.Get<IUsageRecorder>();
+        var limits = host.Get<IUsageLimits>();
+        var worker = Path.Combine(AppContext.BaseDirectory, "UsageBilling.RecordWorker.dll");
+        using var a = await Worker.StartAsync(worker, provider, _database.ConnectionString, WorkerLimit);
+        using var b = await Worker.StartAsync(worker, provider, _database.ConnectionString, WorkerLimit);
+        var report = new List<string>();
+        for (var trial = 0; trial < Trials; trial++)
+        {
+            // 1.00 across both meters at 0.01 a unit, 0.90 used: room for 10 units, whichever meter takes them.
+            var user = await NewUserAsync("limited");
+            await limits.SetAccountSpendCapAsync(user, 1m, Ct);
+            await recorder.RecordAsync(user, "ai_messages", 90, cancellationToken: Ct);
+
+            var answers = await Task.WhenAll(a.AskAsync($"run {user} 100 a{trial} ai_messages"), b.AskAsync($"run {user} 100 b{trial} api_calls"));
+
+            var counts = answers.Select(Worker.ParseDone).ToArray();
+            Assert.All(counts, c => Assert.Equal(0, c.Other));
+            Assert.Equal(10, counts.Sum(c => c.Accepted));
+            Assert.Equal(190, counts.Sum(c => c.Rejected));
+            Assert.Equal(100, await StoredQuantityAsync(user) + await StoredQuantityAsync(user, "api_calls"));
+            report.Add($"{counts[0].Accepted}+{counts[1].Accepted}");
+        }
+
+        await using var check = Host.CreateContext();
+        await RollupAssert.MatchesEventsAsync(check, Ct);
+        TestContext.Current.SendDiagnosticMessage($"{Trials} trials, accepted messages+calls: {string.Join(", ", report)}");
     }
 
     [Fact]

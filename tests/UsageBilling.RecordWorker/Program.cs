@@ -2,7 +2,8 @@
 // once against one limit, and kill one while it holds an alert's delivery lease.
 // Usage: UsageBilling.RecordWorker <sqlite|postgres> <connection string> <hard limit>
 // Commands on stdin, one per line (each answered by one line on stdout):
-//   run <userId> <count> <keyPrefix>  -> "done <accepted> <rejected> <other>" after <count> concurrent RecordAsync calls of 1 unit
+//   run <userId> <count> <keyPrefix> [meter] -> "done <accepted> <rejected> <other>" after <count> concurrent RecordAsync calls of 1 unit
+//                                        (of ai_messages unless a meter is named)
 //   deliver                           -> "handling <alertId>" when the (never finishing) handler gets an alert, or "none"
 using UsageBilling;
 using System.Globalization;
@@ -33,15 +34,16 @@ Console.Out.Flush();
 while (Console.ReadLine() is { } line)
 {
     var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-    if (parts is ["run", var user, var count, var prefix])
+    if (parts is ["run", var user, var count, var prefix, ..] && parts.Length <= 5)
     {
         var userId = Guid.Parse(user);
+        var meter = parts.Length == 5 ? parts[4] : "ai_messages";
         int accepted = 0, rejected = 0, other = 0;
         await Task.WhenAll(Enumerable.Range(0, int.Parse(count, CultureInfo.InvariantCulture)).Select(i => Task.Run(async () =>
         {
             try
             {
-                await recorder.RecordAsync(userId, "ai_messages", 1, $"{prefix}-{i}");
+                await recorder.RecordAsync(userId, meter, 1, $"{prefix}-{i}");
                 Interlocked.Increment(ref accepted);
             }
             catch (UsageLimitExceededException)
@@ -91,8 +93,10 @@ internal static class WorkerPlans
     public static void Configure(UsageBillingOptions o, long hardLimit)
     {
         o.Meters["ai_messages"] = new MeterDefinition { DisplayName = "AI messages" };
+        o.Meters["api_calls"] = new MeterDefinition { DisplayName = "API calls", Aggregation = MeterAggregation.Count };
         var plan = new PlanDefinition { DisplayName = "Limited" };
         plan.Meters["ai_messages"] = new PlanMeterPrice { Included = 0, UnitPrice = 0.01m, HardLimit = hardLimit };
+        plan.Meters["api_calls"] = new PlanMeterPrice { Included = 0, UnitPrice = 0.01m };
         o.Plans["limited"] = plan;
         o.Limits.Alerts.Add(new AlertThreshold { Kind = AlertThresholdKind.PercentOfLimit, Value = 50 });
         o.Limits.Alerts.Add(new AlertThreshold { Kind = AlertThresholdKind.PercentOfLimit, Value = 100 });

@@ -117,6 +117,12 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
                 deltas[predicted[i].Key] = (end, delta.Add(events[i]));
             }
 
+            // An account's cap across meters reads every priced meter's period: lock them too (no delta).
+            foreach (var member in CapMembers(predicted))
+            {
+                deltas.TryAdd(member.Key, (member.Period.End, default));
+            }
+
             var keys = deltas.Select(d => (d.Key, d.Value.End, d.Value.Delta)).ToList();
             keys.Sort((a, b) => PeriodKey.LockOrder.Compare(a.Key, b.Key));
             var (accounts, totals, stored, inserted) = await dialect.AccountsLockAndInsertAsync(connection, transaction, users, keys, events, cancellationToken).ConfigureAwait(false);
@@ -135,6 +141,11 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             for (var i = 0; i < rules.Length && !mispredicted; i++)
             {
                 mispredicted = rules[i].Key != predicted[i].Key;
+            }
+
+            foreach (var member in CapMembers(rules))
+            {
+                mispredicted |= !deltas.ContainsKey(member.Key);   // a cap set since the last batch: lock its periods too
             }
 
             if (mispredicted)
@@ -177,6 +188,9 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             return (inserted, refused, transaction);
         }
     }
+
+    private static IEnumerable<MeterRule> CapMembers(MeterRule[] rules) =>
+        rules.Where(r => r.AccountCap is not null).DistinctBy(r => r.Key).SelectMany(r => r.AccountCap!.Members);
 
     private async Task<StoredEventOutcome[]> OutcomesAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, HashSet<Guid> inserted, IReadOnlyDictionary<int, UsageLimitExceededException>? refused, CancellationToken cancellationToken)
     {

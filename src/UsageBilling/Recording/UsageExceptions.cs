@@ -212,6 +212,9 @@ public enum UsageLimitKind
 
     /// <summary>The account has no plan and used the no-plan free allowance.</summary>
     NoPlanAllowance,
+
+    /// <summary>The account's own spend cap across all its meters ("stop me at $50 this period, whatever I use").</summary>
+    AccountSpendCap,
 }
 
 /// <summary>
@@ -278,7 +281,7 @@ public sealed class UsageLimitExceededException : UsageRejectedException
     public DateTimeOffset PeriodEnd { get; }
 
     /// <summary>Whether <see cref="Limit"/> and <see cref="Used"/> are amounts of money rather than units.</summary>
-    public bool IsMonetary => Kind is UsageLimitKind.SpendLimit or UsageLimitKind.CustomerSpendCap;
+    public bool IsMonetary => Kind is UsageLimitKind.SpendLimit or UsageLimitKind.CustomerSpendCap or UsageLimitKind.AccountSpendCap;
 }
 
 /// <summary>A customer-set cap is invalid (negative, or above the plan's own limit).</summary>

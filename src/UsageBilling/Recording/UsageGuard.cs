@@ -35,6 +35,12 @@ internal readonly record struct PeriodTotals(long Quantity, long Count)
 /// <param name="Alerts">The account's thresholds, replacing the configured defaults; <see langword="null"/> when not set.</param>
 internal sealed record AccountMeterSettings(decimal? SpendCap, long? QuantityCap, IReadOnlyList<AlertThreshold>? Alerts)
 {
+    /// <summary>
+    /// The settings row that holds the account's cap across all its meters ("stop me at $50 this
+    /// period"). Not a valid meter event name, so it never collides with one.
+    /// </summary>
+    public const string AllMeters = "*";
+
     /// <summary>Writes thresholds as stored: keys joined by <c>;</c>.</summary>
     public static string? FormatAlerts(IReadOnlyList<AlertThreshold>? alerts) =>
         alerts is null ? null : string.Join(';', alerts.Select(a => a.Key).Distinct(StringComparer.Ordinal));
@@ -63,7 +69,19 @@ internal sealed record AccountMeterSettings(decimal? SpendCap, long? QuantityCap
 /// <summary>Everything the guard needs about one account: its billing state and its own settings per meter.</summary>
 /// <param name="State">The billing state, or <see langword="null"/> without a customer.</param>
 /// <param name="Settings">The account's settings keyed by meter.</param>
-internal sealed record AccountLimits(BillingState? State, IReadOnlyDictionary<string, AccountMeterSettings> Settings);
+internal sealed record AccountLimits(BillingState? State, IReadOnlyDictionary<string, AccountMeterSettings> Settings)
+{
+    /// <summary>The account's own spend cap across all its meters per period, if set.</summary>
+    public decimal? AccountSpendCap => Settings.TryGetValue(AccountMeterSettings.AllMeters, out var all) ? all.SpendCap : null;
+}
+
+/// <summary>
+/// The account's spend cap across its meters in one period: what each priced meter of the plan costs
+/// is summed, so every period total of those meters is locked and read when any of them records.
+/// </summary>
+/// <param name="Limit">The cap, in currency units.</param>
+/// <param name="Members">The rule of every priced meter of the plan in the period (the recorded one included).</param>
+internal sealed record AccountSpendCapRule(decimal Limit, IReadOnlyList<MeterRule> Members);
 
 /// <summary>An alert to write to the outbox in the recording transaction.</summary>
 internal sealed record NewUsageAlert(
@@ -82,7 +100,7 @@ internal sealed record NewUsageAlert(
 /// own caps and the no-plan policy. Quantities are in the meter's aggregated unit (events for a
 /// count meter), exactly what the invoice counts.
 /// </summary>
-internal sealed class MeterRule
+internal sealed record MeterRule
 {
     public required PeriodKey Key { get; init; }
 
@@ -109,6 +127,9 @@ internal sealed class MeterRule
     public IReadOnlyList<AlertThreshold> Alerts { get; init; } = [];
 
     public string Unit { get; init; } = "units";
+
+    /// <summary>The account's cap across meters this rule's meter counts towards, if the account set one.</summary>
+    public AccountSpendCapRule? AccountCap { get; init; }
 
     public long UsedOf(PeriodTotals totals) => CountsEvents ? totals.Count : totals.Quantity;
 
@@ -167,6 +188,41 @@ internal sealed class MeterRule
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Why the next <paramref name="units"/> would take the account over its cap across meters, or
+    /// <see langword="null"/> when they fit. <paramref name="usedOf"/> gives each member period's
+    /// current usage; an event that adds no cost is never refused by the cap.
+    /// </summary>
+    public UsageLimitExceededException? AccountCapRefusal(Func<MeterRule, long> usedOf, long units)
+    {
+        if (AccountCap is not { } cap || Schedule is null)
+        {
+            return null;
+        }
+
+        var before = 0m;
+        foreach (var member in cap.Members)
+        {
+            before += member.CostOf(usedOf(member));
+        }
+
+        var used = usedOf(this);
+        var after = before - CostOf(used) + CostOf(used + units);
+        if (after <= before || after <= cap.Limit)
+        {
+            return null;
+        }
+
+        return new UsageLimitExceededException(
+            $"This account capped its spend across all meters at {Money(cap.Limit)} per period; {Money(before)} is used and {Count(units)} more {Unit} of '{Key.Meter}' would bring it to {Money(after)}. The limit resets at {Period.End:O}.",
+            Key.Meter,
+            UsageLimitKind.AccountSpendCap,
+            cap.Limit,
+            before,
+            units,
+            Period.End);
     }
 
     /// <summary>The thresholds crossed going from <paramref name="before"/> to <paramref name="after"/> units (each at most once).</summary>
@@ -246,9 +302,67 @@ internal sealed class UsageGuard(UsageBillingOptions options)
 
     /// <summary>Resolves the rule of <paramref name="meter"/> for an event at <paramref name="at"/>.</summary>
     public MeterRule RuleFor(Guid userId, string meter, DateTimeOffset at, AccountLimits? account) =>
-        RuleFor(userId, meter, PeriodOf(meter, at, account), account);
+        RuleFor(userId, meter, at, PeriodOf(meter, at, account), account);
 
-    private MeterRule RuleFor(Guid userId, string meter, BillingPeriod period, AccountLimits? account)
+    private MeterRule RuleFor(Guid userId, string meter, DateTimeOffset at, BillingPeriod period, AccountLimits? account)
+    {
+        var rule = MeterRuleFor(userId, meter, period, account);
+        if (account?.AccountSpendCap is not { } cap || rule.PlanId is null || rule.Schedule is null)
+        {
+            return rule;
+        }
+
+        // The cap sums every priced meter of the plan; each in its own period at the same instant.
+        var members = new List<MeterRule>();
+        foreach (var other in options.Plans[rule.PlanId].Meters.Keys.Order(StringComparer.Ordinal))
+        {
+            if (!options.Meters.ContainsKey(other))
+            {
+                continue;
+            }
+
+            members.Add(other == meter ? rule : MeterRuleFor(userId, other, PeriodOf(other, at, account), account));
+        }
+
+        return rule with { AccountCap = new AccountSpendCapRule(cap, members) };
+    }
+
+    /// <summary>
+    /// The most an account on <paramref name="planId"/> can spend on usage per period, when every priced
+    /// meter of the plan is bounded by a limit; <see langword="null"/> when some meter is unbounded.
+    /// </summary>
+    public decimal? PlanSpendCeiling(string? planId)
+    {
+        if (planId is null || !options.Plans.TryGetValue(planId, out var plan))
+        {
+            return null;
+        }
+
+        var total = 0m;
+        foreach (var (meter, price) in plan.Meters)
+        {
+            var schedule = _schedules.GetOrAdd((planId, meter), static (_, p) => PriceSchedule.From(p), price);
+            var rule = new MeterRule
+            {
+                Key = default,
+                Period = default,
+                CountsEvents = false,
+                Schedule = schedule,
+                QuantityLimit = price.HardLimit,
+                SpendLimit = price.SpendLimit,
+            };
+            if (rule.MaxUnits() is not { } max)
+            {
+                return null;
+            }
+
+            total += rule.CostOf(max);
+        }
+
+        return total;
+    }
+
+    private MeterRule MeterRuleFor(Guid userId, string meter, BillingPeriod period, AccountLimits? account)
     {
         var state = account?.State;
         var key = new PeriodKey(userId, meter, period.Start);
@@ -336,7 +450,7 @@ internal sealed class UsageGuard(UsageBillingOptions options)
             var account = accounts.GetValueOrDefault(e.UserId);
             var period = PeriodOf(e.Meter, e.OccurredAt, account);
             var id = (e.UserId, e.Meter, period.Start.UtcTicks);
-            rules[i] = cache.TryGetValue(id, out var seen) ? seen : cache[id] = RuleFor(e.UserId, e.Meter, period, account);
+            rules[i] = cache.TryGetValue(id, out var seen) ? seen : cache[id] = RuleFor(e.UserId, e.Meter, e.OccurredAt, period, account);
         }
 
         return rules;
@@ -361,7 +475,7 @@ internal sealed class UsageGuard(UsageBillingOptions options)
 
             var rule = rules[i];
             var current = running.TryGetValue(rule.Key, out var r) ? r : totals.GetValueOrDefault(rule.Key);
-            if (rule.Refusal(rule.UsedOf(current), rule.UnitsOf(e)) is { } refusal)
+            if ((rule.Refusal(rule.UsedOf(current), rule.UnitsOf(e)) ?? rule.AccountCapRefusal(m => m.UsedOf(running.TryGetValue(m.Key, out var mr) ? mr : totals.GetValueOrDefault(m.Key)), rule.UnitsOf(e))) is { } refusal)
             {
                 refused[i] = refusal;
                 continue;

@@ -39,6 +39,30 @@ public interface IUsageLimits
     /// <exception cref="InvalidSpendCapException">A cap is negative or above the plan's limit.</exception>
     Task SetCapsAsync(Guid userId, string meter, decimal? spendCap, long? quantityCap, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The account's own spend cap across all its meters ("stop me at $50 this period, whatever I
+    /// use") and the most the plan lets an account spend on usage, which the cap must stay under.
+    /// </summary>
+    /// <param name="userId">The app's user id.</param>
+    /// <param name="cancellationToken">Cancels the read.</param>
+    /// <returns>The cap and its ceiling.</returns>
+    Task<AccountSpendCapSettings> GetAccountSpendCapAsync(Guid userId, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Sets the account's spend cap across all its meters per period: the usage cost of every priced
+    /// meter of the plan is summed, and an event that would take the sum over the cap is refused with
+    /// <see cref="UsageLimitKind.AccountSpendCap"/>. At most the plan's ceiling (when every meter of the
+    /// plan is bounded); <see langword="null"/> removes the cap. Takes effect on the next record.
+    /// Per-meter caps (<see cref="SetCapsAsync"/>) still apply under it.
+    /// </summary>
+    /// <param name="userId">The app's user id.</param>
+    /// <param name="spendCap">The most the account's usage may cost per period, in currency units, or <see langword="null"/>.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns>A task that completes when the cap is stored.</returns>
+    /// <exception cref="InvalidSpendCapException">The cap is negative or above the plan's ceiling.</exception>
+    /// <exception cref="UnknownUserException">The user does not exist.</exception>
+    Task SetAccountSpendCapAsync(Guid userId, decimal? spendCap, CancellationToken cancellationToken = default);
+
     /// <summary>Sets the account's alert thresholds for a meter, replacing the configured defaults; <see langword="null"/> restores the defaults.</summary>
     /// <param name="userId">The app's user id.</param>
     /// <param name="meter">The meter event name.</param>
@@ -76,6 +100,15 @@ public sealed record UsageCheck(string Meter, long Used, long Requested, long? R
 /// <param name="PlanHardLimit">The plan's hard limit, if any.</param>
 /// <param name="Currency">The plan's currency.</param>
 public sealed record AccountLimitSettings(string Meter, decimal? SpendCap, long? QuantityCap, IReadOnlyList<AlertThreshold> Alerts, bool AlertsAreCustom, decimal? PlanSpendLimit, long? PlanHardLimit, string Currency);
+
+/// <summary>The account's own spend cap across all its meters, and what bounds it.</summary>
+/// <param name="SpendCap">The cap per period, in currency units, if set.</param>
+/// <param name="PlanCeiling">
+/// The most the plan lets an account's usage cost per period (the sum of every meter's cost at its
+/// limit), or <see langword="null"/> when some meter of the plan has no limit (or there is no plan).
+/// </param>
+/// <param name="Currency">The plan's currency.</param>
+public sealed record AccountSpendCapSettings(decimal? SpendCap, decimal? PlanCeiling, string Currency);
 
 /// <summary>The limit in force for a meter in the current period, as the usage page shows it.</summary>
 /// <param name="Kind">Which limit bounds the period (the lowest).</param>

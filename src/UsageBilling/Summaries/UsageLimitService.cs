@@ -37,16 +37,97 @@ internal sealed class UsageLimitService(IUsageStore store, ISpendControlStore sp
 
         var refusal = rule.Refusal(used, units);
         var state = UsageSummaryService.LimitStateOf(rule, used);
+        long? remaining = state is null ? null : Math.Max(0, state.MaxUnits - used);
+        var kind = state?.Kind;
+        var limit = state is null ? (decimal?)null : state.Kind is UsageLimitKind.SpendLimit or UsageLimitKind.CustomerSpendCap ? state.SpendLimit : state.MaxUnits;
+        if (rule.AccountCap is { } cap)
+        {
+            // Every priced meter of the plan counts towards the account's cap: read each one's period.
+            var usage = new Dictionary<PeriodKey, long> { [rule.Key] = used };
+            foreach (var member in cap.Members.Where(m => m.Key != rule.Key))
+            {
+                long memberUsed = 0;
+                foreach (var row in await store.GetUsageByDayAsync(userId, member.Period.Start, member.Period.End, cancellationToken).ConfigureAwait(false))
+                {
+                    if (row.Meter == member.Key.Meter)
+                    {
+                        memberUsed += member.CountsEvents ? row.Count : row.Total;
+                    }
+                }
+
+                usage[member.Key] = memberUsed;
+            }
+
+            long UsedOf(MeterRule m) => usage.GetValueOrDefault(m.Key);
+            refusal ??= rule.AccountCapRefusal(UsedOf, units);
+            var byCap = RoomUnderAccountCap(rule, UsedOf);
+            if (byCap is { } room && (remaining is null || room < remaining))
+            {
+                remaining = room;
+                kind = UsageLimitKind.AccountSpendCap;
+                limit = cap.Limit;
+            }
+        }
+
         return new UsageCheck(
             meter,
             used,
             units,
-            state is null ? null : Math.Max(0, state.MaxUnits - used),
+            remaining,
             refusal is not null,
-            refusal?.Kind ?? state?.Kind,
-            refusal?.Limit ?? (state is null ? null : state.Kind is UsageLimitKind.SpendLimit or UsageLimitKind.CustomerSpendCap ? state.SpendLimit : state.MaxUnits),
+            refusal?.Kind ?? kind,
+            refusal?.Limit ?? limit,
             rule.Period.End,
             refusal?.Message);
+    }
+
+    /// <summary>The most units of the rule's meter the account's cap across meters still admits, or <see langword="null"/> when it bounds nothing.</summary>
+    private static long? RoomUnderAccountCap(MeterRule rule, Func<MeterRule, long> usedOf)
+    {
+        if (rule.AccountCapRefusal(usedOf, UsageRules.MaxQuantity) is null)
+        {
+            return null;   // the cap never binds this meter (it adds no cost)
+        }
+
+        long lo = 0, hi = UsageRules.MaxQuantity;
+        while (lo < hi)
+        {
+            var mid = lo + ((hi - lo + 1) / 2);
+            if (rule.AccountCapRefusal(usedOf, mid) is null)
+            {
+                lo = mid;
+            }
+            else
+            {
+                hi = mid - 1;
+            }
+        }
+
+        return lo;
+    }
+
+    public async Task<AccountSpendCapSettings> GetAccountSpendCapAsync(Guid userId, CancellationToken cancellationToken = default)
+    {
+        var account = await spend.GetAccountLimitsAsync(userId, cancellationToken).ConfigureAwait(false);
+        var planId = account.State?.PlanId ?? _options.DefaultPlan;
+        var currency = planId is not null && _options.Plans.TryGetValue(planId, out var plan) ? plan.Currency : "usd";
+        return new AccountSpendCapSettings(account.AccountSpendCap, _guard.PlanSpendCeiling(planId), currency);
+    }
+
+    public async Task SetAccountSpendCapAsync(Guid userId, decimal? spendCap, CancellationToken cancellationToken = default)
+    {
+        if (spendCap is < 0)
+        {
+            throw new InvalidSpendCapException($"A spend cap must not be negative; was {spendCap}.");
+        }
+
+        var current = await GetAccountSpendCapAsync(userId, cancellationToken).ConfigureAwait(false);
+        if (spendCap is { } s && current.PlanCeiling is { } ceiling && s > ceiling)
+        {
+            throw new InvalidSpendCapException($"The spend cap {s} {current.Currency.ToUpperInvariant()} is above the most this plan's usage can cost per period, {ceiling} {current.Currency.ToUpperInvariant()}; choose at most that.");
+        }
+
+        await spend.SetAccountMeterSettingsAsync(userId, AccountMeterSettings.AllMeters, new AccountMeterSettings(spendCap, null, null), time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<AccountLimitSettings> GetSettingsAsync(Guid userId, string meter, CancellationToken cancellationToken = default)
