@@ -36,6 +36,7 @@ public static class RecordingBenchmark
         var skipRaw = args.Flag("skip-raw");
         var enforcement = args.Flag("enforcement");
         var rounds = args.Int("rounds") ?? 2;
+        var firstTouch = args.Flag("first-touch");
         args.EnsureAllRead();
 
         BenchProvider[] providers = providerName switch
@@ -58,7 +59,7 @@ public static class RecordingBenchmark
 
         if (enforcement)
         {
-            return await RunEnforcementAsync(providers, events, callersGiven ?? [64], rounds);
+            return await RunEnforcementAsync(providers, events, callersGiven ?? [64], rounds, firstTouch);
         }
 
         var rows = new List<Row>();
@@ -94,9 +95,11 @@ public static class RecordingBenchmark
     /// <summary>
     /// <c>recording --enforcement</c>: the recorder with spend control on (every user on a plan with a
     /// hard limit, a spend limit and three alert thresholds that the run crosses) against the same
-    /// recorder with <c>Limits:Enforce=false</c>, same users, same workload, alternating rounds.
+    /// recorder with <c>Limits:Enforce=false</c>, same users, same workload, alternating rounds. With
+    /// <c>--first-touch</c> the warm-up reaches only half the users, so the other half record the first
+    /// event of their period (and open its totals row) during the timed run.
     /// </summary>
-    private static async Task<int> RunEnforcementAsync(BenchProvider[] providers, int events, IReadOnlyList<int> callerCounts, int rounds)
+    private static async Task<int> RunEnforcementAsync(BenchProvider[] providers, int events, IReadOnlyList<int> callerCounts, int rounds, bool firstTouch)
     {
         static void Plan(UsageBillingOptions o, bool enforce)
         {
@@ -122,8 +125,9 @@ public static class RecordingBenchmark
                 {
                     // Warm-up: one event per user, so the period rows exist (a month's steady state; the
                     // first event of each account·meter·period pays one more round trip to seed its row).
-                    off.Add(await MeasureAsync(provider, "enf-off", events, callers, o => Plan(o, false), RecorderDriver, "bench", UserCount));
-                    on.Add(await MeasureAsync(provider, "enf-on", events, callers, o => Plan(o, true), RecorderDriver, "bench", UserCount));
+                    var warmup = firstTouch ? UserCount / 2 : UserCount;
+                    off.Add(await MeasureAsync(provider, "enf-off", events, callers, o => Plan(o, false), RecorderDriver, "bench", warmup));
+                    on.Add(await MeasureAsync(provider, "enf-on", events, callers, o => Plan(o, true), RecorderDriver, "bench", warmup));
                 }
 
                 rows.Add((provider, callers, on, off));

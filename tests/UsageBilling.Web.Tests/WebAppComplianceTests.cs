@@ -315,6 +315,40 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
     }
 
     [Fact]
+    public async Task SpendCapApi_OneCapAcrossMeters_StopsTheAssistant_AndBadInputIs400()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+
+        // Starter: ai_messages 100 included, 0.02 each, at most 1000 and 25.00: its usage costs at most 18.00.
+        var before = JsonNode.Parse(await session.Client.GetStringAsync("/api/spend-cap", Ct))!;
+        Assert.Null(before["spendCap"]);
+        Assert.Equal(18m, before["planCeiling"]!.GetValue<decimal>());
+        var tooHigh = await session.Client.PutAsJsonAsync("/api/spend-cap", new { spendCap = 18.01m }, Ct);
+        var negative = await session.Client.PutAsJsonAsync("/api/spend-cap", new { spendCap = -1m }, Ct);
+        Assert.Equal(HttpStatusCode.BadRequest, tooHigh.StatusCode);
+        Assert.Contains("spendCap", await tooHigh.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.BadRequest, negative.StatusCode);
+
+        var saved = await session.Client.PutAsJsonAsync("/api/spend-cap", new { spendCap = 0.02m }, Ct);
+        Assert.Equal(HttpStatusCode.OK, saved.StatusCode);
+        Assert.Equal(0.02m, JsonNode.Parse(await saved.Content.ReadAsStringAsync(Ct))!["spendCap"]!.GetValue<decimal>());
+        await using (var db = app.CreateDbContext())
+        {
+            var now = DateTimeOffset.UtcNow;
+            db.UsageEvents.AddRange(Enumerable.Range(0, 100).Select(i => new UsageBilling.EntityFrameworkCore.Entities.UsageEvent { Id = Guid.CreateVersion7(), UserId = userId, Meter = "ai_messages", Quantity = 1, OccurredAt = now, CreatedAt = now }));
+            await db.SaveChangesAsync(Ct);
+        }
+
+        var ok = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "one paid", requestId = Guid.NewGuid().ToString("N") }, Ct);
+        var refused = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "two paid", requestId = Guid.NewGuid().ToString("N") }, Ct);
+        Assert.Equal(HttpStatusCode.OK, ok.StatusCode);
+        Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+        Assert.Contains("whole account", await refused.Content.ReadAsStringAsync(Ct), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task UsagePage_SpendControlForm_SavesCapAndThresholds_AndRejectsBadInput()
     {
         var (session, _) = await app.SignUpAsync();

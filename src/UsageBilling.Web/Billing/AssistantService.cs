@@ -77,6 +77,7 @@ internal sealed class AssistantService(IUsageRecorder recorder, IOptions<AppOpti
             UsageLimitKind.NoPlan => "The assistant needs a plan: choose one on the Plans page to start.",
             UsageLimitKind.NoPlanAllowance => $"You have used the {limit.Limit:N0} free messages of this month (until {until}). Choose a plan to continue.",
             UsageLimitKind.CustomerSpendCap => $"You have reached the spend cap you set ({limit.Limit:0.00}) for this period, until {until}. Raise it on the Usage page to continue.",
+            UsageLimitKind.AccountSpendCap => $"You have reached the spend cap you set for your whole account ({limit.Limit:0.00}) for this period, until {until}. Raise it to continue.",
             UsageLimitKind.CustomerQuantityCap => $"You have reached the cap of {limit.Limit:N0} messages you set for this period, until {until}.",
             UsageLimitKind.SpendLimit => $"You have reached your plan's spend limit of {limit.Limit:0.00} for this period, until {until}. Upgrade your plan to continue.",
             _ => $"You have used all {limit.Limit:N0} messages your plan allows this period (until {until}). Upgrade your plan to continue.",

@@ -37,6 +37,27 @@ internal static class UsageApi
         api.MapGet("/limits/{meter}", GetLimitsAsync);
         api.MapPut("/limits/{meter}", PutLimitsAsync);
         api.MapGet("/alerts", GetAlertsAsync);
+        api.MapGet("/spend-cap", async (ClaimsPrincipal user, IUsageLimits limits, CancellationToken ct) =>
+            TypedResults.Ok(await limits.GetAccountSpendCapAsync(CurrentUser.RequiredId(user), ct)));
+        api.MapPut("/spend-cap", PutSpendCapAsync);
+    }
+
+    /// <summary>The caller's spend cap across all meters.</summary>
+    /// <param name="SpendCap">The most the account's usage may cost per period, or <see langword="null"/> for none.</param>
+    public sealed record SpendCapRequest(decimal? SpendCap);
+
+    private static async Task<Results<Ok<AccountSpendCapSettings>, ValidationProblem>> PutSpendCapAsync(SpendCapRequest request, ClaimsPrincipal user, IUsageLimits limits, CancellationToken ct)
+    {
+        var userId = CurrentUser.RequiredId(user);
+        try
+        {
+            await limits.SetAccountSpendCapAsync(userId, request.SpendCap, ct);
+            return TypedResults.Ok(await limits.GetAccountSpendCapAsync(userId, ct));
+        }
+        catch (InvalidSpendCapException ex)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]> { ["spendCap"] = [ex.Message] });
+        }
     }
 
     /// <summary>The caller's own caps and alert thresholds for a meter.</summary>
