@@ -40,6 +40,17 @@ public sealed class TelemetryTests() : FlushComplianceTestsBase(Provider.Sqlite)
         Assert.Equal(1, Sum("usagebilling.flush.reports_dead"));
         Assert.Equal(2, Sum("usagebilling.flush.events_claimed"));
         Assert.Equal(2, Points(metrics, "usagebilling.stripe.call_duration").Sum(p => p.GetHistogramCount()));
+
+        // Seconds-scale buckets from the library itself (no view configured here): 5 ms to Stripe's 80 s timeout.
+        var bounds = new List<double>();
+        foreach (var bucket in Points(metrics, "usagebilling.stripe.call_duration")[0].GetHistogramBuckets())
+        {
+            bounds.Add(bucket.ExplicitBound);
+        }
+
+        Assert.Equal(0.005, bounds[0]);
+        Assert.Contains(0.25, bounds);
+        Assert.Contains(80, bounds);
         Assert.True(Points(metrics, "usagebilling.record.batch_size").Sum(p => p.GetHistogramSum()) == 2, "two events recorded");
         Assert.Equal(0, Points(metrics, "usagebilling.flush.pending_events").Last().GetGaugeLastValueLong());
         Assert.Equal(0, Points(metrics, "usagebilling.flush.oldest_pending_age").Last().GetGaugeLastValueDouble());

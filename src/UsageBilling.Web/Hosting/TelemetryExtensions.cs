@@ -33,9 +33,6 @@ internal static class TelemetryExtensions
     private static readonly string[] FrameworkMeters = ["Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel", "System.Net.Http"];
     private static readonly string[] FrameworkSources = ["Microsoft.AspNetCore", "System.Net.Http"];
 
-    // The SDK's default histogram buckets (0, 5, 10, 25 … 10 000) suit milliseconds; Stripe calls are measured in seconds.
-    private static readonly double[] StripeCallBuckets = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 80];
-
     /// <summary>Adds the OpenTelemetry pipeline when <c>Telemetry</c> (or <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>) names an exporter; otherwise nothing.</summary>
     public static void AddTelemetry(this WebApplicationBuilder builder)
     {
@@ -74,8 +71,7 @@ internal static class TelemetryExtensions
             .ConfigureResource(r => r.AddService(builder.Environment.ApplicationName))
             .WithMetrics(m =>
             {
-                m.AddUsageBillingInstrumentation().AddMeter(FrameworkMeters)
-                    .AddView("usagebilling.stripe.call_duration", new ExplicitBucketHistogramConfiguration { Boundaries = StripeCallBuckets });
+                m.AddUsageBillingInstrumentation().AddMeter(FrameworkMeters);
                 if (otlp)
                 {
                     m.AddOtlpExporter(Otlp("/v1/metrics"));

@@ -18,6 +18,12 @@ namespace UsageBilling;
 /// </summary>
 internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 {
+    /// <summary>
+    /// Buckets for Stripe call durations in seconds, from 5 ms to Stripe's 80 s timeout (OpenTelemetry's
+    /// default buckets are for milliseconds and would put every call in the first one).
+    /// </summary>
+    private static readonly double[] StripeCallBuckets = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 80];
+
     private readonly IUsageFlushStore _store;
     private readonly IUsageStore _usage;
     private readonly IMeterEventSender _sender;
@@ -68,7 +74,12 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         _retried = metrics.Meter.CreateCounter<long>("usagebilling.flush.reports_retried", "{report}", "Report attempts that failed transiently.");
         _dead = metrics.Meter.CreateCounter<long>("usagebilling.flush.reports_dead", "{report}", "Reports that ended dead.");
         _claimed = metrics.Meter.CreateCounter<long>("usagebilling.flush.events_claimed", "{event}", "Events grouped into reports.");
-        _callDuration = metrics.Meter.CreateHistogram<double>("usagebilling.stripe.call_duration", "s", "Duration of meter-event calls to Stripe.");
+        _callDuration = metrics.Meter.CreateHistogram<double>(
+            "usagebilling.stripe.call_duration",
+            "s",
+            "Duration of meter-event calls to Stripe.",
+            tags: null,
+            advice: new System.Diagnostics.Metrics.InstrumentAdvice<double> { HistogramBucketBoundaries = StripeCallBuckets });
         metrics.Meter.CreateObservableGauge("usagebilling.flush.pending_events", () => state.Backlog?.PendingEvents ?? 0, "{event}", "Events not yet claimed into a report, as of the last flush.");
         metrics.Meter.CreateObservableGauge(
             "usagebilling.flush.oldest_pending_age",
