@@ -167,8 +167,10 @@ if NUGET_PACKAGES=$packages dotnet tool install UsageBilling.Cli --version "$ver
     cat "$work/migrate.log" "$work/status.log" 2>/dev/null; fail "usagebilling db migrate + status"
   fi
   if status=$("$tools/usagebilling" status --json --connection "Data Source=$db" 2>&1) \
-     && [ "$(jq .reports.sent <<<"$status")" = "1" ] && [ "$(jq .pending_events <<<"$status")" = "0" ]; then
-    pass "usagebilling status --json on the sample's database: 1 report sent, 0 pending"
+     && [ "$(jq '.reports.sent >= 1 and .reports.dead == 0 and .reports.pending == 0' <<<"$status")" = "true" ] \
+     && [ "$(jq .pending_events <<<"$status")" = "0" ]; then
+    # One report, or more when a flush (every second here) ran between the calls: the emulator total above is what counts.
+    pass "usagebilling status --json on the sample's database: $(jq .reports.sent <<<"$status") report(s) sent, 0 pending, 0 dead"
   else
     echo "$status"; fail "usagebilling status on the sample's database"
   fi

@@ -459,6 +459,57 @@ public abstract class SpendControlComplianceTests(Provider provider) : IAsyncLif
     }
 
     [Fact]
+    public async Task Alerts_TwoDeliveriesAtOnceInOneProcess_HandleEachAlertOnce()
+    {
+        var user = await NewUserAsync("limited");
+        await Recorder.RecordAsync(user, "ai_messages", WorkerLimit, cancellationToken: Ct);   // 50 % and 100 % of the limit
+        var dispatcher = Host.Get<IUsageAlertDispatcher>();
+        Handler.Gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        // The first call holds its lease inside the handler while a second call (the background loop's,
+        // or an app's) claims: it must not take the rows the first one leased.
+        var first = Task.Run(() => dispatcher.DeliverOnceAsync(Ct), Ct);
+        await Handler.Entered.Task.WaitAsync(TimeSpan.FromSeconds(30), Ct);
+        var second = Task.Run(() => dispatcher.DeliverOnceAsync(Ct), Ct);
+        await Task.WhenAny(second, Task.Delay(TimeSpan.FromSeconds(2), Ct));
+        Handler.Gate.TrySetResult();
+        await Task.WhenAll(first, second);
+        Assert.Equal(0, await dispatcher.DeliverOnceAsync(Ct));
+
+        var rows = await AlertRowsAsync(user);
+        Assert.Equal(2, rows.Count);
+        Assert.Equal(rows.Select(r => r.Id).Order(), Handler.Received.Select(a => a.Id).Order());
+        Assert.All(rows, r => Assert.NotNull(r.DeliveredAt));
+    }
+
+    [Fact]
+    public async Task Alerts_TwoDeliveriesStartedTogetherInOneProcess_NeverHandleAnAlertTwice()
+    {
+        // Both calls pick the same due rows; only the one whose lease landed may hand them to the
+        // handlers (one dispatcher per process, so both lease under the process's name unless each
+        // call has its own).
+        var dispatcher = Host.Get<IUsageAlertDispatcher>();
+        for (var trial = 0; trial < 20; trial++)
+        {
+            var user = await NewUserAsync("limited");
+            await Recorder.RecordAsync(user, "ai_messages", WorkerLimit, cancellationToken: Ct);
+            using var start = new Barrier(2);
+            var calls = Enumerable.Range(0, 2).Select(_ => Task.Run(
+                async () =>
+                {
+                    start.SignalAndWait(Ct);
+                    return await dispatcher.DeliverOnceAsync(Ct);
+                },
+                Ct)).ToArray();
+            var delivered = await Task.WhenAll(calls);
+
+            var ids = (await AlertRowsAsync(user)).Select(r => r.Id).ToHashSet();
+            var handled = Handler.Received.Where(a => ids.Contains(a.Id)).Select(a => a.Id).ToList();
+            Assert.True(handled.Count == 2 && handled.Distinct().Count() == 2, $"trial {trial}: the handler got {handled.Count} calls for {ids.Count} alerts ({string.Join(", ", delivered)} delivered)");
+        }
+    }
+
+    [Fact]
     public async Task Alerts_FailingHandler_IsRetriedWithBackoffUntilDelivered()
     {
         var user = await NewUserAsync("limited");
@@ -553,15 +604,24 @@ public abstract class SpendControlComplianceTests(Provider provider) : IAsyncLif
             set => _failNext = value;
         }
 
-        public Task HandleAsync(UsageAlert alert, CancellationToken cancellationToken)
+        /// <summary>When set, each call signals <see cref="Entered"/> and waits for this before it returns.</summary>
+        public TaskCompletionSource? Gate { get; set; }
+
+        public TaskCompletionSource Entered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public async Task HandleAsync(UsageAlert alert, CancellationToken cancellationToken)
         {
             Received.Enqueue(alert);
+            if (Gate is { } gate)
+            {
+                Entered.TrySetResult();
+                await gate.Task.WaitAsync(cancellationToken);
+            }
+
             if (Interlocked.Decrement(ref _failNext) >= 0)
             {
                 throw new InvalidOperationException("handler failure (on purpose)");
             }
-
-            return Task.CompletedTask;
         }
     }
 

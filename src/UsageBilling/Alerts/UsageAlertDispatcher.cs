@@ -14,7 +14,8 @@ internal sealed partial class UsageAlertDispatcher(
     ILogger<UsageAlertDispatcher> logger) : IUsageAlertDispatcher
 {
     private readonly IUsageAlertHandler[] _handlers = [.. handlers];
-    private readonly string _owner = Truncate($"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}", 100);
+    private readonly string _owner = $"{Environment.ProcessId}:{Guid.NewGuid():N}";
+    private long _claims;
 
     public bool HasHandlers => _handlers.Length > 0;
 
@@ -25,8 +26,11 @@ internal sealed partial class UsageAlertDispatcher(
             return 0;
         }
 
+        // Every call leases under its own owner: two calls at once in one process (the background loop
+        // and a caller of DeliverOnceAsync) must not both take the rows one of them leased.
+        var owner = Truncate($"{Environment.MachineName}:{_owner}:{Interlocked.Increment(ref _claims)}", 100);
         var delivery = options.Value.Limits.Delivery;
-        var alerts = await store.ClaimDueAlertsAsync(_owner, time.GetUtcNow(), delivery.LeaseDuration, delivery.BatchSize, cancellationToken).ConfigureAwait(false);
+        var alerts = await store.ClaimDueAlertsAsync(owner, time.GetUtcNow(), delivery.LeaseDuration, delivery.BatchSize, cancellationToken).ConfigureAwait(false);
         var delivered = 0;
         foreach (var alert in alerts)
         {
@@ -42,11 +46,11 @@ internal sealed partial class UsageAlertDispatcher(
                 var delay = TimeSpan.FromTicks(Math.Min(delivery.RetryMaxDelay.Ticks, delivery.RetryBaseDelay.Ticks * (1L << Math.Min(20, alert.Attempts))));
                 LogHandlerFailed(ex, alert.Id, alert.Attempts + 1, delay);
                 var message = ex.Message.Length > 2000 ? ex.Message[..2000] : ex.Message;
-                await store.MarkAlertFailedAsync(alert.Id, _owner, message, time.GetUtcNow() + delay, CancellationToken.None).ConfigureAwait(false);
+                await store.MarkAlertFailedAsync(alert.Id, owner, message, time.GetUtcNow() + delay, CancellationToken.None).ConfigureAwait(false);
                 continue;
             }
 
-            await store.MarkAlertDeliveredAsync(alert.Id, _owner, time.GetUtcNow(), CancellationToken.None).ConfigureAwait(false);
+            await store.MarkAlertDeliveredAsync(alert.Id, owner, time.GetUtcNow(), CancellationToken.None).ConfigureAwait(false);
             delivered++;
         }
 
