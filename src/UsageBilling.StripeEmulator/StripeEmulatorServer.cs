@@ -212,6 +212,16 @@ internal static class EmulatorApp
         var app = builder.Build();
         var core = app.Services.GetRequiredService<EmulatorCore>();
 
+        // Hosted pages (hosted_invoice_url) name the root the emulator listens on.
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
+            if (address is not null)
+            {
+                core.Runtime.PublicRoot = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal).TrimEnd('/');
+            }
+        });
+
         // The Stripe API branch comes before routing, so the hot path skips endpoint matching entirely.
         app.MapWhen(
             ctx => !ctx.Request.Path.StartsWithSegments(AdminEndpoints.Prefix, StringComparison.Ordinal),
