@@ -48,7 +48,8 @@ public sealed class UsagePageStateTests(BrowserWebApp app) : IClassFixture<Brows
         await browser.Page.GotoAsync("/usage");
 
         await Expect(browser.Page.GetByTestId("meter-ai_messages")).ToHaveAttributeAsync("data-state", "within");
-        await Expect(browser.Page.GetByTestId("state-ai_messages")).ToHaveTextAsync("2 of 5 messages included used (3 left).");
+        await Expect(browser.Page.GetByTestId("state-ai_messages")).ToHaveTextAsync("Within your allowance: 3 more messages before each costs 0.50 USD.");
+        await Expect(browser.Page.GetByTestId("usage-figures-ai_messages")).ToHaveTextAsync("2 of 5 messages included used (3 left)");
         await Expect(browser.Page.GetByTestId("usage-bar-ai_messages")).ToHaveAttributeAsync("data-level", "ok");
         await Expect(browser.Page.GetByTestId("warning-ai_messages")).ToHaveCountAsync(0);
         await Expect(browser.Page.GetByTestId("cost-ai_messages")).ToHaveTextAsync("0.00 USD");
@@ -65,7 +66,8 @@ public sealed class UsagePageStateTests(BrowserWebApp app) : IClassFixture<Brows
         await browser.Page.GotoAsync("/usage");
 
         await Expect(browser.Page.GetByTestId("meter-ai_messages")).ToHaveAttributeAsync("data-state", "threshold");
-        await Expect(browser.Page.GetByTestId("state-ai_messages")).ToHaveTextAsync("4 of 5 messages included used (1 left). Beyond the allowance each costs 0.50 USD.");
+        await Expect(browser.Page.GetByTestId("state-ai_messages")).ToHaveTextAsync("Nearly through your allowance: 1 more message before each costs 0.50 USD.");
+        await Expect(browser.Page.GetByTestId("usage-figures-ai_messages")).ToHaveTextAsync("4 of 5 messages included used (1 left)");
         await Expect(browser.Page.GetByTestId("warning-ai_messages")).ToHaveTextAsync("You have used 80% of your allowance.");
         await Expect(browser.Page.GetByTestId("alert-banner")).ToContainTextAsync("You reached 80 % of your included AI messages: 4 used");
         await Expect(browser.Page.GetByTestId("usage-bar-ai_messages")).ToHaveAttributeAsync("data-level", "warn");

@@ -108,16 +108,21 @@ public sealed class MeterView
         }
 
         var percent = m.Included > 0 ? m.Used * 100.0 / m.Included : 0;
-        var remaining = $"{Money.Count(m.Used)} of {Money.Count(m.Included)} {unit} included used ({Money.Count(m.Remaining)} left)";
+        var firstBilled = Money.UnitPrice(schedule.CostOf(m.Included + 1) - schedule.CostOf(m.Included), currency);
         if (m.Included > 0 && percent >= WarnPercent)
         {
             return new(m, MeterState.Threshold,
-                $"{remaining}. Beyond the allowance each costs {Money.UnitPrice(schedule.CostOf(m.Included + 1) - schedule.CostOf(m.Included), currency)}.",
+                $"Nearly through your allowance: {Money.Count(m.Remaining)} more {Units(m.Remaining, unit)} before each costs {firstBilled}.",
                 percent, schedule, next);
         }
 
-        return new(m, MeterState.Within, remaining + ".", percent, schedule, next);
+        return m.Included > 0
+            ? new(m, MeterState.Within, $"Within your allowance: {Money.Count(m.Remaining)} more {Units(m.Remaining, unit)} before each costs {firstBilled}.", percent, schedule, next)
+            : new(m, MeterState.Within, $"No allowance on this plan: each costs {Money.UnitPrice(next, currency)}.", percent, schedule, next);
     }
+
+    /// <summary>"1 message", "2 messages": the configured unit is plural.</summary>
+    private static string Units(long count, string unit) => count == 1 && unit.Length > 1 && unit.EndsWith('s') ? unit[..^1] : unit;
 
     private static MeterView NoPlan(MeterUsageSummary m, string unit, string until)
     {
