@@ -58,6 +58,9 @@ public sealed class MeterView
     /// <summary>What one more unit would cost now, under the plan's tiers.</summary>
     public decimal? NextUnitPrice { get; }
 
+    /// <summary>At a limit: the headline up to the reset time, which the page marks up on its own.</summary>
+    public string? BeforeReset => State == MeterState.LimitReached ? Headline[..Headline.LastIndexOf(" until ", StringComparison.Ordinal)] + " until " : null;
+
     /// <summary>The CSS level of the bar: ok, warn or over.</summary>
     public string Level => State switch
     {
@@ -94,7 +97,7 @@ public sealed class MeterView
         {
             var max = m.Limit?.MaxUnits ?? m.HardLimit ?? m.Used;
             return new(m, MeterState.LimitReached,
-                $"Limit reached: {Money.Count(m.Used)} of {Money.Count(max)} {unit} used. Nothing more can be used until {until}, when the period ends.",
+                $"{LimitName(m.Limit?.Kind)} reached: {Money.Count(m.Used)} of {Money.Count(max)} {unit} used; nothing more can be used until {until}, when the period ends.",
                 100, schedule, null);
         }
 
@@ -120,6 +123,17 @@ public sealed class MeterView
             ? new(m, MeterState.Within, $"Within your allowance: {Money.Count(m.Remaining)} more {Units(m.Remaining, unit)} before each costs {firstBilled}.", percent, schedule, next)
             : new(m, MeterState.Within, $"No allowance on this plan: each costs {Money.UnitPrice(next, currency)}.", percent, schedule, next);
     }
+
+    /// <summary>The limit's name as a sentence starts it ("The plan's limit", "Your spend cap").</summary>
+    public static string LimitName(UsageLimitKind? kind) => kind switch
+    {
+        UsageLimitKind.CustomerSpendCap => "Your spend cap",
+        UsageLimitKind.CustomerQuantityCap => "Your usage cap",
+        UsageLimitKind.SpendLimit => "The plan's spend limit",
+        UsageLimitKind.NoPlan => "No plan",
+        UsageLimitKind.NoPlanAllowance => "The free allowance without a plan",
+        _ => "The plan's limit",
+    };
 
     /// <summary>"1 message", "2 messages": the configured unit is plural.</summary>
     private static string Units(long count, string unit) => count == 1 && unit.Length > 1 && unit.EndsWith('s') ? unit[..^1] : unit;
