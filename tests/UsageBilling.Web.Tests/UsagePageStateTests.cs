@@ -165,6 +165,11 @@ internal sealed class Browser : IAsyncDisposable
         var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = chromium, Headless = true, Args = ChromiumArgs });
         var page = await browser.NewPageAsync(new() { BaseURL = baseUrl, ViewportSize = new() { Width = 1000, Height = 900 } });
 
+        // The machine running the suite may be shared and loaded: generous waits, still failing on a wrong page.
+        page.SetDefaultTimeout(60_000);
+        page.SetDefaultNavigationTimeout(60_000);
+        Assertions.SetDefaultExpectTimeout(15_000);
+
         // The CSP must hold on every page these tests look at: a violation is a failure, not a warning.
         var violations = new List<string>();
         page.Console += (_, message) =>
