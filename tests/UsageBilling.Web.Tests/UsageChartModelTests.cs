@@ -92,6 +92,18 @@ public sealed class UsageChartModelTests
     }
 
     [Fact]
+    public void Threshold_FromEightyPercent_OrWhenTheAccountsOwnLowerAlertFired()
+    {
+        var half = Usage(50, [], included: 100);
+
+        Assert.Equal(MeterState.Within, MeterView.For(half, Plan(), "usd").State);
+        Assert.Equal(MeterState.Threshold, MeterView.For(half, Plan(), "usd", alerted: true).State);
+        Assert.Equal(MeterState.Threshold, MeterView.For(Usage(80, [], included: 100), Plan(), "usd").State);
+        Assert.Equal(MeterState.Overage, MeterView.For(Usage(101, [], included: 100), Plan(), "usd", alerted: true).State);
+        Assert.Equal("Within your allowance: 50 more messages before each costs 0.02 USD.", MeterView.For(half, Plan(), "usd").Headline);
+    }
+
+    [Fact]
     public void NoPlan_AllowPolicy_SaysUsageIsNeitherLimitedNorBilled()
     {
         var view = MeterView.For(Usage(3, [], included: 0), plan: null, "usd");

@@ -80,8 +80,11 @@ public sealed class MeterView
         _ => "limit-reached",
     };
 
-    /// <summary>Decides the state of <paramref name="m"/> for an account on <paramref name="plan"/> (or none).</summary>
-    public static MeterView For(MeterUsageSummary m, PlanDefinition? plan, string currency)
+    /// <summary>
+    /// Decides the state of <paramref name="m"/> for an account on <paramref name="plan"/> (or none); <paramref name="alerted"/>
+    /// says a usage alert of this meter fired this period (the account's own thresholds may lie below 80 %).
+    /// </summary>
+    public static MeterView For(MeterUsageSummary m, PlanDefinition? plan, string currency, bool alerted = false)
     {
         ArgumentNullException.ThrowIfNull(m);
         var unit = m.Unit ?? "units";
@@ -112,7 +115,7 @@ public sealed class MeterView
 
         var percent = m.Included > 0 ? m.Used * 100.0 / m.Included : 0;
         var firstBilled = Money.UnitPrice(schedule.CostOf(m.Included + 1) - schedule.CostOf(m.Included), currency);
-        if (m.Included > 0 && percent >= WarnPercent)
+        if (m.Included > 0 && (percent >= WarnPercent || alerted))
         {
             return new(m, MeterState.Threshold,
                 $"Nearly through your allowance: {Money.Count(m.Remaining)} more {Units(m.Remaining, unit)} before each costs {firstBilled}.",
