@@ -122,9 +122,10 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
 app_port=$(free_port)
 stripe_port=$(free_port)
+stripe_admin_token=emu_admin_smoke_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 app=http://127.0.0.1:$app_port
 db=$work/app.db
-(cd "$sample" && exec dotnet bin/Release/net10.0/ExistingApp.dll --urls "$app" --LocalStripe:Port="$stripe_port" \
+(cd "$sample" && exec dotnet bin/Release/net10.0/ExistingApp.dll --urls "$app" --LocalStripe:Port="$stripe_port" --LocalStripe:AdminToken="$stripe_admin_token" \
    --ConnectionStrings:App="Data Source=$db" --UsageBilling:Flush:Interval=00:00:01) >"$work/sample.log" 2>&1 &
 sample_pid=$!
 e2e() {
@@ -146,7 +147,7 @@ e2e() {
   [ "$(jq '.meters[] | select(.meter == "reports") | .used' <<<"$usage")" = "3" ] || { echo "expected used 3"; return 1; }
   [ "$(jq '.meters[] | select(.meter == "reports") | .pendingQuantity' <<<"$usage")" = "0" ] || { echo "not flushed"; return 1; }
   now=$(date +%s)
-  total=$(curl -sf -m 5 "http://127.0.0.1:$stripe_port/_emulator/totals?customer=$customer&meter=reports&start=$((now - 86400 * 40))&end=$((now + 3600))" | jq .value)
+  total=$(curl -sf -m 5 -H "Authorization: Bearer $stripe_admin_token" "http://127.0.0.1:$stripe_port/_emulator/totals?customer=$customer&meter=reports&start=$((now - 86400 * 40))&end=$((now + 3600))" | jq .value)
   echo "emulator total for $customer: $total"
   [ "$total" = "3" ]
 }

@@ -62,8 +62,9 @@ internal sealed class BenchEmulator : IAsyncDisposable
         }
 
         var apiBase = $"http://127.0.0.1:{port}";
+        var token = "emu_admin_bench_" + Guid.NewGuid().ToString("N");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { dll, "--urls", apiBase })
+        foreach (var a in new[] { dll, "--urls", apiBase, "--AdminToken", token })
         {
             start.ArgumentList.Add(a);
         }
@@ -82,7 +83,7 @@ internal sealed class BenchEmulator : IAsyncDisposable
         child.BeginErrorReadLine();
 
         var http = new HttpClient { Timeout = TimeSpan.FromMinutes(10) };
-        var admin = new EmulatorAdminClient(http, new Uri(apiBase));
+        var admin = new EmulatorAdminClient(http, new Uri(apiBase), token);
         var deadline = Stopwatch.StartNew();
         while (true)
         {

@@ -36,6 +36,13 @@ public sealed class StripeEmulatorOptions
     /// <summary>Which clock stamps <c>t=</c> in <c>Stripe-Signature</c>. Default: the emulator's clock.</summary>
     public WebhookSignatureClock WebhookSignatureClock { get; set; } = WebhookSignatureClock.Emulator;
 
+    /// <summary>
+    /// The token the admin API (<c>/_emulator/…</c>) requires, as <c>Authorization: Bearer &lt;token&gt;</c> or
+    /// <c>X-Emulator-Admin-Token</c>; <see langword="null"/> (default) = a random token generated at start
+    /// (<see cref="StripeEmulatorServer.AdminToken"/>, and logged by the standalone emulator). At least 16 characters.
+    /// </summary>
+    public string? AdminToken { get; set; }
+
     /// <summary>Loopback port for <see cref="StripeEmulatorServer.StartAsync"/>; 0 (default) picks a free one.</summary>
     public int Port { get; set; }
 
@@ -66,6 +73,11 @@ public sealed class StripeEmulatorOptions
         if (MaxRequestBodyBytes < 1024)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxRequestBodyBytes), MaxRequestBodyBytes, "Must be at least 1024.");
+        }
+
+        if (AdminToken is not null && (AdminToken.Length < 16 || AdminToken.Any(char.IsWhiteSpace)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(AdminToken), "(hidden)", "Must be at least 16 characters without spaces, or null to generate one.");
         }
 
         if (Port is < 0 or > 65535)

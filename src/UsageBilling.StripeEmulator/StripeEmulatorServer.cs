@@ -1,4 +1,5 @@
 using System.Net;
+using System.Security.Cryptography;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -42,6 +43,17 @@ public sealed class StripeEmulatorServer : IAsyncDisposable
 
     /// <summary>The options the emulator runs with.</summary>
     public StripeEmulatorOptions Options => _core.Runtime.Options;
+
+    /// <summary>
+    /// The token the HTTP admin API requires (<see cref="StripeEmulatorOptions.AdminToken"/>, or the one generated at
+    /// start): pass it to <see cref="EmulatorAdminClient"/>, or send it as <c>Authorization: Bearer &lt;token&gt;</c>.
+    /// </summary>
+    public string AdminToken => _core.AdminToken;
+
+    /// <summary>An <see cref="EmulatorAdminClient"/> for this emulator's HTTP admin API, carrying <see cref="AdminToken"/>.</summary>
+    /// <param name="httpClient">The client to send with (not disposed by the admin client).</param>
+    /// <returns>The admin client.</returns>
+    public EmulatorAdminClient CreateAdminClient(HttpClient httpClient) => new(httpClient, BaseUrl, AdminToken);
 
     /// <summary>Starts an emulator on 127.0.0.1 (a free port unless <see cref="StripeEmulatorOptions.Port"/> is set).</summary>
     /// <remarks>
@@ -95,7 +107,11 @@ internal sealed partial class EmulatorCore : IAsyncDisposable
         Idempotency = new IdempotencyStore();
         Handler = new StripeApiHandler(Backend, Runtime, Idempotency, _logger);
         Admin = new EmulatorAdmin(Backend, Runtime, Idempotency, Webhooks);
+        AdminToken = options.AdminToken ?? "emu_admin_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
     }
+
+    /// <summary>The token the HTTP admin API requires: configured, or generated once per start.</summary>
+    public string AdminToken { get; }
 
     public EmulatorRuntime Runtime { get; }
 
@@ -133,6 +149,12 @@ internal sealed partial class EmulatorCore : IAsyncDisposable
 
         await Webhooks.DisposeAsync();
     }
+
+    /// <summary>Says where the admin API is and which token it takes (the standalone emulator, at start).</summary>
+    public void LogAdminToken() => LogAdminTokenCore(_logger, AdminEndpoints.Prefix, AdminToken, AdminEndpoints.TokenHeader);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "Emulator admin API at {Prefix} requires the admin token {Token} (Authorization: Bearer <token> or {Header})")]
+    private static partial void LogAdminTokenCore(ILogger logger, string prefix, string token, string header);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Loaded emulator state from {Path}")]
     private static partial void LogLoaded(ILogger logger, string path);
@@ -190,12 +212,22 @@ internal static class EmulatorApp
         var app = builder.Build();
         var core = app.Services.GetRequiredService<EmulatorCore>();
 
+        // Hosted pages (hosted_invoice_url) name the root the emulator listens on.
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault();
+            if (address is not null)
+            {
+                core.Runtime.PublicRoot = address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal).Replace("0.0.0.0", "127.0.0.1", StringComparison.Ordinal).TrimEnd('/');
+            }
+        });
+
         // The Stripe API branch comes before routing, so the hot path skips endpoint matching entirely.
         app.MapWhen(
             ctx => !ctx.Request.Path.StartsWithSegments(AdminEndpoints.Prefix, StringComparison.Ordinal),
             api => api.Run(core.Handler.HandleAsync));
         app.UseRouting();
-        app.MapEmulatorAdmin(core.Admin, core.SaveAsync);
+        app.MapEmulatorAdmin(core.Admin, core.AdminToken, core.SaveAsync);
         return app;
     }
 }

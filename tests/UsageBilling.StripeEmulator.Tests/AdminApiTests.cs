@@ -13,7 +13,7 @@ public sealed class AdminApiTests
         var (server, _) = await Emu.StartAsync();
         await using var _s = server;
         using var http = new HttpClient();
-        var admin = new EmulatorAdminClient(http, server.BaseUrl);
+        var admin = server.CreateAdminClient(http);
         var c = Emu.Client(server);
         await Emu.MeterAsync(c);
         var cus = await Emu.CustomerAsync(c);
@@ -50,7 +50,7 @@ public sealed class AdminApiTests
         var (server, time) = await Emu.StartAsync();
         await using var _s = server;
         using var http = new HttpClient();
-        var admin = new EmulatorAdminClient(http, server.BaseUrl);
+        var admin = server.CreateAdminClient(http);
         var c = Emu.Client(server);
         await Emu.MeterAsync(c);
         var cus = await Emu.CustomerAsync(c);
@@ -86,11 +86,13 @@ public sealed class AdminApiTests
         var (server, _) = await Emu.StartAsync();
         await using var _s = server;
         using var http = new HttpClient();
-        var admin = new EmulatorAdminClient(http, server.BaseUrl);
+        var admin = server.CreateAdminClient(http);
 
         var badFault = await Assert.ThrowsAsync<HttpRequestException>(() => admin.InjectFaultAsync(new FaultSpec("no-slash", FaultKind.ServerError), Emu.Ct));
         var backwards = await Assert.ThrowsAsync<HttpRequestException>(() => admin.AdvanceClockAsync(TimeSpan.FromSeconds(-5), Emu.Ct));
-        using var missing = await http.GetAsync(new Uri(server.BaseUrl, "/_emulator/totals?customer=cus_1"), Emu.Ct);
+        using var missingRequest = new HttpRequestMessage(HttpMethod.Get, new Uri(server.BaseUrl, "/_emulator/totals?customer=cus_1"));
+        missingRequest.Headers.Authorization = new("Bearer", server.AdminToken);
+        using var missing = await http.SendAsync(missingRequest, Emu.Ct);
 
         Assert.Equal(HttpStatusCode.BadRequest, badFault.StatusCode);
         Assert.Equal(HttpStatusCode.BadRequest, backwards.StatusCode);
@@ -149,12 +151,85 @@ public sealed class PersistenceTests
         attack.Headers.Add("Origin", "http://127.0.0.1:1");
         using var fetch = new HttpRequestMessage(HttpMethod.Post, reset) { Content = new StringContent("x") };
         fetch.Headers.Add("Sec-Fetch-Site", "cross-site");
+        using var withToken = new HttpRequestMessage(HttpMethod.Post, reset);
+        withToken.Headers.Add("Origin", "http://127.0.0.1:1");
+        withToken.Headers.Authorization = new("Bearer", server.AdminToken);
         using var own = new HttpRequestMessage(HttpMethod.Post, reset);
         own.Headers.Add("Origin", server.BaseUrl.GetLeftPart(UriPartial.Authority));
+        own.Headers.Authorization = new("Bearer", server.AdminToken);
+        using var tool = new HttpRequestMessage(HttpMethod.Post, reset);
+        tool.Headers.Authorization = new("Bearer", server.AdminToken);
 
         Assert.Equal(HttpStatusCode.Forbidden, (await http.SendAsync(attack, Emu.Ct)).StatusCode);
         Assert.Equal(HttpStatusCode.Forbidden, (await http.SendAsync(fetch, Emu.Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await http.SendAsync(withToken, Emu.Ct)).StatusCode);
         Assert.True((await http.SendAsync(own, Emu.Ct)).IsSuccessStatusCode);
-        Assert.True((await http.PostAsync(reset, null, Emu.Ct)).IsSuccessStatusCode);
+        Assert.True((await http.SendAsync(tool, Emu.Ct)).IsSuccessStatusCode);
+    }
+
+    [Fact]
+    public async Task AdminApi_WithoutOrWithWrongToken_Refused401_HealthAndCheckoutPageOpen()
+    {
+        var (server, _) = await Emu.StartAsync();
+        await using var _s = server;
+        using var http = new HttpClient();
+        var c = Emu.Client(server);
+        await Emu.MeterAsync(c);
+        var cus = await Emu.CustomerAsync(c);
+        var reset = new Uri(server.BaseUrl, "/_emulator/reset");
+        var clock = new Uri(server.BaseUrl, "/_emulator/clock");
+
+        using var bare = await http.PostAsync(reset, null, Emu.Ct);
+        using var bareRead = await http.GetAsync(clock, Emu.Ct);
+        using var wrong = new HttpRequestMessage(HttpMethod.Post, reset);
+        wrong.Headers.Authorization = new("Bearer", server.AdminToken + "x");
+        using var wrongAnswer = await http.SendAsync(wrong, Emu.Ct);
+        using var stripeKey = new HttpRequestMessage(HttpMethod.Get, clock);
+        stripeKey.Headers.Authorization = new("Bearer", Emu.Key);
+        using var stripeKeyAnswer = await http.SendAsync(stripeKey, Emu.Ct);
+        var wrongClient = new EmulatorAdminClient(http, server.BaseUrl, "emu_admin_not_the_right_one");
+        var refused = await Assert.ThrowsAsync<HttpRequestException>(() => wrongClient.ResetAsync(Emu.Ct));
+        using var header = new HttpRequestMessage(HttpMethod.Get, clock);
+        header.Headers.Add("X-Emulator-Admin-Token", server.AdminToken);
+        using var headerAnswer = await http.SendAsync(header, Emu.Ct);
+        using var health = await http.GetAsync(new Uri(server.BaseUrl, "/_emulator/health"), Emu.Ct);
+        using var missingCheckout = await http.GetAsync(new Uri(server.BaseUrl, "/_emulator/checkout/cs_test_missing"), Emu.Ct);
+
+        Assert.Equal(HttpStatusCode.Unauthorized, bare.StatusCode);
+        Assert.Contains("admin token", await bare.Content.ReadAsStringAsync(Emu.Ct), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.Unauthorized, bareRead.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, wrongAnswer.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, stripeKeyAnswer.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, refused.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, headerAnswer.StatusCode);
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, missingCheckout.StatusCode);
+
+        // Nothing was reset by the refused calls.
+        Assert.Equal(cus.Id, (await c.V1.Customers.GetAsync(cus.Id, cancellationToken: Emu.Ct)).Id);
+    }
+
+    [Fact]
+    public async Task AdminToken_Configured_IsTheOneRequired_GeneratedOnesDifferPerStart()
+    {
+        var (configured, _) = await Emu.StartAsync(o => o.AdminToken = "emu_admin_configured_token_1");
+        await using var _c = configured;
+        var (first, _) = await Emu.StartAsync();
+        await using var _f = first;
+        var (second, _) = await Emu.StartAsync();
+        await using var _g = second;
+        using var http = new HttpClient();
+
+        var now = await new EmulatorAdminClient(http, configured.BaseUrl, "emu_admin_configured_token_1").GetNowAsync(Emu.Ct);
+        var own = await first.CreateAdminClient(http).GetNowAsync(Emu.Ct);
+        var crossed = await Assert.ThrowsAsync<HttpRequestException>(() => new EmulatorAdminClient(http, second.BaseUrl, first.AdminToken).GetNowAsync(Emu.Ct));
+
+        Assert.Equal(Emu.T0, now);
+        Assert.Equal(Emu.T0, own);
+        Assert.Equal("emu_admin_configured_token_1", configured.AdminToken);
+        Assert.NotEqual(first.AdminToken, second.AdminToken);
+        Assert.True(first.AdminToken.Length >= 32);
+        Assert.Equal(HttpStatusCode.Unauthorized, crossed.StatusCode);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new StripeEmulatorOptions { AdminToken = "short" }.Validate());
     }
 }

@@ -256,6 +256,44 @@ public sealed class SubscriptionAndInvoiceTests
     }
 
     [Fact]
+    public async Task FinalizedInvoices_AreNumberedPerCustomer_WithAHostedPage_DraftsHaveNeither()
+    {
+        var (server, time) = await Emu.StartAsync();
+        await using var _s = server;
+        var c = Emu.Client(server);
+        var plan = await Plans.HybridAsync(c);
+        var cus = await Emu.CustomerAsync(c);
+        var sub = await Plans.SubscribeAsync(c, cus.Id, plan);
+        time.Advance(TimeSpan.FromDays(3));
+        await Emu.UsageAsync(c, cus.Id, 1200, identifier: "in-period");
+        var periodEnd = Emu.T0.AddMonths(1);
+
+        time.SetUtcNow(periodEnd.AddMinutes(10));
+        var draft = (await c.V1.Invoices.ListAsync(new InvoiceListOptions { Subscription = sub.Id, Status = "draft" }, cancellationToken: Emu.Ct)).Data.Single();
+        time.SetUtcNow(periodEnd.AddHours(2));
+        var invoices = (await c.V1.Invoices.ListAsync(new InvoiceListOptions { Customer = cus.Id }, cancellationToken: Emu.Ct)).Data;
+        var cycle = invoices.Single(i => i.Id == draft.Id);
+        var first = invoices.Single(i => i.BillingReason == "subscription_create");
+        using var http = new HttpClient();
+        using var page = await http.GetAsync(new Uri(cycle.HostedInvoiceUrl), Emu.Ct);
+        var html = await page.Content.ReadAsStringAsync(Emu.Ct);
+        using var draftPage = await http.GetAsync(new Uri(server.BaseUrl, $"/_emulator/invoices/{draft.Id}x"), Emu.Ct);
+
+        Assert.Null(draft.Number);
+        Assert.Null(draft.HostedInvoiceUrl);
+        Assert.Matches("^[0-9A-F]{8}-0001$", first.Number);
+        Assert.Equal(first.Number[..8] + "-0002", cycle.Number);
+        Assert.Equal($"{server.ApiBase}/_emulator/invoices/{cycle.Id}", cycle.HostedInvoiceUrl);
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains($"<span data-testid=\"number\">{cycle.Number}</span>", html, StringComparison.Ordinal);
+        Assert.Equal(2900L + 400L, cycle.Total);
+        Assert.Contains($"<strong data-testid=\"total\">{(cycle.Total / 100m).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)} USD</strong>", html, StringComparison.Ordinal);
+        Assert.Contains("<td>1200</td>", html, StringComparison.Ordinal);
+        Assert.Equal(1200L, cycle.Lines.Data.Single(l => l.Pricing.PriceDetails.PriceId == plan.Metered.Id).Quantity);
+        Assert.Equal(HttpStatusCode.NotFound, draftPage.StatusCode);
+    }
+
+    [Fact]
     public async Task PeriodEnd_NegativeUsageTotal_Bills0()
     {
         var (server, time) = await Emu.StartAsync();

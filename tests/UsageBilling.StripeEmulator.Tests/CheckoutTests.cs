@@ -217,7 +217,7 @@ public sealed partial class CheckoutTests
         await using var _s = server;
         var c = Emu.Client(server);
         using var http = new HttpClient();
-        var admin = new EmulatorAdminClient(http, server.BaseUrl);
+        var admin = server.CreateAdminClient(http);
         var plan = await Plans.HybridAsync(c);
         var options = Options(null, plan);
         options.CustomerEmail = "new@example.com";

@@ -41,7 +41,7 @@ internal static class EmulatorCommand
                 var console = Output.Console;
                 console.WriteLine($"Stripe emulator listening on {server.ApiBase} (Ctrl+C to stop).");
                 console.WriteLine($"  Stripe__ApiBase={server.ApiBase} Stripe__SecretKey=sk_test_emulator (any sk_test_ key works)");
-                console.WriteLine($"  admin API: {server.ApiBase}/_emulator/health{(options.StateFilePath is null ? "" : $"; state file {options.StateFilePath}")}");
+                console.WriteLine($"  admin API: {server.ApiBase}/_emulator/ with 'Authorization: Bearer {server.AdminToken}'{(options.StateFilePath is null ? "" : $"; state file {options.StateFilePath}")}");
                 try
                 {
                     await Task.Delay(Timeout.Infinite, ct).ConfigureAwait(false);

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -10,10 +12,13 @@ internal static class AdminEndpoints
 {
     public const string Prefix = "/_emulator";
 
-    public static IEndpointRouteBuilder MapEmulatorAdmin(this IEndpointRouteBuilder app, EmulatorAdmin admin, Func<CancellationToken, Task> save)
+    /// <summary>The header that carries the admin token when <c>Authorization</c> is taken by something else.</summary>
+    public const string TokenHeader = "X-Emulator-Admin-Token";
+
+    public static IEndpointRouteBuilder MapEmulatorAdmin(this IEndpointRouteBuilder app, EmulatorAdmin admin, string adminToken, Func<CancellationToken, Task> save)
     {
-        var g = app.MapGroup(Prefix);
-        g.AddEndpointFilter(async (ctx, next) =>
+        var root = app.MapGroup(Prefix);
+        root.AddEndpointFilter(async (ctx, next) =>
         {
             // A web page open in the developer's browser must not drive the emulator (reset, save, faults):
             // a browser names the page's origin on cross-origin requests, even on "simple" text/plain POSTs.
@@ -32,7 +37,19 @@ internal static class AdminEndpoints
             }
         });
 
-        g.MapGet("/health", () => TypedResults.Ok(new { ok = true }));
+        // Open without the token: the health probe, and the hosted Checkout and invoice pages a customer's browser is sent to.
+        root.MapGet("/health", () => TypedResults.Ok(new { ok = true }));
+        MapCheckoutPage(root, admin);
+        root.MapGet("/invoices/{id}", (string id) => InvoicePage.Render(admin.Backend.InvoicePage(id), id));
+
+        // Everything else drives or reads the emulator's state: only a holder of the token printed at start may.
+        var expected = Encoding.UTF8.GetBytes(adminToken);
+        var g = root.MapGroup("");
+        g.AddEndpointFilter(async (ctx, next) => HasToken(ctx.HttpContext.Request, expected)
+            ? await next(ctx)
+            : TypedResults.Problem(
+                $"The emulator's admin API requires its admin token (printed at start) as 'Authorization: Bearer <token>' or '{TokenHeader}'.",
+                statusCode: StatusCodes.Status401Unauthorized));
 
         g.MapPost("/faults", async Task<Ok<FaultCreated>> (FaultSpec fault, CancellationToken ct) =>
             TypedResults.Ok(new FaultCreated(await admin.InjectFaultAsync(fault, ct))));
@@ -102,22 +119,6 @@ internal static class AdminEndpoints
             }
         });
 
-        // The hosted payment page a Checkout Session's url points at: GET shows it, POST is the "Pay" button.
-        g.MapGet("/checkout/{id}", (string id) => CheckoutPage.Render(admin.Backend.CheckoutPage(id), id));
-        g.MapPost("/checkout/{id}", (string id, HttpContext ctx) =>
-        {
-            try
-            {
-                var completion = admin.Backend.CompleteCheckoutSession(id);
-                ctx.Response.Headers.Location = completion.RedirectUrl.OriginalString;
-                return Results.StatusCode(StatusCodes.Status303SeeOther);
-            }
-            catch (Api.StripeApiException ex)
-            {
-                return CheckoutPage.Error(ex.Status, ex.Message);
-            }
-        });
-
         g.MapPost("/reset", async (CancellationToken ct) =>
         {
             await admin.ResetAsync(ct);
@@ -131,12 +132,44 @@ internal static class AdminEndpoints
         return app;
     }
 
+    private static void MapCheckoutPage(RouteGroupBuilder root, EmulatorAdmin admin)
+    {
+        // The hosted payment page a Checkout Session's url points at: GET shows it, POST is the "Pay" button.
+        root.MapGet("/checkout/{id}", (string id) => CheckoutPage.Render(admin.Backend.CheckoutPage(id), id));
+        root.MapPost("/checkout/{id}", (string id, HttpContext ctx) =>
+        {
+            try
+            {
+                var completion = admin.Backend.CompleteCheckoutSession(id);
+                ctx.Response.Headers.Location = completion.RedirectUrl.OriginalString;
+                return Results.StatusCode(StatusCodes.Status303SeeOther);
+            }
+            catch (Api.StripeApiException ex)
+            {
+                return CheckoutPage.Error(ex.Status, ex.Message);
+            }
+        });
+    }
+
+    /// <summary>Whether the request carries the admin token (compared in constant time).</summary>
+    private static bool HasToken(HttpRequest request, byte[] expected)
+    {
+        var given = request.Headers[TokenHeader].ToString();
+        if (string.IsNullOrEmpty(given))
+        {
+            var authorization = request.Headers.Authorization.ToString();
+            given = authorization.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? authorization["Bearer ".Length..].Trim() : "";
+        }
+
+        return given.Length > 0 && CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given), expected);
+    }
+
     private static Ok<ClockResponse> Clock(DateTimeOffset now) => TypedResults.Ok(new ClockResponse(now, now.ToUnixTimeSeconds()));
 
     /// <summary>
     /// Whether a browser sent a state-changing request from a page of another origin (scheme, host and port).
-    /// Reads stay open: a cross-origin page cannot see their answers (no CORS headers), and the Checkout page
-    /// is reached by navigation from the app.
+    /// Reads are not checked for their origin: a cross-origin page cannot see their answers (no CORS headers), and
+    /// the Checkout page is reached by navigation from the app.
     /// </summary>
     internal static bool IsCrossOrigin(HttpRequest request)
     {

@@ -8,12 +8,20 @@ public sealed class EmulatorAdminClient : IStripeEmulatorAdmin
 {
     private readonly HttpClient _http;
 
-    /// <summary>Creates a client for the emulator at <paramref name="baseUrl"/> (e.g. <c>http://127.0.0.1:12111</c>) using <paramref name="httpClient"/>.</summary>
-    public EmulatorAdminClient(HttpClient httpClient, Uri baseUrl)
+    private readonly string _adminToken;
+
+    /// <summary>
+    /// Creates a client for the emulator at <paramref name="baseUrl"/> (e.g. <c>http://127.0.0.1:12111</c>) using
+    /// <paramref name="httpClient"/>, sending <paramref name="adminToken"/> (the token the emulator printed at start,
+    /// <see cref="StripeEmulatorServer.AdminToken"/> in-process) as <c>Authorization: Bearer</c> on every call.
+    /// </summary>
+    public EmulatorAdminClient(HttpClient httpClient, Uri baseUrl, string adminToken)
     {
         ArgumentNullException.ThrowIfNull(httpClient);
         ArgumentNullException.ThrowIfNull(baseUrl);
+        ArgumentException.ThrowIfNullOrWhiteSpace(adminToken);
         _http = httpClient;
+        _adminToken = adminToken;
         BaseUrl = new Uri(baseUrl.ToString().TrimEnd('/') + AdminEndpoints.Prefix + "/");
     }
 
@@ -123,6 +131,7 @@ public sealed class EmulatorAdminClient : IStripeEmulatorAdmin
     private async Task<HttpResponseMessage> SendCoreAsync(HttpMethod method, string path, object? body, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(method, new Uri(BaseUrl, path));
+        request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", _adminToken);
         if (body is not null)
         {
             request.Content = JsonContent.Create(body, body.GetType(), options: AdminJson.Options);

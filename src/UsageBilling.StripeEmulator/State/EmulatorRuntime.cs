@@ -27,6 +27,9 @@ internal sealed class EmulatorRuntime
 
     public EmulatorClock Clock { get; }
 
+    /// <summary>The emulator's root URL once it listens (for <c>hosted_invoice_url</c>); <see langword="null"/> before.</summary>
+    public volatile string? PublicRoot;
+
     public volatile bool EnforceConcurrency;
 
     public double? RateLimit => _rateLimit;

@@ -189,6 +189,9 @@ internal sealed class Invoice
     public string Currency { get; init; } = "usd";
     public List<InvoiceLine> Lines { get; } = [];
 
+    /// <summary>Assigned at finalization, as Stripe does: the customer's prefix and a sequence (<c>1A2B3C4D-0002</c>).</summary>
+    public string? Number { get; set; }
+
     public long Total => Lines.Sum(l => l.Amount);
 }
 

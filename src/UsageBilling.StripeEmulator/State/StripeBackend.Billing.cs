@@ -1,8 +1,16 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
+using UsageBilling.StripeEmulator.Admin;
 using UsageBilling.StripeEmulator.Api;
 
 namespace UsageBilling.StripeEmulator.State;
+
+/// <summary>A line of the hosted invoice page.</summary>
+internal sealed record InvoicePageLine(string Description, long Quantity, long Amount, long PeriodStart, long PeriodEnd);
+
+/// <summary>What the emulator's hosted invoice page shows.</summary>
+internal sealed record InvoicePageModel(
+    string Id, string Number, string Status, string Currency, long Total, long PeriodStart, long PeriodEnd, IReadOnlyList<InvoicePageLine> Lines);
 
 internal sealed partial class StripeBackend
 {
@@ -462,6 +470,33 @@ internal sealed partial class StripeBackend
 
     private static long RoundAmount(decimal amount) => (long)Math.Round(amount, MidpointRounding.AwayFromZero);
 
+    /// <summary>The path of a finalized invoice's hosted page under the emulator's root.</summary>
+    public static string InvoicePagePath(string invoiceId) => $"{AdminEndpoints.Prefix}/invoices/{invoiceId}";
+
+    /// <summary>Stripe numbers invoices per customer: an 8-character prefix of the customer and a 4-digit sequence.</summary>
+    private string NextInvoiceNumber(string customerId)
+    {
+        var prefix = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(customerId)))[..8];
+        var sequence = _invoiceList.Count(i => i.CustomerId == customerId && i.Number is not null) + 1;
+        return string.Create(CultureInfo.InvariantCulture, $"{prefix}-{sequence:D4}");
+    }
+
+    /// <summary>What the hosted invoice page shows; <see langword="null"/> for unknown ids and drafts (Stripe has no page for a draft).</summary>
+    public InvoicePageModel? InvoicePage(string id)
+    {
+        lock (_gate)
+        {
+            ProcessDueLocked(Now);
+            if (!_invoices.TryGetValue(id, out var inv) || inv.Status == "draft")
+            {
+                return null;
+            }
+
+            var lines = inv.Lines.Select(l => new InvoicePageLine(l.Description, l.Quantity, l.Amount, l.PeriodStart, l.PeriodEnd)).ToList();
+            return new InvoicePageModel(inv.Id, inv.Number ?? "", inv.Status, inv.Currency, inv.Total, inv.PeriodStart, inv.PeriodEnd, lines);
+        }
+    }
+
     private JsonObject Render(Invoice inv)
     {
         if (inv.Status == "draft")
@@ -534,6 +569,8 @@ internal sealed partial class StripeBackend
             },
             ["livemode"] = false,
             ["metadata"] = new JsonObject(),
+            ["number"] = inv.Number,
+            ["hosted_invoice_url"] = inv.Status == "draft" || Runtime.PublicRoot is not { } root ? null : root + InvoicePagePath(inv.Id),
             ["parent"] = inv.SubscriptionId is null
                 ? null
                 : new JsonObject
@@ -592,6 +629,7 @@ internal sealed partial class StripeBackend
             ComputeMetered(inv, line);
         }
 
+        inv.Number ??= NextInvoiceNumber(inv.CustomerId);
         inv.Status = "open";
         inv.FinalizedAt = at;
         Emit("invoice.finalized", Render(inv), at);

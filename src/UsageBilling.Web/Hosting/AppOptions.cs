@@ -26,6 +26,12 @@ internal sealed class AppOptions
     /// <summary>Health turns Degraded when the oldest unreported event is older than this. Default 10 minutes.</summary>
     public TimeSpan FlushLagDegradedAfter { get; set; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>How long the usage page waits for Stripe's invoices of past periods before showing local totals only. Default 3 seconds.</summary>
+    public TimeSpan InvoiceLookupTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>How long an account's invoices read from Stripe are reused by the usage page. Default 1 minute.</summary>
+    public TimeSpan InvoiceCacheDuration { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>The in-process emulator's state file; empty = keep the state in memory only. Default <c>{DataFolder}/stripe-emulator.json</c>.</summary>
     public string? EmulatorStateFile { get; set; }
 }

@@ -129,7 +129,7 @@ internal sealed partial class AppStartup(
                 await webhooks.RegisterAsync(new Uri(new Uri(address.Replace("[::]", "127.0.0.1", StringComparison.Ordinal)), "/webhooks/stripe"), lifetime.ApplicationStopping);
             }
 
-            var stripeWhere = access.Emulator is { } e ? $"in-process Stripe emulator at {e.ApiBase}" : "Stripe API";
+            var stripeWhere = access.Emulator is { } e ? $"in-process Stripe emulator at {e.ApiBase}, admin API token {e.AdminToken}" : "Stripe API";
             if (_demoSeeded)
             {
                 LogReadyWithDemo(logger, address ?? "(test server)", options.Value.DemoEmail, options.Value.DemoPassword, stripeWhere);

@@ -141,6 +141,7 @@ internal static class HostingExtensions
             });
         builder.Services.AddSingleton<PlanCatalog>();
         builder.Services.AddScoped<AssistantService>();
+        builder.Services.AddSingleton<PastPeriods>();
         builder.Services.AddSingleton<UsageBilling.IUsageAlertHandler, UsageAlertNotifier>();
         builder.Services.AddOptions<AlertWebhookOptions>().Bind(config.GetSection(AlertWebhookOptions.SectionName)).ValidateOnStart();
         builder.Services.AddSingleton<IValidateOptions<AlertWebhookOptions>, AlertWebhookOptionsValidator>();
