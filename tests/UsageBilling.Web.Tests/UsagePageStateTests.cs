@@ -110,6 +110,9 @@ public sealed class UsagePageStateTests(BrowserWebApp app) : IClassFixture<Brows
         await Expect(browser.Page.Locator("main")).Not.ToContainTextAsync("billed per unit");
         await Expect(browser.Page.Locator("main")).Not.ToContainTextAsync("each now");
         await Expect(browser.Page.GetByTestId("forecast-text-ai_messages")).ToContainTextAsync("8 messages (stopped by the limit)");
+
+        // One record crossed 80 % and 100 % of the allowance and the limit at once: the banner names the limit.
+        await Expect(browser.Page.GetByTestId("alert-banner")).ToContainTextAsync("You reached 100 % of your AI messages limit");
         await browser.ScreenshotAsync("usage-limit-reached.png");
     }
 
