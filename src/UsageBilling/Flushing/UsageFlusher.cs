@@ -19,6 +19,7 @@ namespace UsageBilling;
 internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 {
     private readonly IUsageFlushStore _store;
+    private readonly IUsageCorrectionStore _corrections;
     private readonly IUsageStore _usage;
     private readonly IMeterEventSender _sender;
     private readonly FlushOptions _options;
@@ -40,6 +41,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 
     public UsageFlusher(
         IUsageFlushStore store,
+        IUsageCorrectionStore corrections,
         IUsageStore usage,
         IMeterEventSender sender,
         IStripeMeterDirectory meterDirectory,
@@ -52,6 +54,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         FlushState state)
     {
         _store = store;
+        _corrections = corrections;
         _usage = usage;
         _sender = sender;
         _options = options.Value;
@@ -151,6 +154,12 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
             {
                 break;
             }
+        }
+
+        // Owed cancels go before the send rounds: a cancel's completion writes the resend report those rounds send.
+        if (userId is null)
+        {
+            await SendCorrectionsAsync(cancellationToken).ConfigureAwait(false);
         }
 
         // Send rounds while anything this flusher can lease is due (reports in backoff are not due; keys
@@ -524,6 +533,52 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         }
     }
 
+    /// <summary>
+    /// Sends the cancels corrections owe Stripe, one at a time (they are rare). Each is leased first, so two
+    /// flushers never send one at once; its first Idempotency-Key is the correction id, and cancelling an
+    /// identifier twice changes nothing on Stripe, so a crash between the call and its mark is harmless.
+    /// </summary>
+    private async Task SendCorrectionsAsync(CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        var owner = FlusherIdentity.NewOwner();
+        var due = await _corrections.LeaseDueAsync(now, _options.SendBatchSize, owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+        foreach (var correction in due)
+        {
+            var key = correction.Attempts == 0 ? correction.Id.ToString() : $"{correction.Id}-r{correction.Attempts}";
+            SendOutcomeKind kind;
+            string message;
+            using (await _rateLimiter.AcquireAsync(1, cancellationToken).ConfigureAwait(false))
+            {
+                try
+                {
+                    await _sender.CancelAsync(correction.Meter, correction.ReportId.ToString(), key, cancellationToken).ConfigureAwait(false);
+                    (kind, message) = (SendOutcomeKind.Delivered, "ok");
+                }
+                catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+                {
+                    (kind, message) = StripeErrorClassifier.Classify(ex);
+                }
+            }
+
+            now = _time.GetUtcNow();
+            switch (kind)
+            {
+                case SendOutcomeKind.Delivered:
+                    await _corrections.CompleteAsync(correction.Id, _countMeters.Contains(correction.Meter), now, cancellationToken).ConfigureAwait(false);
+                    break;
+                case SendOutcomeKind.Dead:
+                    LogCorrectionFailed(correction.Id, correction.ReportId, message);
+                    await _corrections.MarkFailedAsync(correction.Id, owner, permanent: true, now, message, cancellationToken).ConfigureAwait(false);
+                    break;
+                default:
+                    LogCorrectionRetry(correction.Id, message);
+                    await _corrections.MarkFailedAsync(correction.Id, owner, permanent: false, now + Backoff(correction.Attempts + 1), message, cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
     private TimeSpan Backoff(int attempt)
     {
         // Exponential with "equal jitter": half fixed, half random, capped.
@@ -566,6 +621,12 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 
     [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "{Lanes} lanes stopped because the lease could not outlast another call; their reports are released and leased again at once")]
     private partial void LogStoppedForLease(int lanes);
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Error, Message = "Correction {CorrectionId}: Stripe refused to cancel report {ReportId}; the correction failed: {Reason}")]
+    private partial void LogCorrectionFailed(Guid correctionId, Guid reportId, string reason);
+
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Warning, Message = "Correction {CorrectionId}: cancel failed, will retry: {Reason}")]
+    private partial void LogCorrectionRetry(Guid correctionId, string reason);
 
     [LoggerMessage(EventId = 2011, Level = LogLevel.Warning, Message = "Writing marks failed (attempt {Attempt}), retrying: {Reason}")]
     private partial void LogMarkRetry(int attempt, string reason);
