@@ -147,6 +147,14 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
         var reported = evt.ReportedAt is null ? 0 : 1;
         var hourly = new RollupDelta(evt.UserId, UsageRollup.FloorHour(evt.OccurredAt), evt.Meter, -evt.Quantity, -1, -evt.Quantity * reported, -reported, null);
         await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), tx, [hourly], UsageRollup.ToDaily([hourly]), cancellationToken).ConfigureAwait(false);
+
+        // A bucket left without events goes, as if it had never had any.
+        var hour = UsageRollup.FloorHour(evt.OccurredAt);
+        var day = UsageRollup.FloorDay(evt.OccurredAt);
+        await context.Set<UsageHourly>().Where(h => h.UserId == evt.UserId && h.Hour == hour && h.Meter == evt.Meter && h.EventCount == 0)
+            .ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
+        await context.Set<UsageDaily>().Where(d => d.UserId == evt.UserId && d.Day == day && d.Meter == evt.Meter && d.EventCount == 0)
+            .ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
         await context.Set<UsageEvent>().Where(e => e.Id == evt.Id).ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
         context.Set<UsageCorrection>().Add(correction);
         await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
