@@ -125,6 +125,45 @@ public abstract class CorrectionComplianceTests(Provider provider) : FlushCompli
     }
 
     [Fact]
+    public async Task Void_CancelOwedButFlushedAfterStripesWindow_SumMeterFallsBackToNegativeEvent()
+    {
+        var (user, customer, events) = await RecordAsync("ai_messages", 10, 20, 30);
+        await FlushUntilDoneAsync();
+        Time.Advance(TimeSpan.FromHours(22));
+        var correction = await Corrections.VoidAsync(events[0], "ops", "late flush", Ct);
+        Assert.Equal(UsageCorrectionKind.CancelAndResend, correction.Kind);
+
+        // The flusher was down: by its next run Stripe no longer cancels the report.
+        Time.Advance(TimeSpan.FromHours(3));
+        await FlushUntilDoneAsync();
+
+        var done = Assert.Single(await Corrections.ListAsync(user, cancellationToken: Ct));
+        Assert.Equal((UsageCorrectionKind.Compensated, UsageCorrectionStatus.Done), (done.Kind, done.Status));
+        Assert.Contains("cancel refused", done.LastError, StringComparison.Ordinal);
+        Assert.Equal(50m, await StripeTotalAsync(customer, "ai_messages"));
+        var accepted = await Emulator.Admin.GetMeterEventsAsync(customer, cancellationToken: Ct);
+        Assert.DoesNotContain(accepted, a => a.Canceled);
+        Assert.Equal(-10L, accepted.Single(a => a.Identifier == done.CorrectionReportId.ToString()).Value);
+    }
+
+    [Fact]
+    public async Task Void_CancelOwedButFlushedAfterStripesWindow_CountMeterCorrectionFails()
+    {
+        var (user, customer, events) = await RecordAsync("api_calls", 1, 1);
+        await FlushUntilDoneAsync();
+        Time.Advance(TimeSpan.FromHours(22));
+        await Corrections.VoidAsync(events[0], "ops", "late flush", Ct);
+        Time.Advance(TimeSpan.FromHours(3));
+
+        await FlushUntilDoneAsync();
+
+        var failed = Assert.Single(await Corrections.ListAsync(user, cancellationToken: Ct));
+        Assert.Equal(UsageCorrectionStatus.Failed, failed.Status);
+        Assert.Contains("24 hours", failed.LastError, StringComparison.Ordinal);
+        Assert.Equal(2m, await StripeTotalAsync(customer, "api_calls"));
+    }
+
+    [Fact]
     public async Task Void_ReportedMoreThan24HoursAgoOnCountMeter_RefusedAndNothingChanges()
     {
         var (user, customer, events) = await RecordAsync("api_calls", 1, 1, 1);

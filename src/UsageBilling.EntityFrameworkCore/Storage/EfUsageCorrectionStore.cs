@@ -117,24 +117,7 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
         }
         else
         {
-            // A negative event in the same period (the old report's timestamp). Born attempted, so no claim merges new
-            // usage into it: its value stays the compensation alone.
-            var compensation = new UsageReport
-            {
-                Id = Guid.CreateVersion7(request.Now),
-                StripeCustomerId = report.StripeCustomerId,
-                Meter = report.Meter,
-                Quantity = -evt.Quantity,
-                EventCount = 0,
-                Timestamp = report.Timestamp,
-                PeriodStart = report.PeriodStart,
-                PeriodEnd = report.PeriodEnd,
-                Status = UsageReportStatus.Pending,
-                NextAttemptAt = request.Now,
-                FirstAttemptAt = request.Now,
-                LastError = $"compensates usage event {evt.Id} (correction {correction.Id})",
-                CreatedAt = request.Now,
-            };
+            var compensation = NewCompensation(report, evt.Id, correction.Id, evt.Quantity, request.Now);
             context.Set<UsageReport>().Add(compensation);
             (correction.Kind, correction.Status, correction.CompletedAt, correction.CorrectionReportId) = (Compensated, Done, request.Now, compensation.Id);
         }
@@ -272,6 +255,60 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return true;
     }
+
+    public async Task<bool> CompensateAsync(Guid correctionId, string owner, DateTimeOffset now, DateTimeOffset compensableSince, string error, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(owner);
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        var correction = await context.Set<UsageCorrection>().SingleOrDefaultAsync(c => c.Id == correctionId, cancellationToken).ConfigureAwait(false);
+        if (correction is not { Status: Pending, ReportId: { } reportId } || correction.LeaseOwner != owner)
+        {
+            return false;
+        }
+
+        await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), [reportId], cancellationToken).ConfigureAwait(false);
+        var report = await context.Set<UsageReport>().AsNoTracking().SingleAsync(r => r.Id == reportId, cancellationToken).ConfigureAwait(false);
+        if (report.Status != UsageReportStatus.Sent || report.Timestamp < compensableSince)
+        {
+            return false;
+        }
+
+        var compensation = NewCompensation(report, correction.EventId, correction.Id, correction.Quantity, now);
+        context.Set<UsageReport>().Add(compensation);
+        correction.Kind = Compensated;
+        correction.Status = Done;
+        correction.CompletedAt = now;
+        correction.CorrectionReportId = compensation.Id;
+        correction.Attempts++;
+        correction.LastError = $"cancel refused, compensated instead: {(error.Length > 1900 ? error[..1900] : error)}";
+        correction.LeaseOwner = null;
+        correction.LeaseExpiresAt = null;
+        await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>
+    /// A negative event of the voided quantity in the old report's period (its timestamp). Born attempted, so no claim
+    /// merges new usage into it: its value stays the compensation alone.
+    /// </summary>
+    private static UsageReport NewCompensation(UsageReport report, Guid eventId, Guid correctionId, long quantity, DateTimeOffset now) => new()
+    {
+        Id = Guid.CreateVersion7(now),
+        StripeCustomerId = report.StripeCustomerId,
+        Meter = report.Meter,
+        Quantity = -quantity,
+        EventCount = 0,
+        Timestamp = report.Timestamp,
+        PeriodStart = report.PeriodStart,
+        PeriodEnd = report.PeriodEnd,
+        Status = UsageReportStatus.Pending,
+        NextAttemptAt = now,
+        FirstAttemptAt = now,
+        LastError = $"compensates usage event {eventId} (correction {correctionId})",
+        CreatedAt = now,
+    };
 
     public async Task MarkFailedAsync(Guid correctionId, string owner, bool permanent, DateTimeOffset nextAttemptAt, string error, CancellationToken cancellationToken)
     {

@@ -568,8 +568,14 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
                     await _corrections.CompleteAsync(correction.Id, _countMeters.Contains(correction.Meter), now, cancellationToken).ConfigureAwait(false);
                     break;
                 case SendOutcomeKind.Dead:
-                    LogCorrectionFailed(correction.Id, correction.ReportId, message);
-                    await _corrections.MarkFailedAsync(correction.Id, owner, permanent: true, now, message, cancellationToken).ConfigureAwait(false);
+                    // Too late to cancel (the flusher was down past Stripe's 24 h): a sum meter takes a negative event instead.
+                    if (_countMeters.Contains(correction.Meter)
+                        || !await _corrections.CompensateAsync(correction.Id, owner, now, now - UsageCorrections.CompensationWindow, message, cancellationToken).ConfigureAwait(false))
+                    {
+                        LogCorrectionFailed(correction.Id, correction.ReportId, message);
+                        await _corrections.MarkFailedAsync(correction.Id, owner, permanent: true, now, message, cancellationToken).ConfigureAwait(false);
+                    }
+
                     break;
                 default:
                     LogCorrectionRetry(correction.Id, message);

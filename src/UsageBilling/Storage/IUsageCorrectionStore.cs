@@ -41,6 +41,21 @@ public interface IUsageCorrectionStore
     /// <returns><see langword="true"/> when the correction was pending and is now done.</returns>
     Task<bool> CompleteAsync(Guid correctionId, bool countMeter, DateTimeOffset now, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Stripe refused the cancel for good (its 24 h passed while the cancel waited): in one transaction the correction
+    /// becomes a compensation, a negative report of the voided quantity in the old report's period and timestamp.
+    /// Only while pending and leased by <paramref name="owner"/>, and only when that timestamp is at or after
+    /// <paramref name="compensableSince"/>; otherwise nothing changes.
+    /// </summary>
+    /// <param name="correctionId">The correction.</param>
+    /// <param name="owner">The lease owner.</param>
+    /// <param name="now">The current time.</param>
+    /// <param name="compensableSince">The oldest timestamp Stripe still accepts, less a margin.</param>
+    /// <param name="error">Stripe's refusal, kept on the correction.</param>
+    /// <param name="cancellationToken">Cancels the write.</param>
+    /// <returns><see langword="true"/> when the correction is now a compensation.</returns>
+    Task<bool> CompensateAsync(Guid correctionId, string owner, DateTimeOffset now, DateTimeOffset compensableSince, string error, CancellationToken cancellationToken);
+
     /// <summary>Records a failed cancel: rescheduled, or failed for good; releases the lease. Only while pending and leased by <paramref name="owner"/>.</summary>
     /// <param name="correctionId">The correction.</param>
     /// <param name="owner">The lease owner.</param>
