@@ -84,6 +84,23 @@ public abstract class CorrectionComplianceTests(Provider provider) : FlushCompli
     }
 
     [Fact]
+    public async Task FlushCustomer_SendsThatCustomersOwedCancelAndResend_NotOthers()
+    {
+        var (alice, aliceCus, aliceEvents) = await RecordAsync("ai_messages", 10, 20);
+        var (_, bobCus, bobEvents) = await RecordAsync("ai_messages", 5, 6);
+        await FlushUntilDoneAsync();
+        await Corrections.VoidAsync(aliceEvents[0], "ops", "a", Ct);
+        await Corrections.VoidAsync(bobEvents[0], "ops", "b", Ct);
+
+        await Flusher.FlushCustomerAsync(alice, Ct);
+
+        Assert.Equal(20m, await StripeTotalAsync(aliceCus, "ai_messages"));
+        Assert.Equal(11m, await StripeTotalAsync(bobCus, "ai_messages"));
+        await FlushUntilDoneAsync();
+        Assert.Equal(6m, await StripeTotalAsync(bobCus, "ai_messages"));
+    }
+
+    [Fact]
     public async Task Void_TwoEventsOfOneReportBeforeTheFlush_OneResendStripeTotalExact()
     {
         var (user, customer, events) = await RecordAsync("ai_messages", 10, 20, 30, 40);

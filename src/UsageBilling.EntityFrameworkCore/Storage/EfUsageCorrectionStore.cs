@@ -171,12 +171,18 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
         return [.. list.Select(ToInfo)];
     }
 
-    public async Task<IReadOnlyList<DueCorrection>> LeaseDueAsync(DateTimeOffset now, int limit, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<DueCorrection>> LeaseDueAsync(DateTimeOffset now, int limit, Guid? userId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(owner);
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
-        var candidates = await context.Set<UsageCorrection>().AsNoTracking()
-            .Where(c => c.Status == Pending && c.NextAttemptAt <= now && (c.LeaseExpiresAt == null || c.LeaseExpiresAt <= now))
+        var due = context.Set<UsageCorrection>().AsNoTracking()
+            .Where(c => c.Status == Pending && c.NextAttemptAt <= now && (c.LeaseExpiresAt == null || c.LeaseExpiresAt <= now));
+        if (userId is { } user)
+        {
+            due = due.Where(c => c.UserId == user);
+        }
+
+        var candidates = await due
             .OrderBy(c => c.NextAttemptAt).Take(limit)
             .Select(c => new { c.Id, c.ReportId, c.Meter, c.Attempts })
             .ToListAsync(cancellationToken).ConfigureAwait(false);

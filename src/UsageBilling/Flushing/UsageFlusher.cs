@@ -156,11 +156,9 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
             }
         }
 
-        // Owed cancels go before the send rounds: a cancel's completion writes the resend report those rounds send.
-        if (userId is null)
-        {
-            await SendCorrectionsAsync(cancellationToken).ConfigureAwait(false);
-        }
+        // Owed cancels go before the send rounds: a cancel's completion writes the resend report those rounds send
+        // (for one customer too: the invoice.created flush then bills the corrected usage).
+        await SendCorrectionsAsync(userId, cancellationToken).ConfigureAwait(false);
 
         // Send rounds while anything this flusher can lease is due (reports in backoff are not due; keys
         // another live flusher holds are skipped by the lease, which then offers the next free ones).
@@ -538,11 +536,11 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     /// flushers never send one at once; its first Idempotency-Key is the correction id, and cancelling an
     /// identifier twice changes nothing on Stripe, so a crash between the call and its mark is harmless.
     /// </summary>
-    private async Task SendCorrectionsAsync(CancellationToken cancellationToken)
+    private async Task SendCorrectionsAsync(Guid? userId, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
         var owner = FlusherIdentity.NewOwner();
-        var due = await _corrections.LeaseDueAsync(now, _options.SendBatchSize, owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+        var due = await _corrections.LeaseDueAsync(now, _options.SendBatchSize, userId, owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
         foreach (var correction in due)
         {
             var key = correction.Attempts == 0 ? correction.Id.ToString() : $"{correction.Id}-r{correction.Attempts}";

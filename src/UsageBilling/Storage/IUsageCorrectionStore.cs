@@ -24,11 +24,12 @@ public interface IUsageCorrectionStore
     /// <summary>Leases due owed cancels no live lease holds.</summary>
     /// <param name="now">The current time.</param>
     /// <param name="limit">Most corrections.</param>
+    /// <param name="userId">Only this account's corrections, or all.</param>
     /// <param name="owner">The flusher.</param>
     /// <param name="leaseUntil">When the lease lapses.</param>
     /// <param name="cancellationToken">Cancels the lease.</param>
     /// <returns>The leased corrections.</returns>
-    Task<IReadOnlyList<DueCorrection>> LeaseDueAsync(DateTimeOffset now, int limit, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
+    Task<IReadOnlyList<DueCorrection>> LeaseDueAsync(DateTimeOffset now, int limit, Guid? userId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken);
 
     /// <summary>
     /// Stripe cancelled the correction's report: in one transaction the correction is done, the report (if still
