@@ -101,6 +101,36 @@ public abstract class CorrectionComplianceTests(Provider provider) : FlushCompli
     }
 
     [Fact]
+    public async Task Cancel_AppliedByStripeButAnswerLost_RetriedOnceMoreAndResentExactlyOnce()
+    {
+        var (user, customer, events) = await RecordAsync("ai_messages", 10, 20, 30);
+        await FlushUntilDoneAsync();
+        await Corrections.VoidAsync(events[2], "ops", "wrong job", Ct);
+
+        // Stripe applies the cancel but the answer never arrives, then two 500s: as if the flusher crashed after the call.
+        const string path = "/v1/billing/meter_event_adjustments";
+        await Emulator.Admin.InjectFaultAsync(new StripeEmulator.Admin.FaultSpec(path, StripeEmulator.Admin.FaultKind.DropAfterProcessing), Ct);
+        await Emulator.Admin.InjectFaultAsync(new StripeEmulator.Admin.FaultSpec(path, StripeEmulator.Admin.FaultKind.ServerError, Count: 2), Ct);
+        UsageCorrectionInfo correction;
+        var rounds = 0;
+        do
+        {
+            await FlushUntilDoneAsync();
+            Time.Advance(TimeSpan.FromMinutes(11));
+            correction = Assert.Single(await Corrections.ListAsync(user, cancellationToken: Ct));
+        }
+        while (correction.Status == UsageCorrectionStatus.Pending && ++rounds < 20);
+        await FlushUntilDoneAsync();
+
+        Assert.Equal(UsageCorrectionStatus.Done, correction.Status);
+        Assert.Equal(30m, await StripeTotalAsync(customer, "ai_messages"));
+        var live = (await Emulator.Admin.GetMeterEventsAsync(customer, cancellationToken: Ct)).Where(a => !a.Canceled).ToList();
+        Assert.Equal(30L, Assert.Single(live).Value);
+        Assert.Equal(correction.CorrectionReportId.ToString(), live[0].Identifier);
+        await AssertTotalsMatchAsync();
+    }
+
+    [Fact]
     public async Task Void_TwoEventsOfOneReportBeforeTheFlush_OneResendStripeTotalExact()
     {
         var (user, customer, events) = await RecordAsync("ai_messages", 10, 20, 30, 40);
