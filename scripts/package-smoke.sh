@@ -133,6 +133,7 @@ e2e() {
   for i in $(seq 1 60); do curl -sf -m 2 "$app/health" >/dev/null && break; sleep 0.5; done
   account=$(curl -sf -m 20 -X POST "$app/accounts" -H 'Content-Type: application/json' -d '{"email":"smoke@example.com"}') || { echo "sign-up failed"; return 1; }
   id=$(jq -r .id <<<"$account")
+  echo "$id" >"$work/account-id"
   customer=$(jq -r .stripeCustomerId <<<"$account")
   # Three billable calls, the last one repeated with its Idempotency-Key: three units.
   for key in r1 r2 r3 r3; do
@@ -175,6 +176,29 @@ if NUGET_PACKAGES=$packages dotnet tool install UsageBilling.Cli --version "$ver
   else
     echo "$status"; fail "usagebilling status on the sample's database"
   fi
+  # The ingestion endpoint of the sample, with a key the tool created in the sample's database.
+  ingest() {
+    local key secret account code body
+    account=$(cat "$work/account-id")
+    key=$("$tools/usagebilling" api-keys create --name smoke --account "$account" --connection "Data Source=$db" 2>&1) || { echo "$key"; return 1; }
+    secret=$(grep -o 'ubk_[A-Za-z0-9_-]*' <<<"$key" | head -1)
+    [ -n "$secret" ] || { echo "no secret printed: $key"; return 1; }
+    (cd "$sample" && exec dotnet bin/Release/net10.0/ExistingApp.dll --urls "$app" --LocalStripe:Port="$stripe_port" \
+       --ConnectionStrings:App="Data Source=$db" --UsageBilling:Flush:Enabled=false) >"$work/sample2.log" 2>&1 &
+    sample_pid=$!
+    for i in $(seq 1 60); do curl -sf -m 2 "$app/health" >/dev/null && break; sleep 0.5; done
+    body="{\"events\":[{\"account_id\":\"$account\",\"meter\":\"reports\",\"quantity\":2,\"idempotency_key\":\"ingest-1\"}]}"
+    code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X POST "$app/api/v1/usage" -H 'Content-Type: application/json' -d "$body")
+    [ "$code" = "401" ] || { echo "without a key: HTTP $code"; return 1; }
+    for want in recorded duplicate; do
+      got=$(curl -sf -m 10 -X POST "$app/api/v1/usage" -H 'Content-Type: application/json' -H "Authorization: Bearer $secret" -d "$body" | jq -r '.results[0].status')
+      [ "$got" = "$want" ] || { echo "expected $want, got '$got'"; return 1; }
+    done
+    usage=$(curl -sf -m 5 "$app/accounts/$account/usage") || return 1
+    [ "$(jq '.meters[] | select(.meter == "reports") | .used' <<<"$usage")" = "5" ] || { echo "expected used 5: $usage"; return 1; }
+  }
+  if ingest; then pass "sample ingestion API: 401 without a key, recorded, then duplicate, with a key from usagebilling api-keys create"; else tail -20 "$work/sample2.log" 2>/dev/null; fail "sample ingestion API"; fi
+  if [ -n "$sample_pid" ]; then kill "$sample_pid" 2>/dev/null; wait "$sample_pid" 2>/dev/null; sample_pid=; fi
 else
   cat "$work/tool.log"; fail "dotnet tool install UsageBilling.Cli"
 fi

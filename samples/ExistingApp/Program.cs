@@ -83,6 +83,9 @@ app.MapHealthChecks("/health");
 
 // Stripe's subscription, invoice and meter-error events (Stripe:WebhookSecret), applied in any delivery order.
 app.MapUsageBillingWebhooks("/webhooks/stripe");
+
+// Usage from the app's other services (workers, other languages), with API keys from `usagebilling api-keys create`.
+app.MapUsageBillingIngestion("/api/v1/usage");
 app.Run();
 
 internal sealed record NewAccount(string Email);

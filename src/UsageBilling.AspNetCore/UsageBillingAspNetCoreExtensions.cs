@@ -46,6 +46,9 @@ public static class UsageBillingAspNetCoreExtensions
         services.TryAddSingleton<BillingAccounts>();
         services.TryAddSingleton<IBillingAccounts>(sp => sp.GetRequiredService<BillingAccounts>());
         services.TryAddSingleton<StripeWebhookProcessor>();
+        services.AddOptions<UsageIngestionOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<UsageIngestionOptions>, UsageIngestionOptionsValidator>());
+        services.TryAddSingleton<UsageIngestionEndpoint>();
         services.TryAddSingleton(sp => new StripeWebhookRegistration(
             sp.GetRequiredService<StripeClient>(), sp.GetRequiredService<StripeWebhookSecret>(), sp.GetRequiredService<ILogger<StripeWebhookRegistration>>()));
         return builder;
@@ -65,5 +68,25 @@ public static class UsageBillingAspNetCoreExtensions
             .DisableAntiforgery()
             .AllowAnonymous()
             .WithName("UsageBillingStripeWebhooks");
+    }
+
+    /// <summary>
+    /// Maps the usage ingestion endpoint for other services: <c>POST</c> a JSON body
+    /// <c>{"events":[{"account_id"|"customer_id","meter","quantity","idempotency_key","occurred_at"}]}</c> (1–1000 events)
+    /// with <c>Authorization: Bearer &lt;API key&gt;</c> (<see cref="IUsageApiKeys"/>). Answers one result per event
+    /// (<c>recorded</c>, <c>duplicate</c>, <c>rejected</c> with a code and reason), ProblemDetails 400 for a bad body,
+    /// 401 without a live key, 403 for an account the key is not scoped to, 413 over <see cref="UsageIngestionOptions.MaxBodyBytes"/>,
+    /// 429 over the key's rate. Events are recorded through <see cref="IUsageRecorder"/>, spend-control limits included.
+    /// </summary>
+    /// <param name="endpoints">The app's routes.</param>
+    /// <param name="pattern">The path; default <c>/api/v1/usage</c>.</param>
+    /// <returns>The endpoint, for further conventions.</returns>
+    public static RouteHandlerBuilder MapUsageBillingIngestion(this IEndpointRouteBuilder endpoints, string pattern = "/api/v1/usage")
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        return endpoints.MapPost(pattern, (HttpContext http, UsageIngestionEndpoint endpoint, CancellationToken ct) => endpoint.HandleAsync(http, ct))
+            .DisableAntiforgery()
+            .AllowAnonymous()
+            .WithName("UsageBillingIngestion");
     }
 }

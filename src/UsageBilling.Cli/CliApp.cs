@@ -32,7 +32,7 @@ internal static class CliApp
     public static async Task<int> RunAsync(string[] args)
     {
         var globals = new GlobalOptions();
-        var root = new RootCommand("usagebilling — operate UsageBilling: provision Stripe, flush usage, reconcile, inspect, migrate.");
+        var root = new RootCommand("usagebilling — operate UsageBilling: provision Stripe, flush usage, reconcile, inspect, correct usage, manage API keys, migrate.");
         foreach (var option in globals.All)
         {
             root.Options.Add(option);
@@ -42,6 +42,8 @@ internal static class CliApp
         root.Subcommands.Add(FlushCommand.Create(globals));
         root.Subcommands.Add(ReconcileCommand.Create(globals));
         root.Subcommands.Add(StatusCommand.Create(globals));
+        root.Subcommands.Add(ApiKeysCommand.Create(globals));
+        root.Subcommands.Add(AdjustCommand.Create(globals));
         root.Subcommands.Add(DbCommand.Create(globals));
         root.Subcommands.Add(EmulatorCommand.Create(globals));
 

@@ -28,6 +28,11 @@ internal static class ErrorReporter
             return ($"error: {cli.Message}", cli.ExitCode);
         }
 
+        if (chain.OfType<UsageBillingException>().FirstOrDefault() is { } refused)
+        {
+            return ($"error: {refused.Message}", ExitCodes.BadInput);
+        }
+
         if (chain.OfType<OptionsValidationException>().FirstOrDefault() is { } options)
         {
             return ($"configuration error: {string.Join(" ", options.Failures)}", ExitCodes.BadInput);

@@ -43,6 +43,12 @@ public abstract class UsageBillingDbContext : DbContext
     /// <summary>The reports sent (or to send) to Stripe.</summary>
     public DbSet<UsageReport> UsageReports => Set<UsageReport>();
 
+    /// <summary>API keys of the HTTP ingestion endpoint (hashed).</summary>
+    public DbSet<UsageApiKey> UsageApiKeys => Set<UsageApiKey>();
+
+    /// <summary>The audit (and outbox) of usage corrections.</summary>
+    public DbSet<UsageCorrection> UsageCorrections => Set<UsageCorrection>();
+
     /// <summary>Users' Stripe customers.</summary>
     public DbSet<BillingCustomer> BillingCustomers => Set<BillingCustomer>();
 

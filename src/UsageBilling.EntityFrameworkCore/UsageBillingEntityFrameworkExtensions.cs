@@ -73,6 +73,10 @@ public static class UsageBillingEntityFrameworkExtensions
         builder.Services.AddSingleton<IUsageStore>(sp => sp.GetRequiredService<EfUsageStore<TContext>>());
         builder.Services.AddSingleton<ISpendControlStore>(sp => sp.GetRequiredService<EfUsageStore<TContext>>());
         builder.Services.AddSingleton<IUsageFlushStore>(sp => new EfUsageFlushStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, dialect, sp.GetRequiredService<TimeProvider>()));
+        builder.Services.RemoveAll<IUsageCorrectionStore>();
+        builder.Services.AddSingleton<IUsageCorrectionStore>(sp => new EfUsageCorrectionStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, dialect));
+        builder.Services.RemoveAll<IUsageApiKeyStore>();
+        builder.Services.AddSingleton<IUsageApiKeyStore>(sp => new EfUsageApiKeyStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>()));
         builder.Services.RemoveAll<IBillingAccountStore>();
         builder.Services.AddSingleton<IBillingAccountStore>(sp => new EfBillingAccountStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), sp.GetRequiredService<TimeProvider>()));
         builder.Services.TryAddSingleton<IUsageBillingDatabase, UsageBillingDatabase<TContext>>();

@@ -9,7 +9,7 @@ public static class UsageBillingModelBuilderExtensions
 {
     /// <summary>
     /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_daily</c>, <c>usage_period_totals</c>, <c>usage_account_limits</c>,
-    /// <c>usage_alerts</c>, <c>usage_reports</c>, <c>billing_customers</c>, <c>billing_subscription_items</c> and
+    /// <c>usage_alerts</c>, <c>usage_reports</c>, <c>usage_api_keys</c>, <c>usage_corrections</c>, <c>billing_customers</c>, <c>billing_subscription_items</c> and
     /// <c>stripe_webhook_events</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
     /// whose primary key must be a single <see cref="Guid"/> (ASP.NET Core Identity with Guid keys fits).
     /// </summary>
@@ -147,6 +147,50 @@ public static class UsageBillingModelBuilderExtensions
             e.HasIndex(x => new { x.StripeCustomerId, x.Meter, x.PeriodStart }).HasDatabaseName("ix_usage_reports_customer_meter_period");
         });
 
+        modelBuilder.Entity<UsageApiKey>(e =>
+        {
+            e.ToTable("usage_api_keys");
+            e.HasKey(x => x.Id).HasName("pk_usage_api_keys");
+            e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
+            e.Property(x => x.Name).HasColumnName("name").HasMaxLength(200).IsRequired();
+            e.Property(x => x.Prefix).HasColumnName("prefix").HasMaxLength(32).IsRequired();
+            e.Property(x => x.SecretHash).HasColumnName("secret_hash").HasMaxLength(64).IsRequired();
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.Property(x => x.RevokedAt).HasColumnName("revoked_at");
+            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_api_keys_user");
+            e.HasIndex(x => x.SecretHash).IsUnique().HasDatabaseName("ux_usage_api_keys_secret_hash");
+        });
+
+        // The audit of corrections outlives the events it describes (no foreign key: it is kept when the user goes).
+        modelBuilder.Entity<UsageCorrection>(e =>
+        {
+            e.ToTable("usage_corrections");
+            e.HasKey(x => x.Id).HasName("pk_usage_corrections");
+            e.Property(x => x.Id).HasColumnName("id").ValueGeneratedNever();
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.EventId).HasColumnName("event_id");
+            e.Property(x => x.Meter).HasColumnName("meter").HasMaxLength(100).IsRequired();
+            e.Property(x => x.Quantity).HasColumnName("quantity");
+            e.Property(x => x.OccurredAt).HasColumnName("occurred_at");
+            e.Property(x => x.IdempotencyKey).HasColumnName("idempotency_key").HasMaxLength(255);
+            e.Property(x => x.Kind).HasColumnName("kind").HasMaxLength(20).IsRequired();
+            e.Property(x => x.ReportId).HasColumnName("report_id");
+            e.Property(x => x.CorrectionReportId).HasColumnName("correction_report_id");
+            e.Property(x => x.Status).HasColumnName("status").HasMaxLength(20).IsRequired();
+            e.Property(x => x.Actor).HasColumnName("actor").HasMaxLength(200).IsRequired();
+            e.Property(x => x.Reason).HasColumnName("reason").HasMaxLength(2000).IsRequired();
+            e.Property(x => x.Attempts).HasColumnName("attempts");
+            e.Property(x => x.NextAttemptAt).HasColumnName("next_attempt_at");
+            e.Property(x => x.LeaseOwner).HasColumnName("lease_owner").HasMaxLength(100);
+            e.Property(x => x.LeaseExpiresAt).HasColumnName("lease_expires_at");
+            e.Property(x => x.LastError).HasColumnName("last_error").HasMaxLength(2000);
+            e.Property(x => x.CreatedAt).HasColumnName("created_at");
+            e.Property(x => x.CompletedAt).HasColumnName("completed_at");
+            e.HasIndex(x => new { x.Status, x.NextAttemptAt }).HasDatabaseName("ix_usage_corrections_due");
+            e.HasIndex(x => new { x.UserId, x.CreatedAt }).HasDatabaseName("ix_usage_corrections_user");
+        });
+
         modelBuilder.Entity<BillingCustomer>(e =>
         {
             e.ToTable("billing_customers");
@@ -216,6 +260,7 @@ public static class UsageBillingModelBuilderExtensions
         UsageReportStatus.Sent => "sent",
         UsageReportStatus.Dead => "dead",
         UsageReportStatus.NeedsReview => "needs_review",
+        UsageReportStatus.Canceled => "canceled",
         _ => throw new ArgumentOutOfRangeException(nameof(status), status, "Unknown report status."),
     };
 
@@ -228,6 +273,7 @@ public static class UsageBillingModelBuilderExtensions
         "sent" => UsageReportStatus.Sent,
         "dead" => UsageReportStatus.Dead,
         "needs_review" => UsageReportStatus.NeedsReview,
+        "canceled" => UsageReportStatus.Canceled,
         _ => throw new ArgumentOutOfRangeException(nameof(text), text, "Unknown report status."),
     };
 }

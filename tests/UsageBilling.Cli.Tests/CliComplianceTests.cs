@@ -168,6 +168,68 @@ public abstract class CliComplianceTests(Provider provider) : IAsyncLifetime
         var final = await _world.RunOkAsync("reconcile");
         Assert.Contains("0 with unexplained drift, 0 needs_review report(s) to repair", final.Stdout, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task ApiKeys_CreateListRevoke_SecretShownOnceAndStoredHashed()
+    {
+        var (alice, _) = await _world.AddCustomerAsync();
+
+        var created = await _world.RunOkAsync("api-keys", "create", "--name", "billing worker", "--account", alice.ToString());
+        var secret = System.Text.RegularExpressions.Regex.Match(created.Stdout, @"ubk_[A-Za-z0-9_-]{43}").Value;
+        Assert.NotEmpty(secret);
+        Assert.Contains($"account {alice}", created.Stdout, StringComparison.Ordinal);
+        await using (var db = _world.Database.CreateContext())
+        {
+            var row = await db.UsageApiKeys.SingleAsync(TestContext.Current.CancellationToken);
+            Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(secret))), row.SecretHash);
+            Assert.Equal(alice, row.UserId);
+        }
+
+        var list = await _world.RunOkAsync("api-keys", "list");
+        Assert.Contains("billing worker", list.Stdout, StringComparison.Ordinal);
+        Assert.Contains(secret[..12], list.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, list.Stdout, StringComparison.Ordinal);
+
+        await using var check = _world.Database.CreateContext();
+        var id = (await check.UsageApiKeys.SingleAsync(TestContext.Current.CancellationToken)).Id;
+        var revoked = await _world.RunOkAsync("api-keys", "revoke", id.ToString());
+        Assert.Contains($"Revoked API key {id}", revoked.Stdout, StringComparison.Ordinal);
+        var again = await _world.RunAsync("api-keys", "revoke", id.ToString());
+        Assert.Equal(2, again.ExitCode);
+        Assert.StartsWith("error: no live API key", Assert.Single(again.StderrLines), StringComparison.Ordinal);
+
+        var unknown = await _world.RunAsync("api-keys", "create", "--name", "x", "--account", Guid.NewGuid().ToString());
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("does not exist", Assert.Single(unknown.StderrLines), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AdjustVoid_ReportedEvent_NextFlushCancelsAndResends_StripeTotalExact()
+    {
+        await _world.RunOkAsync("setup");
+        var (alice, aliceCus) = await _world.AddCustomerAsync();
+        await _world.AddEventsAsync(alice, "ai_messages", 2, 3, 5);
+        await _world.RunOkAsync("flush");
+        Assert.Equal(10m, await _world.StripeTotalAsync(aliceCus, "ai_messages"));
+        await using var db = _world.Database.CreateContext();
+        var five = await db.UsageEvents.Where(e => e.UserId == alice && e.Quantity == 5).Select(e => e.Id).SingleAsync(TestContext.Current.CancellationToken);
+
+        var adjusted = await _world.RunOkAsync("adjust", "void", five.ToString(), "--reason", "duplicate job", "--by", "ops@example.com");
+        Assert.Contains("the next flush cancels that report", adjusted.Stdout, StringComparison.Ordinal);
+        await _world.RunOkAsync("flush");
+
+        Assert.Equal(5m, await _world.StripeTotalAsync(aliceCus, "ai_messages"));
+        var list = await _world.RunOkAsync("adjust", "list", "--account", alice.ToString());
+        Assert.Contains("duplicate job", list.Stdout, StringComparison.Ordinal);
+        Assert.Contains("ops@example.com", list.Stdout, StringComparison.Ordinal);
+        Assert.Contains("Done", list.Stdout, StringComparison.Ordinal);
+
+        var gone = await _world.RunAsync("adjust", "void", five.ToString(), "--reason", "again");
+        Assert.Equal(2, gone.ExitCode);
+        Assert.StartsWith($"error: No usage event {five}", Assert.Single(gone.StderrLines), StringComparison.Ordinal);
+        var noReason = await _world.RunAsync("adjust", "void", five.ToString());
+        Assert.Equal(2, noReason.ExitCode);
+    }
 }
 
 public sealed class SqliteCliTests() : CliComplianceTests(Provider.Sqlite);

@@ -314,6 +314,65 @@ public sealed class SubscriptionAndInvoiceTests
     }
 
     [Fact]
+    public async Task PeriodEnd_CanceledEventAndItsResend_InvoiceBillsTheCorrectedUsage()
+    {
+        var (server, time) = await Emu.StartAsync();
+        await using var _s = server;
+        var c = Emu.Client(server);
+        var plan = await Plans.HybridAsync(c);
+        var cus = await Emu.CustomerAsync(c);
+        var sub = await Plans.SubscribeAsync(c, cus.Id, plan);
+        time.Advance(TimeSpan.FromDays(3));
+        await Emu.UsageAsync(c, cus.Id, 1500, identifier: "report-1");
+        time.Advance(TimeSpan.FromHours(20));
+
+        // A correction: cancel the report within 24 h of receipt, resend what remains under a new identifier.
+        var cancel = new MeterEventAdjustmentCreateOptions { EventName = "ai_messages", Type = "cancel", Cancel = new() { Identifier = "report-1" } };
+        await c.V1.Billing.MeterEventAdjustments.CreateAsync(cancel, cancellationToken: Emu.Ct);
+        await c.V1.Billing.MeterEventAdjustments.CreateAsync(cancel, cancellationToken: Emu.Ct);
+        await Emu.UsageAsync(c, cus.Id, 1200, identifier: "report-2", at: Emu.T0.AddDays(3));
+        var summary = (await c.V1.Billing.Meters.EventSummaries.ListAsync(plan.Meter.Id, new MeterEventSummaryListOptions
+        {
+            Customer = cus.Id,
+            StartTime = Emu.T0.UtcDateTime,
+            EndTime = Emu.T0.AddMonths(1).UtcDateTime,
+        }, cancellationToken: Emu.Ct)).Data.Single();
+
+        await server.Admin.SetClockAsync(Emu.T0.AddMonths(1).AddHours(2), Emu.Ct);
+        var inv = (await c.V1.Invoices.ListAsync(new InvoiceListOptions { Subscription = sub.Id }, cancellationToken: Emu.Ct)).Data[0];
+
+        Assert.Equal(1200m, summary.AggregatedValue);
+        var usage = inv.Lines.Data.Single(l => l.Pricing.PriceDetails.PriceId == plan.Metered.Id);
+        Assert.Equal((1200L, 400L), (usage.Quantity ?? -1, usage.Amount));
+        Assert.Equal(2900L + 400L, inv.Total);
+    }
+
+    [Fact]
+    public async Task PeriodEnd_CompensatingNegativeEvent_InvoiceBillsTheNetUsage()
+    {
+        var (server, time) = await Emu.StartAsync();
+        await using var _s = server;
+        var c = Emu.Client(server);
+        var plan = await Plans.HybridAsync(c);
+        var cus = await Emu.CustomerAsync(c);
+        var sub = await Plans.SubscribeAsync(c, cus.Id, plan);
+        time.Advance(TimeSpan.FromDays(1));
+        await Emu.UsageAsync(c, cus.Id, 1500, identifier: "report-1");
+        time.Advance(TimeSpan.FromDays(2));
+
+        // Past the cancel window: a negative event with the first one's timestamp lands in the same period.
+        await Assert.ThrowsAsync<StripeException>(() => c.V1.Billing.MeterEventAdjustments.CreateAsync(
+            new MeterEventAdjustmentCreateOptions { EventName = "ai_messages", Type = "cancel", Cancel = new() { Identifier = "report-1" } }, cancellationToken: Emu.Ct));
+        await Emu.UsageAsync(c, cus.Id, -200, identifier: "compensation-1", at: Emu.T0.AddDays(1));
+
+        await server.Admin.SetClockAsync(Emu.T0.AddMonths(1).AddHours(2), Emu.Ct);
+        var inv = (await c.V1.Invoices.ListAsync(new InvoiceListOptions { Subscription = sub.Id }, cancellationToken: Emu.Ct)).Data[0];
+
+        var usage = inv.Lines.Data.Single(l => l.Pricing.PriceDetails.PriceId == plan.Metered.Id);
+        Assert.Equal((1300L, 600L), (usage.Quantity ?? -1, usage.Amount));
+    }
+
+    [Fact]
     public async Task AdminClockAdvance_RunsPeriodEndsWithoutRequests_VolumeTiers()
     {
         var (server, _) = await Emu.StartAsync(o => o.InvoiceGracePeriod = TimeSpan.FromHours(3));

@@ -670,6 +670,63 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
     }
 
     [Fact]
+    public async Task Operator_CreatesApiKey_ServiceRecordsOverIngestionApi_VoidsIt_RevokedKeyRefused()
+    {
+        var (customer, userId) = await app.SignUpAsync();
+        using var _ = customer;
+        await customer.ChoosePlanAsync("starter");
+        var (operatorSession, operatorId) = await app.SignUpAsync();
+        using var __ = operatorSession;
+        await app.AddToRoleAsync(operatorId, "Operator");
+        Assert.Equal(HttpStatusCode.Redirect, (await operatorSession.LoginAsync(await EmailOf(operatorId), "correct-horse-1")).StatusCode);
+
+        // Created on the operator page: the secret is shown once, scoped to the customer's account.
+        var fields = UserSession.FieldsOf(await operatorSession.GetPageAsync("/operator"), "create-key");
+        fields["NewKey.Name"] = "billing worker";
+        fields["NewKey.Account"] = userId.ToString();
+        var created = await UserSession.ParseAsync(await operatorSession.PostFormAsync("/operator", fields));
+        var secret = created.QuerySelector("[data-testid='api-key-secret'] code")?.TextContent ?? throw new InvalidOperationException(created.Body?.OuterHtml);
+        Assert.StartsWith("ubk_", secret, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, (await operatorSession.GetPageAsync("/operator")).Body!.OuterHtml, StringComparison.Ordinal);
+
+        using var service = app.CreateSession();
+        async Task<HttpResponseMessage> IngestAsync(string key)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/api/v1/usage")
+            {
+                Content = JsonContent.Create(new { events = new[] { new { account_id = userId, meter = "ai_messages", quantity = 3, idempotency_key = key } } }),
+            };
+            request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", secret);
+            return await service.Client.SendAsync(request, Ct);
+        }
+
+        var recorded = await IngestAsync("job-1");
+        Assert.Equal(HttpStatusCode.OK, recorded.StatusCode);
+        var result = (await recorded.Content.ReadFromJsonAsync<JsonObject>(Ct))!["results"]![0]!;
+        Assert.Equal("recorded", result["status"]!.GetValue<string>());
+        var eventId = result["event_id"]!.GetValue<Guid>();
+        Assert.Equal(3, (await customer.GetUsageAsync()).Meters.Single(m => m.Meter == "ai_messages").Used);
+
+        // Voided on the operator page: out of the customer's usage, audited with the operator's name.
+        var voidFields = UserSession.FieldsOf(await operatorSession.GetPageAsync("/operator"), "void");
+        voidFields["Void.EventId"] = eventId.ToString();
+        voidFields["Void.Reason"] = "test traffic";
+        var voided = await UserSession.ParseAsync(await operatorSession.PostFormAsync("/operator", voidFields));
+        Assert.Contains("Voided 3", voided.QuerySelector("[data-testid='void-message']")?.TextContent, StringComparison.Ordinal);
+        Assert.Contains("test traffic", voided.QuerySelector("[data-testid='corrections']")?.TextContent, StringComparison.Ordinal);
+        Assert.Equal(0, (await customer.GetUsageAsync()).Meters.Single(m => m.Meter == "ai_messages").Used);
+
+        // Revoked on the page: the service is refused from then on.
+        var key = (await app.Services.GetRequiredService<IUsageApiKeys>().ListAsync(Ct)).Single(k => k.UserId == userId);
+        var revokeFields = UserSession.FieldsOf(await operatorSession.GetPageAsync("/operator"), $"revoke-{key.Id}");
+        Assert.Equal(HttpStatusCode.OK, (await operatorSession.PostFormAsync("/operator", revokeFields)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await IngestAsync("job-2")).StatusCode);
+
+        // A customer is not an operator: the page is not theirs.
+        Assert.Equal(HttpStatusCode.Redirect, (await customer.Client.GetAsync("/operator", Ct)).StatusCode);
+    }
+
+    [Fact]
     public async Task Healthz_ReportsDatabaseAndFlushLag()
     {
         using var session = app.CreateSession();

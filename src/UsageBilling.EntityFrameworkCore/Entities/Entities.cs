@@ -301,3 +301,99 @@ public class BillingUser
     /// <summary>When the user was created.</summary>
     public DateTimeOffset CreatedAt { get; set; }
 }
+
+/// <summary>
+/// A row of <c>usage_api_keys</c>: a key other services use to record usage over HTTP. Only the SHA-256
+/// of the secret is stored; the secret is shown once, when the key is created.
+/// </summary>
+public sealed class UsageApiKey
+{
+    /// <summary>The key id.</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>A name for operators (what uses the key).</summary>
+    public string Name { get; set; } = "";
+
+    /// <summary>The first characters of the secret, so operators can tell keys apart.</summary>
+    public string Prefix { get; set; } = "";
+
+    /// <summary>Lowercase hex SHA-256 of the whole secret; unique.</summary>
+    public string SecretHash { get; set; } = "";
+
+    /// <summary>The one account the key may record for, or <see langword="null"/> for every account.</summary>
+    public Guid? UserId { get; set; }
+
+    /// <summary>When the key was created.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>When the key was revoked; a revoked key authenticates nothing.</summary>
+    public DateTimeOffset? RevokedAt { get; set; }
+}
+
+/// <summary>
+/// A row of <c>usage_corrections</c>: the audit of one voided usage event (who, why, what) and, when Stripe
+/// already has the event's report, the outbox of the Stripe call that corrects it (a cancel of the report,
+/// sent exactly once by the flusher).
+/// </summary>
+public sealed class UsageCorrection
+{
+    /// <summary>The correction id (also the first Idempotency-Key of its Stripe call).</summary>
+    public Guid Id { get; set; }
+
+    /// <summary>The voided event's account.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The voided event's id (the event row is gone).</summary>
+    public Guid EventId { get; set; }
+
+    /// <summary>The voided event's meter.</summary>
+    public string Meter { get; set; } = "";
+
+    /// <summary>The voided event's quantity.</summary>
+    public long Quantity { get; set; }
+
+    /// <summary>When the voided event happened.</summary>
+    public DateTimeOffset OccurredAt { get; set; }
+
+    /// <summary>The voided event's idempotency key, if it had one.</summary>
+    public string? IdempotencyKey { get; set; }
+
+    /// <summary>How the usage was corrected: <c>removed</c>, <c>cancel_and_resend</c> or <c>compensated</c>.</summary>
+    public string Kind { get; set; } = "";
+
+    /// <summary>The report the event was in, if it was claimed.</summary>
+    public Guid? ReportId { get; set; }
+
+    /// <summary>The report that carries the correction to Stripe: the resend or the negative event.</summary>
+    public Guid? CorrectionReportId { get; set; }
+
+    /// <summary><c>done</c>, <c>pending</c> (a Stripe call is owed) or <c>failed</c>.</summary>
+    public string Status { get; set; } = "";
+
+    /// <summary>Who asked for the correction.</summary>
+    public string Actor { get; set; } = "";
+
+    /// <summary>Why.</summary>
+    public string Reason { get; set; } = "";
+
+    /// <summary>Stripe calls attempted.</summary>
+    public int Attempts { get; set; }
+
+    /// <summary>When the next attempt is due.</summary>
+    public DateTimeOffset NextAttemptAt { get; set; }
+
+    /// <summary>The flusher making the call, if leased.</summary>
+    public string? LeaseOwner { get; set; }
+
+    /// <summary>When the current lease lapses.</summary>
+    public DateTimeOffset? LeaseExpiresAt { get; set; }
+
+    /// <summary>The last error, for operators.</summary>
+    public string? LastError { get; set; }
+
+    /// <summary>When the correction was asked for.</summary>
+    public DateTimeOffset CreatedAt { get; set; }
+
+    /// <summary>When it was complete (Stripe acknowledged its call, or none was needed).</summary>
+    public DateTimeOffset? CompletedAt { get; set; }
+}

@@ -48,4 +48,7 @@ internal interface IFlushSqlDialect
     /// summed per user, UTC hour and meter, as reported deltas stamped <paramref name="at"/>.
     /// </summary>
     Task<List<RollupDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken);
+
+    /// <summary>Locks one event row (PostgreSQL <c>FOR UPDATE</c>; SQLite's transaction already holds the writer lock) and reads its report; <c>Found</c> is false when it does not exist.</summary>
+    Task<(bool Found, Guid? ReportId)> LockEventAsync(DbConnection connection, DbTransaction transaction, Guid eventId, CancellationToken cancellationToken);
 }

@@ -245,6 +245,19 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    public async Task<(bool Found, Guid? ReportId)> LockEventAsync(DbConnection connection, DbTransaction transaction, Guid eventId, CancellationToken cancellationToken)
+    {
+        await using var command = new NpgsqlCommand("SELECT report_id FROM usage_events WHERE id = @id FOR UPDATE", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        command.Parameters.Add(new NpgsqlParameter<Guid>("id", NpgsqlDbType.Uuid) { TypedValue = eventId });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return (false, null);
+        }
+
+        return (true, reader.IsDBNull(0) ? null : reader.GetGuid(0));
+    }
+
     public async Task ReleaseSessionLocksAsync(DbConnection connection, CancellationToken cancellationToken)
     {
         // Explicitly: a pooled connection would otherwise keep the locks until its next use resets it.

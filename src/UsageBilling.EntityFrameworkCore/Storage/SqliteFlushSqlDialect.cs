@@ -107,6 +107,21 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
 
     public Task LockReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<Guid> reportIds, CancellationToken cancellationToken) => Task.CompletedTask;
 
+    public async Task<(bool Found, Guid? ReportId)> LockEventAsync(DbConnection connection, DbTransaction transaction, Guid eventId, CancellationToken cancellationToken)
+    {
+        await using var command = ((SqliteConnection)connection).CreateCommand();
+        command.Transaction = (SqliteTransaction)transaction;
+        command.CommandText = "SELECT report_id FROM usage_events WHERE id = $id";
+        command.Parameters.Add(new SqliteParameter("$id", SqliteType.Text) { Value = SqliteUsageSqlDialect.GuidText(eventId) });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return (false, null);
+        }
+
+        return (true, reader.IsDBNull(0) ? null : Guid.Parse(reader.GetString(0)));
+    }
+
     public Task ReleaseSessionLocksAsync(DbConnection connection, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public async Task<(List<LeasedReport> Reports, int HeldElsewhere)> LeaseAsync(DbConnection connection, DbTransaction? transaction, DateTimeOffset now, int limit, string? customerId, string owner, DateTimeOffset until, CancellationToken cancellationToken)

@@ -139,6 +139,7 @@ internal static class HostingExtensions
                         ? parsed
                         : throw new InvalidOperationException($"Billing:SubscribeWith must be Api or Checkout, was '{mode}'.");
             });
+        builder.Services.Configure<UsageIngestionOptions>(config.GetSection("UsageBilling:Ingestion"));
         builder.Services.AddSingleton<PlanCatalog>();
         builder.Services.AddScoped<AssistantService>();
         builder.Services.AddSingleton<PastPeriods>();
@@ -228,6 +229,7 @@ internal static class HostingExtensions
         app.UseAntiforgery();
 
         app.MapUsageBillingWebhooks("/webhooks/stripe");
+        app.MapUsageBillingIngestion("/api/v1/usage");
         app.MapUsageApi();
         app.MapAccountEndpoints();
         app.MapHealthEndpoints();

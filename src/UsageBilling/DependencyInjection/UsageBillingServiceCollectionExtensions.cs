@@ -43,6 +43,8 @@ public static class UsageBillingServiceCollectionExtensions
         services.TryAddSingleton<IUsageSummaryService, UsageSummaryService>();
         services.TryAddSingleton<IUsageReportReview, UsageReportReview>();
         services.TryAddSingleton<IUsageLimits, UsageLimitService>();
+        services.TryAddSingleton<IUsageCorrections, UsageCorrections>();
+        services.TryAddSingleton<IUsageApiKeys, UsageApiKeys>();
         services.TryAddSingleton<UsageAlertDispatcher>();
         services.TryAddSingleton<IUsageAlertDispatcher>(sp => sp.GetRequiredService<UsageAlertDispatcher>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, UsageAlertBackgroundService>());

@@ -3,7 +3,7 @@ using Stripe.Billing;
 
 namespace UsageBilling;
 
-/// <summary>The narrow port around the one Stripe call the flusher makes.</summary>
+/// <summary>The narrow port around the Stripe calls the flusher makes: meter events and their cancels.</summary>
 internal interface IMeterEventSender
 {
     /// <summary>Sends one meter event; throws the Stripe.net exception on failure.</summary>
@@ -12,6 +12,14 @@ internal interface IMeterEventSender
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>A task that completes when Stripe answered 200.</returns>
     Task SendAsync(LeasedReport report, string idempotencyKey, CancellationToken cancellationToken);
+
+    /// <summary>Cancels a meter event by its identifier (a meter event adjustment); throws the Stripe.net exception on failure.</summary>
+    /// <param name="eventName">The meter event name.</param>
+    /// <param name="identifier">The meter event identifier (a report id).</param>
+    /// <param name="idempotencyKey">The Idempotency-Key for this attempt.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>A task that completes when Stripe answered 200.</returns>
+    Task CancelAsync(string eventName, string identifier, string idempotencyKey, CancellationToken cancellationToken);
 }
 
 /// <summary>Sends meter events through Stripe.net (<c>POST /v1/billing/meter_events</c>).</summary>
@@ -19,6 +27,18 @@ internal interface IMeterEventSender
 internal sealed class StripeMeterEventSender(IStripeClient client) : IMeterEventSender
 {
     private readonly MeterEventService _service = new(client);
+    private readonly MeterEventAdjustmentService _adjustments = new(client);
+
+    public Task CancelAsync(string eventName, string identifier, string idempotencyKey, CancellationToken cancellationToken) =>
+        _adjustments.CreateAsync(
+            new MeterEventAdjustmentCreateOptions
+            {
+                EventName = eventName,
+                Type = "cancel",
+                Cancel = new MeterEventAdjustmentCancelOptions { Identifier = identifier },
+            },
+            new RequestOptions { IdempotencyKey = idempotencyKey },
+            cancellationToken);
 
     public Task SendAsync(LeasedReport report, string idempotencyKey, CancellationToken cancellationToken) =>
         _service.CreateAsync(

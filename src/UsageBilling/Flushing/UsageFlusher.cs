@@ -25,6 +25,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     private static readonly double[] StripeCallBuckets = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 80];
 
     private readonly IUsageFlushStore _store;
+    private readonly IUsageCorrectionStore _corrections;
     private readonly IUsageStore _usage;
     private readonly IMeterEventSender _sender;
     private readonly FlushOptions _options;
@@ -46,6 +47,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 
     public UsageFlusher(
         IUsageFlushStore store,
+        IUsageCorrectionStore corrections,
         IUsageStore usage,
         IMeterEventSender sender,
         IStripeMeterDirectory meterDirectory,
@@ -58,6 +60,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         FlushState state)
     {
         _store = store;
+        _corrections = corrections;
         _usage = usage;
         _sender = sender;
         _options = options.Value;
@@ -163,6 +166,10 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
                 break;
             }
         }
+
+        // Owed cancels go before the send rounds: a cancel's completion writes the resend report those rounds send
+        // (for one customer too: the invoice.created flush then bills the corrected usage).
+        await SendCorrectionsAsync(userId, cancellationToken).ConfigureAwait(false);
 
         // Send rounds while anything this flusher can lease is due (reports in backoff are not due; keys
         // another live flusher holds are skipped by the lease, which then offers the next free ones).
@@ -535,6 +542,58 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         }
     }
 
+    /// <summary>
+    /// Sends the cancels corrections owe Stripe, one at a time (they are rare). Each is leased first, so two
+    /// flushers never send one at once; its first Idempotency-Key is the correction id, and cancelling an
+    /// identifier twice changes nothing on Stripe, so a crash between the call and its mark is harmless.
+    /// </summary>
+    private async Task SendCorrectionsAsync(Guid? userId, CancellationToken cancellationToken)
+    {
+        var now = _time.GetUtcNow();
+        var owner = FlusherIdentity.NewOwner();
+        var due = await _corrections.LeaseDueAsync(now, _options.SendBatchSize, userId, owner, now + _options.LeaseDuration, cancellationToken).ConfigureAwait(false);
+        foreach (var correction in due)
+        {
+            var key = correction.Attempts == 0 ? correction.Id.ToString() : $"{correction.Id}-r{correction.Attempts}";
+            SendOutcomeKind kind;
+            string message;
+            using (await _rateLimiter.AcquireAsync(1, cancellationToken).ConfigureAwait(false))
+            {
+                try
+                {
+                    await _sender.CancelAsync(correction.Meter, correction.ReportId.ToString(), key, cancellationToken).ConfigureAwait(false);
+                    (kind, message) = (SendOutcomeKind.Delivered, "ok");
+                }
+                catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+                {
+                    (kind, message) = StripeErrorClassifier.Classify(ex);
+                }
+            }
+
+            now = _time.GetUtcNow();
+            switch (kind)
+            {
+                case SendOutcomeKind.Delivered:
+                    await _corrections.CompleteAsync(correction.Id, _countMeters.Contains(correction.Meter), now, cancellationToken).ConfigureAwait(false);
+                    break;
+                case SendOutcomeKind.Dead:
+                    // Too late to cancel (the flusher was down past Stripe's 24 h): a sum meter takes a negative event instead.
+                    if (_countMeters.Contains(correction.Meter)
+                        || !await _corrections.CompensateAsync(correction.Id, owner, now, now - UsageCorrections.CompensationWindow, message, cancellationToken).ConfigureAwait(false))
+                    {
+                        LogCorrectionFailed(correction.Id, correction.ReportId, message);
+                        await _corrections.MarkFailedAsync(correction.Id, owner, permanent: true, now, message, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
+                default:
+                    LogCorrectionRetry(correction.Id, message);
+                    await _corrections.MarkFailedAsync(correction.Id, owner, permanent: false, now + Backoff(correction.Attempts + 1), message, cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
     private TimeSpan Backoff(int attempt)
     {
         // Exponential with "equal jitter": half fixed, half random, capped.
@@ -577,6 +636,12 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
 
     [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "{Lanes} lanes stopped because the lease could not outlast another call; their reports are released and leased again at once")]
     private partial void LogStoppedForLease(int lanes);
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Error, Message = "Correction {CorrectionId}: Stripe refused to cancel report {ReportId}; the correction failed: {Reason}")]
+    private partial void LogCorrectionFailed(Guid correctionId, Guid reportId, string reason);
+
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Warning, Message = "Correction {CorrectionId}: cancel failed, will retry: {Reason}")]
+    private partial void LogCorrectionRetry(Guid correctionId, string reason);
 
     [LoggerMessage(EventId = 2011, Level = LogLevel.Warning, Message = "Writing marks failed (attempt {Attempt}), retrying: {Reason}")]
     private partial void LogMarkRetry(int attempt, string reason);

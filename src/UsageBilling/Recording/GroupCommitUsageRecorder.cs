@@ -33,10 +33,14 @@ internal sealed partial class GroupCommitUsageRecorder : IUsageRecorder, IAsyncD
         _writers = new Lazy<Task[]>(() => [.. Enumerable.Range(0, Math.Max(1, writers)).Select(_ => Task.Run(WriteLoopAsync))]);
     }
 
-    public Task<Guid> RecordAsync(Guid userId, string meter, long quantity = 1, string? idempotencyKey = null, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default) =>
+    public async Task<Guid> RecordAsync(Guid userId, string meter, long quantity = 1, string? idempotencyKey = null, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default) =>
+        (await RecordCoreAsync(userId, meter, quantity, idempotencyKey, null, occurredAt, cancellationToken).ConfigureAwait(false)).Id;
+
+    /// <summary>Records like <see cref="RecordAsync"/> and tells whether the key's event already existed (the ingestion API answers <c>duplicate</c>).</summary>
+    internal Task<(Guid Id, bool Duplicate)> RecordReportingDuplicateAsync(Guid userId, string meter, long quantity, string? idempotencyKey, DateTimeOffset? occurredAt, CancellationToken cancellationToken) =>
         RecordCoreAsync(userId, meter, quantity, idempotencyKey, null, occurredAt, cancellationToken);
 
-    public Task<Guid> RecordRequestAsync(Guid userId, string meter, long quantity, string idempotencyKey, string requestFingerprint, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default)
+    public async Task<Guid> RecordRequestAsync(Guid userId, string meter, long quantity, string idempotencyKey, string requestFingerprint, DateTimeOffset? occurredAt = null, CancellationToken cancellationToken = default)
     {
         if (idempotencyKey is null)
         {
@@ -48,10 +52,10 @@ internal sealed partial class GroupCommitUsageRecorder : IUsageRecorder, IAsyncD
             throw new InvalidIdempotencyKeyException($"The request fingerprint must be 1 to {UsageRules.MaxFingerprintLength} non-blank characters; it had {requestFingerprint?.Length ?? 0}.");
         }
 
-        return RecordCoreAsync(userId, meter, quantity, idempotencyKey, requestFingerprint, occurredAt, cancellationToken);
+        return (await RecordCoreAsync(userId, meter, quantity, idempotencyKey, requestFingerprint, occurredAt, cancellationToken).ConfigureAwait(false)).Id;
     }
 
-    private async Task<Guid> RecordCoreAsync(Guid userId, string meter, long quantity, string? idempotencyKey, string? fingerprint, DateTimeOffset? occurredAt, CancellationToken cancellationToken)
+    private async Task<(Guid Id, bool Duplicate)> RecordCoreAsync(Guid userId, string meter, long quantity, string? idempotencyKey, string? fingerprint, DateTimeOffset? occurredAt, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         var now = UsageRules.Normalize(_time.GetUtcNow());
@@ -63,7 +67,8 @@ internal sealed partial class GroupCommitUsageRecorder : IUsageRecorder, IAsyncD
             throw new ObjectDisposedException(nameof(GroupCommitUsageRecorder), "The usage recorder is shutting down; the event was not recorded.");
         }
 
-        return await pending.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        var id = await pending.Completion.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return (id, id != evt.Id);
     }
 
     private NewUsageEvent Validate(Guid userId, string meter, long quantity, string? idempotencyKey, DateTimeOffset? occurredAt, DateTimeOffset now)

@@ -14,4 +14,7 @@ public enum UsageReportStatus
 
     /// <summary>Attempted long ago and never acknowledged: Stripe's dedup window may have passed, so it is not resent blindly.</summary>
     NeedsReview,
+
+    /// <summary>Cancelled on Stripe by a meter event adjustment (a correction); its remaining usage went into a new report.</summary>
+    Canceled,
 }

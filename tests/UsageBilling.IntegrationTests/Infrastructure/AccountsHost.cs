@@ -17,8 +17,8 @@ using UsageBilling.StripeEmulator;
 namespace UsageBilling.IntegrationTests.Infrastructure;
 
 /// <summary>
-/// An ASP.NET Core app wired as the README says (<c>AddUsageBilling…AddAspNetCore()</c> and
-/// <c>MapUsageBillingWebhooks</c>) on Kestrel at 127.0.0.1, against an emulator that shares its fake clock.
+/// An ASP.NET Core app wired as the README says (<c>AddUsageBilling…AddAspNetCore()</c>,
+/// <c>MapUsageBillingWebhooks</c> and <c>MapUsageBillingIngestion</c>) on Kestrel at 127.0.0.1, against an emulator that shares its fake clock.
 /// </summary>
 public sealed class AccountsHost : IAsyncDisposable
 {
@@ -59,7 +59,7 @@ public sealed class AccountsHost : IAsyncDisposable
     public T Get<T>()
         where T : notnull => _app.Services.GetRequiredService<T>();
 
-    public static async Task<AccountsHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<BillingAccountOptions>? configure = null)
+    public static async Task<AccountsHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<BillingAccountOptions>? configure = null, Action<UsageIngestionOptions>? ingestion = null)
     {
         var time = new FakeTimeProvider(now);
         var emulator = await StripeEmulatorServer.StartAsync(new StripeEmulatorOptions { TimeProvider = time });
@@ -91,6 +91,7 @@ public sealed class AccountsHost : IAsyncDisposable
                 o.RequestsPerSecond = 1000;
             })
             .AddAspNetCore(o => configure?.Invoke(o));
+        builder.Services.Configure<UsageIngestionOptions>(o => ingestion?.Invoke(o));
         var app = builder.Build();
         var probe = new BodyProbe();
         app.Use(async (context, next) =>
@@ -99,6 +100,7 @@ public sealed class AccountsHost : IAsyncDisposable
             await next(context);
         });
         app.MapUsageBillingWebhooks("/webhooks/stripe");
+        app.MapUsageBillingIngestion();
         await app.Services.GetRequiredService<IUsageBillingDatabase>().MigrateAsync();
         await app.Services.GetRequiredService<IStripeProvisioner>().ProvisionAsync();
         await app.StartAsync();
