@@ -129,7 +129,14 @@ public sealed class PastPeriodsTests(ClockedBrowserWebApp app) : IClassFixture<C
         await page.GetByTestId("email").FillAsync(email);
         await page.GetByTestId("password").FillAsync("correct-horse-1");
         await page.GetByTestId("login").ClickAsync();
-        await page.WaitForURLAsync("**" + landing);
+        try
+        {
+            await page.WaitForURLAsync("**" + landing);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new TimeoutException($"Signing in again did not land on {landing}: the page is {page.Url}, saying: {await page.Locator("main").InnerTextAsync()}", ex);
+        }
     }
 
     private async Task<string> CustomerAsync(Guid userId)
