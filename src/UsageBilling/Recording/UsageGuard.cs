@@ -257,9 +257,21 @@ internal sealed record MeterRule
     private bool ReachesAmount(long before, long after, decimal target) => Schedule is not null && CostOf(before) < target && CostOf(after) >= target;
 
     /// <summary>The most units whose cost stays within <paramref name="spend"/> (cost never decreases with units).</summary>
-    private long MaxUnitsWithin(decimal spend, long ceiling)
+    private long MaxUnitsWithin(decimal spend, long ceiling) => LargestFitting(ceiling, n => CostOf(n) <= spend);
+
+    /// <summary>
+    /// The most units of this meter the account's cap across meters still admits on top of what each
+    /// member period has used, or <see langword="null"/> when the cap bounds nothing (no cap, or this meter adds no cost).
+    /// </summary>
+    public long? RoomUnderAccountCap(Func<MeterRule, long> usedOf) =>
+        AccountCapRefusal(usedOf, UsageRules.MaxQuantity) is null
+            ? null
+            : LargestFitting(UsageRules.MaxQuantity, n => AccountCapRefusal(usedOf, n) is null);
+
+    /// <summary>The largest n in [0, <paramref name="ceiling"/>] that <paramref name="fits"/>, for a test that holds up to some n and fails past it.</summary>
+    private static long LargestFitting(long ceiling, Func<long, bool> fits)
     {
-        if (CostOf(ceiling) <= spend)
+        if (fits(ceiling))
         {
             return ceiling;
         }
@@ -268,7 +280,7 @@ internal sealed record MeterRule
         while (lo < hi)
         {
             var mid = lo + ((hi - lo + 1) / 2);
-            if (CostOf(mid) <= spend)
+            if (fits(mid))
             {
                 lo = mid;
             }

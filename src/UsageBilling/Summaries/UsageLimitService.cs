@@ -42,26 +42,20 @@ internal sealed class UsageLimitService(IUsageStore store, ISpendControlStore sp
         var limit = state is null ? (decimal?)null : state.Kind is UsageLimitKind.SpendLimit or UsageLimitKind.CustomerSpendCap ? state.SpendLimit : state.MaxUnits;
         if (rule.AccountCap is { } cap)
         {
-            // Every priced meter of the plan counts towards the account's cap: read each one's period.
+            // Every priced meter of the plan counts towards the account's cap: one read per distinct period.
             var usage = new Dictionary<PeriodKey, long> { [rule.Key] = used };
-            foreach (var member in cap.Members.Where(m => m.Key != rule.Key))
+            foreach (var period in cap.Members.Where(m => m.Key != rule.Key).GroupBy(m => m.Period))
             {
-                long memberUsed = 0;
-                foreach (var row in await store.GetUsageByDayAsync(userId, member.Period.Start, member.Period.End, cancellationToken).ConfigureAwait(false))
+                var rows = await store.GetUsageByDayAsync(userId, period.Key.Start, period.Key.End, cancellationToken).ConfigureAwait(false);
+                foreach (var member in period)
                 {
-                    if (row.Meter == member.Key.Meter)
-                    {
-                        memberUsed += member.CountsEvents ? row.Count : row.Total;
-                    }
+                    usage[member.Key] = rows.Where(r => r.Meter == member.Key.Meter).Sum(r => member.CountsEvents ? r.Count : r.Total);
                 }
-
-                usage[member.Key] = memberUsed;
             }
 
             long UsedOf(MeterRule m) => usage.GetValueOrDefault(m.Key);
             refusal ??= rule.AccountCapRefusal(UsedOf, units);
-            var byCap = RoomUnderAccountCap(rule, UsedOf);
-            if (byCap is { } room && (remaining is null || room < remaining))
+            if (rule.RoomUnderAccountCap(UsedOf) is { } room && (remaining is null || room < remaining))
             {
                 remaining = room;
                 kind = UsageLimitKind.AccountSpendCap;
@@ -79,31 +73,6 @@ internal sealed class UsageLimitService(IUsageStore store, ISpendControlStore sp
             refusal?.Limit ?? limit,
             rule.Period.End,
             refusal?.Message);
-    }
-
-    /// <summary>The most units of the rule's meter the account's cap across meters still admits, or <see langword="null"/> when it bounds nothing.</summary>
-    private static long? RoomUnderAccountCap(MeterRule rule, Func<MeterRule, long> usedOf)
-    {
-        if (rule.AccountCapRefusal(usedOf, UsageRules.MaxQuantity) is null)
-        {
-            return null;   // the cap never binds this meter (it adds no cost)
-        }
-
-        long lo = 0, hi = UsageRules.MaxQuantity;
-        while (lo < hi)
-        {
-            var mid = lo + ((hi - lo + 1) / 2);
-            if (rule.AccountCapRefusal(usedOf, mid) is null)
-            {
-                lo = mid;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
-        }
-
-        return lo;
     }
 
     public async Task<AccountSpendCapSettings> GetAccountSpendCapAsync(Guid userId, CancellationToken cancellationToken = default)
