@@ -135,7 +135,7 @@ public sealed class PastPeriodsTests(ClockedBrowserWebApp app) : IClassFixture<C
         }
         catch (TimeoutException ex)
         {
-            throw new TimeoutException($"Signing in again did not land on {landing}: the page is {page.Url}, saying: {await page.Locator("main").InnerTextAsync()}", ex);
+            throw new TimeoutException($"Signing in again did not land on {landing}: the page is {page.Url}, saying: {await page.Locator("body").InnerTextAsync()}", ex);
         }
     }
 
