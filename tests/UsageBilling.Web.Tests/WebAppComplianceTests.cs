@@ -376,6 +376,47 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
     }
 
     [Fact]
+    public async Task UsagePage_AccountCap_SavedAndShownAgainstUsage_BadCapSavesNothing()
+    {
+        var (session, userId) = await app.SignUpAsync();
+        using var _ = session;
+        await session.ChoosePlanAsync("starter");
+
+        // Starter's usage costs at most 18.00: a higher account cap is refused, and the meter cap in the same post is not saved either.
+        var fields = UserSession.FieldsOf(await session.GetPageAsync("/usage"), "limits");
+        fields["Form.SpendCap"] = "10";
+        fields["Form.AccountCap"] = "18.01";
+        var refused = await UserSession.ParseAsync(await session.PostFormAsync("/usage", fields));
+        Assert.Contains("above the most this plan's usage can cost", refused.QuerySelector("[data-testid='limits-message']")?.TextContent, StringComparison.Ordinal);
+        fields["Form.AccountCap"] = "abc";
+        var notAnAmount = await UserSession.ParseAsync(await session.PostFormAsync("/usage", fields));
+        Assert.Contains("'abc' is not an amount for the account cap", notAnAmount.QuerySelector("[data-testid='limits-message']")?.TextContent, StringComparison.Ordinal);
+        Assert.Null(JsonNode.Parse(await session.Client.GetStringAsync("/api/limits/ai_messages", Ct))!["spendCap"]);
+        Assert.Null(JsonNode.Parse(await session.Client.GetStringAsync("/api/spend-cap", Ct))!["spendCap"]);
+
+        fields["Form.SpendCap"] = "";
+        fields["Form.AccountCap"] = "0.04";
+        var saved = await UserSession.ParseAsync(await session.PostFormAsync("/usage", fields));
+        Assert.Contains("more than 0.04 USD", saved.QuerySelector("[data-testid='limits-message']")?.TextContent, StringComparison.Ordinal);
+        Assert.Equal(0.04m, JsonNode.Parse(await session.Client.GetStringAsync("/api/spend-cap", Ct))!["spendCap"]!.GetValue<decimal>());
+        Assert.Contains("0.00 USD of your 0.04 USD account cap: 0.04 USD left", saved.QuerySelector("[data-testid='account-cap-status']")?.TextContent, StringComparison.Ordinal);
+
+        // 100 messages are included; two more cost 0.04 and reach the cap.
+        await using (var db = app.CreateDbContext())
+        {
+            var now = DateTimeOffset.UtcNow;
+            db.UsageEvents.AddRange(Enumerable.Range(0, 102).Select(i => new UsageBilling.EntityFrameworkCore.Entities.UsageEvent { Id = Guid.CreateVersion7(), UserId = userId, Meter = "ai_messages", Quantity = 1, OccurredAt = now, CreatedAt = now }));
+            await db.SaveChangesAsync(Ct);
+        }
+
+        var page = await session.GetPageAsync("/usage");
+        Assert.Equal("0.04", page.QuerySelector("[data-testid='account-spend-cap']")?.GetAttribute("value"));
+        Assert.Contains("0.04 USD of your 0.04 USD account cap: reached, usage stops until", page.QuerySelector("[data-testid='account-cap-status']")?.TextContent, StringComparison.Ordinal);
+        var stopped = await session.Client.PostAsJsonAsync("/api/assistant/messages", new { message = "over the cap", requestId = Guid.NewGuid().ToString("N") }, Ct);
+        Assert.Equal(HttpStatusCode.TooManyRequests, stopped.StatusCode);
+    }
+
+    [Fact]
     public async Task OtherAccountsIds_AnswerNotFound()
     {
         var (alice, aliceId) = await app.SignUpAsync();
