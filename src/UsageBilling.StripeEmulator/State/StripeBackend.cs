@@ -96,6 +96,7 @@ internal sealed partial class StripeBackend
             _meterEvents.Clear();
             _byIdentifier.Clear();
             _eventIndex.Clear();
+            _sessions.Clear();
             _nextDue = long.MaxValue;
         }
     }
