@@ -80,9 +80,8 @@ internal sealed partial class StripeBackend
                 ValueKey = valueKey,
                 EventTimeWindow = string.IsNullOrEmpty(window) ? null : window,
             };
-            _meters[meter.Id] = meter;
+            _meters.Add(meter);
             _metersByEventName[eventName] = meter;
-            _meterList.Add(meter);
             return Render(meter);
         }
     }
@@ -142,7 +141,7 @@ internal sealed partial class StripeBackend
         var status = p.Enum("status", "active", "inactive");
         lock (_gate)
         {
-            var items = NewestFirst(_meterList, m => string.IsNullOrEmpty(status) || m.Status == status);
+            var items = NewestFirst(_meters, m => string.IsNullOrEmpty(status) || m.Status == status);
             return ListOf(items, m => m.Id, m => Render(m), p, "/v1/billing/meters");
         }
     }
