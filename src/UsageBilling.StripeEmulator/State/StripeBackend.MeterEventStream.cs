@@ -122,7 +122,7 @@ internal sealed partial class StripeBackend
             foreach (var e in events)
             {
                 var identifier = e.Identifier ?? NewId("evt_id_", 20);
-                if (_byIdentifier.TryGetValue(identifier, out var existing) && existing.Received > now - dedupWindow)
+                if (_meterEvents.SeenSince(identifier, now - dedupWindow))
                 {
                     duplicates++;
                     continue;

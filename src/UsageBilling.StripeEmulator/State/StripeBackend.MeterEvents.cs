@@ -82,7 +82,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             identifier ??= NewId("evt_id_", 20);
-            if (_byIdentifier.TryGetValue(identifier, out var existing) && existing.Received > now - dedupWindow)
+            if (_meterEvents.SeenSince(identifier, now - dedupWindow))
             {
                 var ex = new StripeApiException(400, "invalid_request_error", null,
                     $"An event already exists with identifier {identifier}.", "identifier", "duplicate_identifier");
@@ -139,20 +139,9 @@ internal sealed partial class StripeBackend
             Received = now,
             Payload = payload,
             ErrorCode = error,
-            Sequence = ++_sequence,
+            Sequence = _meterEvents.NextSequence(),
         };
         _meterEvents.Add(record);
-        _byIdentifier[identifier] = record;
-        if (meter is not null && customer is not null)
-        {
-            var key = (meter.Id, customer);
-            if (!_eventIndex.TryGetValue(key, out var list))
-            {
-                _eventIndex[key] = list = [];
-            }
-
-            list.Add(record);
-        }
 
         if (error is not null)
         {
@@ -236,7 +225,7 @@ internal sealed partial class StripeBackend
         var now = Now;
         lock (_gate)
         {
-            if (!_byIdentifier.TryGetValue(identifier, out var record) || record.EventName != eventName)
+            if (_meterEvents.Find(identifier) is not { } record || record.EventName != eventName)
             {
                 throw new StripeApiException(400, "invalid_request_error", "resource_missing",
                     $"No meter event with identifier {identifier} and event_name {eventName} was found.", "cancel[identifier]");
@@ -268,7 +257,7 @@ internal sealed partial class StripeBackend
     {
         lock (_gate)
         {
-            return _meterEvents
+            return _meterEvents.All
                 .Where(e => (customer is null || e.CustomerId == customer) && (eventName is null || e.EventName == eventName))
                 .Select(e => new AcceptedMeterEvent(
                     e.Identifier,

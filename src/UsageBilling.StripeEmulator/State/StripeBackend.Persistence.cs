@@ -36,7 +36,7 @@ internal sealed partial class StripeBackend
             var snapshot = new Snapshot
             {
                 SavedAt = Now,
-                Sequence = _sequence,
+                Sequence = _meterEvents.Sequence,
                 Customers = [.. _customers],
                 Products = [.. _products],
                 Prices = [.. _prices],
@@ -45,7 +45,7 @@ internal sealed partial class StripeBackend
                 Invoices = [.. _invoices],
                 Endpoints = [.. _endpoints],
                 Events = [.. _events],
-                MeterEvents = [.. _meterEvents],
+                MeterEvents = [.. _meterEvents.All],
                 CheckoutSessions = [.. _checkout],
             };
             bytes = JsonSerializer.SerializeToUtf8Bytes(snapshot, SnapshotJson);
@@ -72,7 +72,6 @@ internal sealed partial class StripeBackend
         Reset();
         lock (_gate)
         {
-            _sequence = s.Sequence;
             _customers.Load(s.Customers);
             _products.Load(s.Products);
             _prices.Load(s.Prices);
@@ -87,21 +86,7 @@ internal sealed partial class StripeBackend
             _endpoints.Load(s.Endpoints);
             _events.Load(s.Events);
             _checkout.Load(s.CheckoutSessions);
-            foreach (var e in s.MeterEvents)
-            {
-                _meterEvents.Add(e);
-                _byIdentifier[e.Identifier] = e;
-                if (e.MeterId is not null && e.CustomerId is not null)
-                {
-                    var key = (e.MeterId, e.CustomerId);
-                    if (!_eventIndex.TryGetValue(key, out var list))
-                    {
-                        _eventIndex[key] = list = [];
-                    }
-
-                    list.Add(e);
-                }
-            }
+            _meterEvents.Load(s.MeterEvents, s.Sequence);
 
             if (s.SavedAt > Now)
             {

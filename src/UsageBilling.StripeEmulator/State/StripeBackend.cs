@@ -27,10 +27,7 @@ internal sealed partial class StripeBackend
     private readonly Table<EventRecord> _events = new(x => x.Id);
     private readonly Table<CheckoutSession> _checkout = new(x => x.Id);
 
-    private readonly List<MeterEventRecord> _meterEvents = [];
-    private readonly Dictionary<string, MeterEventRecord> _byIdentifier = new(StringComparer.Ordinal);
-    private readonly Dictionary<(string Meter, string Customer), List<MeterEventRecord>> _eventIndex = [];
-    private long _sequence;
+    private readonly MeterEventLog _meterEvents = new();
 
     private readonly WebhookDispatcher _webhooks;
 
@@ -76,8 +73,6 @@ internal sealed partial class StripeBackend
             _events.Clear();
             _checkout.Clear();
             _meterEvents.Clear();
-            _byIdentifier.Clear();
-            _eventIndex.Clear();
             _sessions.Clear();
             _nextDue = long.MaxValue;
         }
