@@ -46,7 +46,8 @@ internal sealed class BenchEmulator : IAsyncDisposable
     }
 
     /// <summary>Runs the emulator's own executable (copied next to this one by the project reference) on a free loopback port.</summary>
-    public static async Task<BenchEmulator> StartChildAsync()
+    /// <param name="options">Emulator options as <c>--Name value</c> pairs (the standalone emulator binds them).</param>
+    public static async Task<BenchEmulator> StartChildAsync(params string[] options)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, "UsageBilling.StripeEmulator.dll");
         if (!System.IO.File.Exists(Path.ChangeExtension(dll, ".runtimeconfig.json")))
@@ -64,7 +65,7 @@ internal sealed class BenchEmulator : IAsyncDisposable
         var apiBase = $"http://127.0.0.1:{port}";
         var token = "emu_admin_bench_" + Guid.NewGuid().ToString("N");
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { dll, "--urls", apiBase, "--AdminToken", token })
+        foreach (var a in new[] { dll, "--urls", apiBase, "--AdminToken", token }.Concat(options))
         {
             start.ArgumentList.Add(a);
         }

@@ -19,7 +19,7 @@ namespace UsageBilling.Benchmarks;
 /// injected latency on every meter-event call and the emulator limiting at the same rate as the
 /// flusher — achieved calls/s and 429s. Every scenario runs on a fresh database and a reset emulator.
 /// </summary>
-public static class FlushBenchmark
+public static partial class FlushBenchmark
 {
     private static readonly string[] Meters = ["ai_messages", "api_calls"];
 

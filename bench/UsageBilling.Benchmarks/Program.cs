@@ -9,6 +9,7 @@ try
     {
         "recording" => await RecordingBenchmark.RunAsync(rest),
         "flush" => await FlushBenchmark.RunAsync(rest),
+        "transports" => await FlushBenchmark.RunTransportsAsync(rest),
         "summary" => await SummaryBenchmark.RunAsync(rest),
         _ => Usage(),
     };
@@ -34,6 +35,12 @@ static int Usage()
                       [--events N] [--customers C] [--provider postgres|sqlite|both] [--layout interleaved|clustered]
                       [--concurrency K] [--claim-batch B] [--send-batch S] [--limited-groups G] [--rate R]
                       [--latency-ms L] [--emulator child|inprocess] [--skip-throughput] [--skip-limited]
+          transports  one backlog flushed over v1 meter events and over the v2 meter event stream, in one run, with
+                      latency on every request and Stripe's limits (live: v1 1000/s + 1 per customer·meter, v2 10000/s;
+                      test: 25/s each):
+                      requests/s and meter events/s of each, v2/v1
+                      [--groups G] [--latency-ms L] [--concurrency K] [--mark-batch M] [--limits live|test]
+                      [--provider postgres|sqlite|both]
           summary     usage-page read (GetCurrentPeriodAsync) p50/p95/p99 for a customer with 1M events in a 10M-row
                       PostgreSQL table, vs. one aggregate over usage_events; both must agree
                       [--events N] [--customer-events M] [--users U] [--iterations I] [--baseline-iterations B] [--recorded R]

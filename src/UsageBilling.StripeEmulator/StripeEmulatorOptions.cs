@@ -12,6 +12,22 @@ public sealed class StripeEmulatorOptions
     /// <summary>Account-wide rate limit in requests per second (429 with <c>Stripe-Rate-Limited-Reason: global-rate</c>); <see langword="null"/> = off (default). Stripe test mode is 25.</summary>
     public double? RateLimitPerSecond { get; set; }
 
+    /// <summary>
+    /// Limit of <c>POST /v1/billing/meter_events</c> alone in requests per second, on top of <see cref="RateLimitPerSecond"/>
+    /// (429 with <c>Stripe-Rate-Limited-Reason: endpoint-rate</c>); <see langword="null"/> = off (default). Stripe live mode is 1 000.
+    /// </summary>
+    public double? MeterEventRateLimitPerSecond { get; set; }
+
+    /// <summary>
+    /// Limit of <c>POST /v2/billing/meter_event_stream</c> in requests per second (each up to 100 events); stream requests
+    /// do not count against <see cref="RateLimitPerSecond"/>, which models the v1 API host. <see langword="null"/> = off
+    /// (default). Stripe live mode is 10 000.
+    /// </summary>
+    public double? MeterEventStreamRateLimitPerSecond { get; set; }
+
+    /// <summary>How long a v2 meter event session's <c>authentication_token</c> is valid. Default 15 minutes, as Stripe.</summary>
+    public TimeSpan MeterEventSessionLifetime { get; set; } = TimeSpan.FromMinutes(15);
+
     /// <summary>Answer 429 when a second meter event for the same customer and meter arrives while one is in flight. Default off.</summary>
     public bool EnforceConcurrencyPerCustomerMeter { get; set; }
 
@@ -58,6 +74,21 @@ public sealed class StripeEmulatorOptions
         if (RateLimitPerSecond is <= 0)
         {
             throw new ArgumentOutOfRangeException(nameof(RateLimitPerSecond), RateLimitPerSecond, "Must be positive or null.");
+        }
+
+        if (MeterEventRateLimitPerSecond is <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MeterEventRateLimitPerSecond), MeterEventRateLimitPerSecond, "Must be positive or null.");
+        }
+
+        if (MeterEventStreamRateLimitPerSecond is <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MeterEventStreamRateLimitPerSecond), MeterEventStreamRateLimitPerSecond, "Must be positive or null.");
+        }
+
+        if (MeterEventSessionLifetime < TimeSpan.FromSeconds(1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(MeterEventSessionLifetime), MeterEventSessionLifetime, "Must be at least 1 second.");
         }
 
         if (IdentifierDedupWindow <= TimeSpan.Zero)

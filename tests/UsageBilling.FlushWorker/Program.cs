@@ -1,7 +1,8 @@
 // Flushes forever against the given database and Stripe base URL; the crash tests kill it with SIGKILL.
 // Usage: UsageBilling.FlushWorker <sqlite|postgres> <connection string> <stripe api base> [name=value ...]
 // Settings (defaults in brackets): lease-ms [15000], timeout-ms [2000], retries [1], send-batch [10],
-// concurrency [4], claim-batch [25], mark-batch [50], rps [200], id [0] (the API key is sk_test_crashworker<id>).
+// concurrency [4], claim-batch [25], mark-batch [50], rps [200], id [0] (the API key is sk_test_crashworker<id>),
+// v2stream [0] (1 = Flush:Transport V2Stream).
 using UsageBilling;
 using UsageBilling.Storage;
 using Microsoft.Extensions.DependencyInjection;
@@ -44,6 +45,7 @@ builder.UseStripe(o =>
     o.LeaseDuration = TimeSpan.FromMilliseconds(Setting("lease-ms", 15000));
     o.RetryBaseDelay = TimeSpan.FromMilliseconds(200);
     o.RetryMaxDelay = TimeSpan.FromSeconds(1);
+    o.Transport = Setting("v2stream", 0) == 1 ? FlushTransport.V2Stream : FlushTransport.V1;
 });
 await using var provider = services.BuildServiceProvider();
 var flusher = provider.GetRequiredService<IUsageFlusher>();

@@ -39,6 +39,12 @@ public abstract class FlushComplianceTestsBase(Provider provider) : IAsyncLifeti
 
     protected static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    /// <summary>The flusher's transport in this class's tests (the <c>Stream</c> classes run the same facts on the v2 stream).</summary>
+    protected virtual FlushTransport Transport => FlushTransport.V1;
+
+    /// <summary>The path the flusher's meter events go to, for faults.</summary>
+    protected string MeterEventPath => Transport == FlushTransport.V2Stream ? "/v2/billing/meter_event_stream" : "/v1/billing/meter_events";
+
     public async ValueTask InitializeAsync()
     {
         Emulator = await StripeEmulatorServer.StartAsync(new StripeEmulatorOptions { TimeProvider = Time });
@@ -66,6 +72,7 @@ public abstract class FlushComplianceTestsBase(Provider provider) : IAsyncLifeti
                 o.Enabled = false;
                 o.RequestsPerSecond = 2000;
                 o.MaxConcurrentCalls = 16;
+                o.Transport = Transport;
                 flush?.Invoke(o);
             }));
 
@@ -236,7 +243,7 @@ public abstract class FlushComplianceTests(Provider provider) : FlushComplianceT
             customers.Add(await NewCustomerAsync());
         }
 
-        const string path = "/v1/billing/meter_events";
+        var path = MeterEventPath;
         await Emulator.Admin.InjectFaultAsync(new FaultSpec(path, FaultKind.ServerError, Count: 3), Ct);
         await Emulator.Admin.InjectFaultAsync(new FaultSpec(path, FaultKind.ServerError, Count: 3, StoreForIdempotency: true), Ct);
         await Emulator.Admin.InjectFaultAsync(new FaultSpec(path, FaultKind.RateLimited, Count: 4), Ct);
@@ -344,7 +351,7 @@ public abstract class FlushComplianceTests(Provider provider) : FlushComplianceT
         await Recorder.RecordAsync(user, "ai_messages", 3, cancellationToken: Ct);
 
         // Every attempt fails with a 500 the emulator keeps for the key: the report stays pending while it retries.
-        await Emulator.Admin.InjectFaultAsync(new FaultSpec("/v1/billing/meter_events", FaultKind.ServerError, Count: 1000), Ct);
+        await Emulator.Admin.InjectFaultAsync(new FaultSpec(MeterEventPath, FaultKind.ServerError, Count: 1000), Ct);
         var first = await Flusher.FlushOnceAsync(Ct);
         Assert.Equal(1, first.ReportsRetried);
         for (var hour = 0; hour < 24; hour++)
@@ -440,7 +447,7 @@ public abstract class FlushComplianceTests(Provider provider) : FlushComplianceT
         // A live key: well-formed, but this "Stripe" (test mode only) answers 401.
         var badHost = await BillingHost.StartAsync(Database, Time, null, b => b
             .UseStripe(o => { o.SecretKey = "sk_live_refusedkey"; o.ApiBase = Emulator.ApiBase; o.MaxNetworkRetries = 0; })
-            .AddFlusher(o => { o.Enabled = false; o.MaxConcurrentCalls = 1; }));
+            .AddFlusher(o => { o.Enabled = false; o.MaxConcurrentCalls = 1; o.Transport = Transport; }));
         Hosts.Add(badHost);
 
         var result = await badHost.Get<IUsageFlusher>().FlushOnceAsync(Ct);
@@ -496,7 +503,10 @@ public abstract class FlushComplianceTests(Provider provider) : FlushComplianceT
 public abstract class CrashSafetyTests(Provider provider) : FlushComplianceTestsBase(provider)
 {
     /// <summary>Trials per provider; USAGEBILLING_CRASH_TRIALS raises it for a longer soak.</summary>
-    private static int Trials => int.TryParse(Environment.GetEnvironmentVariable("USAGEBILLING_CRASH_TRIALS"), out var n) ? n : 50;
+    private int Trials => int.TryParse(Environment.GetEnvironmentVariable("USAGEBILLING_CRASH_TRIALS"), out var n) ? n : DefaultTrials;
+
+    /// <summary>Trials without USAGEBILLING_CRASH_TRIALS.</summary>
+    protected virtual int DefaultTrials => 50;
 
     [Fact]
     public async Task Flush_WorkerKilledAtRandomMomentsWithFaults_NothingLostNothingCountedTwice()
@@ -525,13 +535,13 @@ public abstract class CrashSafetyTests(Provider provider) : FlushComplianceTests
             if (trial % 3 == 0)
             {
                 var kind = faults[random.Next(faults.Length)];
-                await Emulator.Admin.InjectFaultAsync(new FaultSpec("/v1/billing/meter_events", kind, Count: random.Next(1, 4), DelayMilliseconds: kind == FaultKind.Delay ? 2500 : 0, StoreForIdempotency: random.Next(2) == 0 && kind == FaultKind.ServerError), Ct);
+                await Emulator.Admin.InjectFaultAsync(new FaultSpec(MeterEventPath, kind, Count: random.Next(1, 4), DelayMilliseconds: kind == FaultKind.Delay ? 2500 : 0, StoreForIdempotency: random.Next(2) == 0 && kind == FaultKind.ServerError), Ct);
             }
             var before = (await Emulator.Admin.GetMeterEventsAsync(cancellationToken: Ct)).Count;
 
             using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("dotnet")
             {
-                ArgumentList = { worker, Provider == Provider.Sqlite ? "sqlite" : "postgres", ConnectionString, Emulator.ApiBase },
+                ArgumentList = { worker, Provider == Provider.Sqlite ? "sqlite" : "postgres", ConnectionString, Emulator.ApiBase, $"v2stream={(Transport == FlushTransport.V2Stream ? 1 : 0)}" },
                 RedirectStandardOutput = true,
                 RedirectStandardError = true,
                 UseShellExecute = false,
@@ -596,6 +606,34 @@ public sealed class SqliteCrashSafetyTests() : CrashSafetyTests(Provider.Sqlite)
 
 public sealed class PostgresCrashSafetyTests() : CrashSafetyTests(Provider.Postgres);
 
+/// <summary>The crash loop with the worker on the v2 stream (fewer trials: the v1 loop covers the claim/lease/mark paths).</summary>
+public sealed class SqliteStreamCrashSafetyTests() : CrashSafetyTests(Provider.Sqlite)
+{
+    protected override FlushTransport Transport => FlushTransport.V2Stream;
+
+    protected override int DefaultTrials => 15;
+}
+
+/// <summary>The crash loop with the worker on the v2 stream, on PostgreSQL.</summary>
+public sealed class PostgresStreamCrashSafetyTests() : CrashSafetyTests(Provider.Postgres)
+{
+    protected override FlushTransport Transport => FlushTransport.V2Stream;
+
+    protected override int DefaultTrials => 15;
+}
+
 public sealed class SqliteFlushTests() : FlushComplianceTests(Provider.Sqlite);
 
 public sealed class PostgresFlushTests() : FlushComplianceTests(Provider.Postgres);
+
+/// <summary>The same flush facts with <see cref="FlushTransport.V2Stream"/> (faults on the stream path), on SQLite.</summary>
+public sealed class SqliteStreamFlushTests() : FlushComplianceTests(Provider.Sqlite)
+{
+    protected override FlushTransport Transport => FlushTransport.V2Stream;
+}
+
+/// <summary>The same flush facts with <see cref="FlushTransport.V2Stream"/> (faults on the stream path), on PostgreSQL.</summary>
+public sealed class PostgresStreamFlushTests() : FlushComplianceTests(Provider.Postgres)
+{
+    protected override FlushTransport Transport => FlushTransport.V2Stream;
+}

@@ -17,6 +17,8 @@ internal sealed record ClockResponse(DateTimeOffset Now, long Unix);
 
 internal sealed record TotalResponse(decimal Value);
 
+internal sealed record ExpiredSessionsResponse(int Expired);
+
 internal sealed record AddWebhookEndpointRequest(string Url, IReadOnlyList<string>? EnabledEvents);
 
 internal static class AdminJson

@@ -119,6 +119,8 @@ internal static class AdminEndpoints
             }
         });
 
+        g.MapPost("/meter_event_sessions/expire", async (CancellationToken ct) =>
+            TypedResults.Ok(new ExpiredSessionsResponse(await admin.ExpireMeterEventSessionsAsync(ct))));
         g.MapPost("/reset", async (CancellationToken ct) =>
         {
             await admin.ResetAsync(ct);

@@ -96,6 +96,10 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
         Task.FromResult(_runtime.MeterEventRequests);
 
     /// <inheritdoc/>
+    public Task<int> ExpireMeterEventSessionsAsync(CancellationToken cancellationToken = default) =>
+        Task.FromResult(_backend.ExpireMeterEventSessions());
+
+    /// <inheritdoc/>
     public Task<WebhookEndpointInfo> AddWebhookEndpointAsync(Uri url, IReadOnlyList<string>? enabledEvents = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(url);

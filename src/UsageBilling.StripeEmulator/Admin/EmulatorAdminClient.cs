@@ -116,6 +116,10 @@ public sealed class EmulatorAdminClient : IStripeEmulatorAdmin
     /// <inheritdoc/>
     public Task ResetAsync(CancellationToken cancellationToken = default) => SendAsync(HttpMethod.Post, "reset", null, cancellationToken);
 
+    /// <inheritdoc/>
+    public async Task<int> ExpireMeterEventSessionsAsync(CancellationToken cancellationToken = default) =>
+        (await SendAsync<ExpiredSessionsResponse>(HttpMethod.Post, "meter_event_sessions/expire", null, cancellationToken)).Expired;
+
     private async Task<T> SendAsync<T>(HttpMethod method, string path, object? body, CancellationToken ct)
     {
         using var response = await SendCoreAsync(method, path, body, ct);

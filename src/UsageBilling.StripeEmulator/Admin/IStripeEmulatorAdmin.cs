@@ -52,6 +52,13 @@ public interface IStripeEmulatorAdmin
     /// </summary>
     Task<IReadOnlyList<MeterEventRequestCount>> GetMeterEventRequestsAsync(CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Expires every open v2 meter event session now, as if its 15 minutes had passed: the next
+    /// <c>POST /v2/billing/meter_event_stream</c> with its token gets 401 <c>billing_meter_event_session_expired</c>.
+    /// </summary>
+    /// <returns>How many sessions were open.</returns>
+    Task<int> ExpireMeterEventSessionsAsync(CancellationToken cancellationToken = default);
+
     /// <summary>Registers a webhook endpoint (same as <c>POST /v1/webhook_endpoints</c>); <paramref name="enabledEvents"/> null = all.</summary>
     Task<WebhookEndpointInfo> AddWebhookEndpointAsync(Uri url, IReadOnlyList<string>? enabledEvents = null, CancellationToken cancellationToken = default);
 

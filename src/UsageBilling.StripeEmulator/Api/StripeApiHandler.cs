@@ -34,6 +34,12 @@ internal sealed partial class StripeApiHandler
         var request = ctx.Request;
         var method = request.Method;
         var path = request.Path.Value ?? "/";
+        if (path.StartsWith(V2MeterPathPrefix, StringComparison.Ordinal))
+        {
+            await HandleMeterEventV2Async(ctx, method, path);
+            return;
+        }
+
         var requestId = StripeBackend.NewId("req_", 14);
         FaultSpec? fault = null;
         ApiResponse response;
@@ -60,6 +66,11 @@ internal sealed partial class StripeApiHandler
                 ?? throw new StripeApiException(404, "invalid_request_error", null,
                     $"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
                     null, "unrecognized_url");
+            if (isMeterEvent && !_runtime.TryTakeMeterEventToken())
+            {
+                throw RateLimited("endpoint-rate", "meter_event_rate_limited");
+            }
+
             if (isMeterEvent && p.Node.Child("identifier")?.Value is { } identifier)
             {
                 _runtime.CountMeterEventRequest(identifier, apiKey);
@@ -102,6 +113,11 @@ internal sealed partial class StripeApiHandler
             return;
         }
 
+        await WriteAsync(ctx, requestId, response);
+    }
+
+    private static async Task WriteAsync(HttpContext ctx, string requestId, ApiResponse response)
+    {
         var http = ctx.Response;
         http.StatusCode = response.Status;
         http.Headers["Request-Id"] = requestId;

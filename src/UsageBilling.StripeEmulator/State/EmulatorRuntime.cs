@@ -10,17 +10,19 @@ internal sealed class EmulatorRuntime
     private readonly List<(string Id, FaultSpec Spec, int Remaining)> _faults = [];
     private readonly ConcurrentDictionary<string, long> _rejections = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, byte> _inFlight = new(StringComparer.Ordinal);
-    private readonly Lock _rateGate = new();
-    private double _tokens;
-    private long _lastRefill;
-    private double? _rateLimit;
+    private readonly RateBucket _global;
+    private readonly RateBucket _meterEvents;
+    private readonly RateBucket _stream;
 
     public EmulatorRuntime(StripeEmulatorOptions options)
     {
         Options = options;
         Clock = new EmulatorClock(options.TimeProvider);
         EnforceConcurrency = options.EnforceConcurrencyPerCustomerMeter;
-        SetRateLimit(options.RateLimitPerSecond);
+        _global = new RateBucket(Clock);
+        _meterEvents = new RateBucket(Clock);
+        _stream = new RateBucket(Clock);
+        SetRateLimits();
     }
 
     public StripeEmulatorOptions Options { get; }
@@ -31,8 +33,6 @@ internal sealed class EmulatorRuntime
     public volatile string? PublicRoot;
 
     public volatile bool EnforceConcurrency;
-
-    public double? RateLimit => _rateLimit;
 
     // ------------------------------------------------------------ rejections
 
@@ -49,43 +49,69 @@ internal sealed class EmulatorRuntime
     public IReadOnlyList<Admin.MeterEventRequestCount> MeterEventRequests =>
         [.. _meterEventRequests.Select(r => new Admin.MeterEventRequestCount(r.Key.Identifier, r.Key.ApiKey, r.Value)).OrderBy(r => r.Identifier, StringComparer.Ordinal).ThenBy(r => r.ApiKey, StringComparer.Ordinal)];
 
-    // ------------------------------------------------------------ rate limit (token bucket on the injected clock's timestamps)
+    // ------------------------------------------------------------ rate limits (token buckets on the injected clock's timestamps)
 
-    public void SetRateLimit(double? perSecond)
+    /// <summary>Sets the account-wide limit every v1 request shares (the admin API's rate limit).</summary>
+    public void SetRateLimit(double? perSecond) => _global.Set(perSecond);
+
+    /// <summary>One request's token from the account-wide bucket.</summary>
+    public bool TryTakeRateToken() => _global.TryTake();
+
+    /// <summary>One token from the bucket of <c>POST /v1/billing/meter_events</c> alone (live mode: 1 000/s).</summary>
+    public bool TryTakeMeterEventToken() => _meterEvents.TryTake();
+
+    /// <summary>One token from the bucket of <c>POST /v2/billing/meter_event_stream</c> (live mode: 10 000 requests/s).</summary>
+    public bool TryTakeStreamToken() => _stream.TryTake();
+
+    /// <summary>A token bucket holding at most one second's worth of tokens; <see langword="null"/> rate = unlimited.</summary>
+    private sealed class RateBucket(EmulatorClock clock)
     {
-        if (perSecond is <= 0)
-        {
-            throw new ArgumentOutOfRangeException(nameof(perSecond), perSecond, "Must be positive or null.");
-        }
+        private readonly Lock _gate = new();
+        private double _tokens;
+        private long _lastRefill;
+        private double? _rate;
 
-        lock (_rateGate)
+        public void Set(double? perSecond)
         {
-            _rateLimit = perSecond;
-            _tokens = perSecond ?? 0;
-            _lastRefill = Clock.GetTimestamp();
-        }
-    }
-
-    public bool TryTakeRateToken()
-    {
-        if (_rateLimit is not { } rate)
-        {
-            return true;
-        }
-
-        lock (_rateGate)
-        {
-            var now = Clock.GetTimestamp();
-            var elapsed = Clock.GetElapsedTime(_lastRefill, now).TotalSeconds;
-            _lastRefill = now;
-            _tokens = Math.Min(rate, _tokens + (elapsed * rate));
-            if (_tokens >= 1)
+            if (perSecond is <= 0)
             {
-                _tokens -= 1;
+                throw new ArgumentOutOfRangeException(nameof(perSecond), perSecond, "Must be positive or null.");
+            }
+
+            lock (_gate)
+            {
+                _rate = perSecond;
+                _tokens = perSecond ?? 0;
+                _lastRefill = clock.GetTimestamp();
+            }
+        }
+
+        public bool TryTake()
+        {
+            if (_rate is null)
+            {
                 return true;
             }
 
-            return false;
+            lock (_gate)
+            {
+                if (_rate is not { } rate)
+                {
+                    return true;
+                }
+
+                var now = clock.GetTimestamp();
+                var elapsed = clock.GetElapsedTime(_lastRefill, now).TotalSeconds;
+                _lastRefill = now;
+                _tokens = Math.Min(rate, _tokens + (elapsed * rate));
+                if (_tokens >= 1)
+                {
+                    _tokens -= 1;
+                    return true;
+                }
+
+                return false;
+            }
         }
     }
 
@@ -196,6 +222,13 @@ internal sealed class EmulatorRuntime
         _meterEventRequests.Clear();
         _inFlight.Clear();
         EnforceConcurrency = Options.EnforceConcurrencyPerCustomerMeter;
-        SetRateLimit(Options.RateLimitPerSecond);
+        SetRateLimits();
+    }
+
+    private void SetRateLimits()
+    {
+        _global.Set(Options.RateLimitPerSecond);
+        _meterEvents.Set(Options.MeterEventRateLimitPerSecond);
+        _stream.Set(Options.MeterEventStreamRateLimitPerSecond);
     }
 }

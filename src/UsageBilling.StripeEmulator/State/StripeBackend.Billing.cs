@@ -182,8 +182,7 @@ internal sealed partial class StripeBackend
     /// </summary>
     private void StartSubscriptionLocked(Subscription s, long now)
     {
-        _subscriptions[s.Id] = s;
-        _subscriptionList.Add(s);
+        _subscriptions.Add(s);
         Emit("customer.subscription.created", Render(s), now);
 
         // The flat fee is billed in advance: the first invoice holds the licensed items for the first period.
@@ -349,7 +348,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             ProcessDueLocked(Now);
-            var items = NewestFirst(_subscriptionList, s =>
+            var items = NewestFirst(_subscriptions, s =>
                 (string.IsNullOrEmpty(customer) || s.CustomerId == customer)
                 && (string.IsNullOrEmpty(price) || s.Items.Any(i => i.PriceId == price))
                 && (status switch
@@ -381,8 +380,7 @@ internal sealed partial class StripeBackend
             BillingReason = reason,
             Currency = s.Currency,
         };
-        _invoices[inv.Id] = inv;
-        _invoiceList.Add(inv);
+        _invoices.Add(inv);
         return inv;
     }
 
@@ -477,7 +475,7 @@ internal sealed partial class StripeBackend
     private string NextInvoiceNumber(string customerId)
     {
         var prefix = Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(customerId)))[..8];
-        var sequence = _invoiceList.Count(i => i.CustomerId == customerId && i.Number is not null) + 1;
+        var sequence = _invoices.Count(i => i.CustomerId == customerId && i.Number is not null) + 1;
         return string.Create(CultureInfo.InvariantCulture, $"{prefix}-{sequence:D4}");
     }
 
@@ -613,7 +611,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             ProcessDueLocked(Now);
-            var items = NewestFirst(_invoiceList, i =>
+            var items = NewestFirst(_invoices, i =>
                 (string.IsNullOrEmpty(customer) || i.CustomerId == customer)
                 && (string.IsNullOrEmpty(subscription) || i.SubscriptionId == subscription)
                 && (string.IsNullOrEmpty(status) || i.Status == status));
@@ -666,7 +664,7 @@ internal sealed partial class StripeBackend
         {
             Subscription? dueSub = null;
             var subAt = long.MaxValue;
-            foreach (var s in _subscriptionList)
+            foreach (var s in _subscriptions)
             {
                 if (s.Status == "canceled" || s.Items.Count == 0)
                 {
@@ -682,7 +680,7 @@ internal sealed partial class StripeBackend
             }
 
             Invoice? dueInv = null;
-            foreach (var inv in _invoiceList)
+            foreach (var inv in _invoices)
             {
                 if (inv.Status == "draft" && inv.FinalizeAt <= now && (dueInv is null || inv.FinalizeAt < dueInv.FinalizeAt))
                 {
@@ -691,7 +689,7 @@ internal sealed partial class StripeBackend
             }
 
             CheckoutSession? dueSession = null;
-            foreach (var cs in _checkoutList)
+            foreach (var cs in _checkout)
             {
                 if (cs.Status == "open" && cs.ExpiresAt <= now && (dueSession is null || cs.ExpiresAt < dueSession.ExpiresAt))
                 {
@@ -765,7 +763,7 @@ internal sealed partial class StripeBackend
     private void RecomputeNextDue()
     {
         var next = long.MaxValue;
-        foreach (var s in _subscriptionList)
+        foreach (var s in _subscriptions)
         {
             if (s.Status != "canceled" && s.Items.Count > 0)
             {
@@ -773,7 +771,7 @@ internal sealed partial class StripeBackend
             }
         }
 
-        foreach (var inv in _invoiceList)
+        foreach (var inv in _invoices)
         {
             if (inv.Status == "draft")
             {
@@ -781,7 +779,7 @@ internal sealed partial class StripeBackend
             }
         }
 
-        foreach (var cs in _checkoutList)
+        foreach (var cs in _checkout)
         {
             if (cs.Status == "open")
             {

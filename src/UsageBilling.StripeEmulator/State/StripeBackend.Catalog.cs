@@ -39,8 +39,7 @@ internal sealed partial class StripeBackend
         MergeMetadata(c.Metadata, p);
         lock (_gate)
         {
-            _customers[c.Id] = c;
-            _customerList.Add(c);
+            _customers.Add(c);
             return Render(c);
         }
     }
@@ -100,7 +99,7 @@ internal sealed partial class StripeBackend
         var email = p.Str("email", 512);
         lock (_gate)
         {
-            var items = NewestFirst(_customerList, c => !c.Deleted && (string.IsNullOrEmpty(email) || c.Email == email));
+            var items = NewestFirst(_customers, c => !c.Deleted && (string.IsNullOrEmpty(email) || c.Email == email));
             return ListOf(items, c => c.Id, c => Render(c), p, "/v1/customers");
         }
     }
@@ -144,8 +143,7 @@ internal sealed partial class StripeBackend
                 throw StripeApiException.Invalid($"Product already exists.", "id", "resource_already_exists");
             }
 
-            _products[x.Id] = x;
-            _productList.Add(x);
+            _products.Add(x);
             return Render(x);
         }
     }
@@ -192,7 +190,7 @@ internal sealed partial class StripeBackend
         var ids = p.StrArray("ids");
         lock (_gate)
         {
-            var items = NewestFirst(_productList, x => (active is null || x.Active == active) && (ids is null || ids.Contains(x.Id)));
+            var items = NewestFirst(_products, x => (active is null || x.Active == active) && (ids is null || ids.Contains(x.Id)));
             return ListOf(items, x => x.Id, x => Render(x), p, "/v1/products");
         }
     }
@@ -378,7 +376,7 @@ internal sealed partial class StripeBackend
                 MeterOrThrowParam(meterId);
             }
 
-            if (lookupKey is not null && _priceList.FirstOrDefault(x => x.LookupKey == lookupKey) is { } holder)
+            if (lookupKey is not null && _prices.FirstOrDefault(x => x.LookupKey == lookupKey) is { } holder)
             {
                 if (!transfer)
                 {
@@ -410,8 +408,7 @@ internal sealed partial class StripeBackend
                 Tiers = tiers,
             };
             MergeMetadata(price.Metadata, p);
-            _prices[price.Id] = price;
-            _priceList.Add(price);
+            _prices.Add(price);
             return Render(price);
         }
     }
@@ -451,7 +448,7 @@ internal sealed partial class StripeBackend
             if (p.Has("lookup_key"))
             {
                 var key = NullIfEmpty(p.Str("lookup_key", 200));
-                if (key is not null && _priceList.FirstOrDefault(o => o.LookupKey == key && o != x) is { } holder)
+                if (key is not null && _prices.FirstOrDefault(o => o.LookupKey == key && o != x) is { } holder)
                 {
                     if (p.Bool("transfer_lookup_key") != true)
                     {
@@ -480,7 +477,7 @@ internal sealed partial class StripeBackend
         var lookupKeys = p.StrArray("lookup_keys");
         lock (_gate)
         {
-            var items = NewestFirst(_priceList, x =>
+            var items = NewestFirst(_prices, x =>
                 (active is null || x.Active == active)
                 && (string.IsNullOrEmpty(product) || x.ProductId == product)
                 && (string.IsNullOrEmpty(type) || (type == "recurring") == x.IsRecurring)

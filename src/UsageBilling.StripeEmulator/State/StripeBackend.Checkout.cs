@@ -231,8 +231,7 @@ internal sealed partial class StripeBackend
             };
             cs.LineItems.AddRange(items);
             MergeMetadata(cs.Metadata, p);
-            _checkout[cs.Id] = cs;
-            _checkoutList.Add(cs);
+            _checkout.Add(cs);
             RecomputeNextDue();
             return Render(cs);
         }
@@ -282,7 +281,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             ProcessDueLocked(Now);
-            var items = NewestFirst(_checkoutList, cs =>
+            var items = NewestFirst(_checkout, cs =>
                 (string.IsNullOrEmpty(customer) || cs.CustomerId == customer)
                 && (string.IsNullOrEmpty(subscription) || cs.SubscriptionId == subscription)
                 && (string.IsNullOrEmpty(status) || cs.Status == status));
@@ -354,8 +353,7 @@ internal sealed partial class StripeBackend
             {
                 // Subscription mode always creates a customer when none was given.
                 customer = new Customer { Id = NewId("cus_", 14), Created = now, Email = cs.CustomerEmail };
-                _customers[customer.Id] = customer;
-                _customerList.Add(customer);
+                _customers.Add(customer);
             }
 
             var s = new Subscription

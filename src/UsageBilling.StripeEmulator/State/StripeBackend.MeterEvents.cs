@@ -82,7 +82,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             identifier ??= NewId("evt_id_", 20);
-            if (_byIdentifier.TryGetValue(identifier, out var existing) && existing.Received > now - dedupWindow)
+            if (_meterEvents.SeenSince(identifier, now - dedupWindow))
             {
                 var ex = new StripeApiException(400, "invalid_request_error", null,
                     $"An event already exists with identifier {identifier}.", "identifier", "duplicate_identifier");
@@ -90,62 +90,7 @@ internal sealed partial class StripeBackend
                 throw ex;
             }
 
-            string? error = null;
-            if (meter is null)
-            {
-                error = "no_meter";
-            }
-            else if (meter.Status != "active")
-            {
-                error = "archived_meter";
-            }
-            else if (string.IsNullOrEmpty(customer))
-            {
-                error = "meter_event_no_customer_defined";
-            }
-            else if (!_customers.TryGetValue(customer, out var c) || c.Deleted)
-            {
-                error = "meter_event_customer_not_found";
-            }
-            else if (!hasValue && meter.Formula != "count")
-            {
-                error = "meter_event_invalid_value";
-            }
-            else if (inFuture)
-            {
-                error = "timestamp_in_future";
-            }
-
-            var record = new MeterEventRecord
-            {
-                Identifier = identifier,
-                EventName = eventName,
-                MeterId = meter?.Id,
-                CustomerId = customer,
-                Value = value,
-                Timestamp = timestamp,
-                Received = now,
-                Payload = payload,
-                ErrorCode = error,
-                Sequence = ++_sequence,
-            };
-            _meterEvents.Add(record);
-            _byIdentifier[identifier] = record;
-            if (meter is not null && customer is not null)
-            {
-                var key = (meter.Id, customer);
-                if (!_eventIndex.TryGetValue(key, out var list))
-                {
-                    _eventIndex[key] = list = [];
-                }
-
-                list.Add(record);
-            }
-
-            if (error is not null)
-            {
-                ReportAsyncError(record, meter, error, now);
-            }
+            AddMeterEventLocked(identifier, eventName, meter, customer, value, hasValue, timestamp, inFuture, now, payload, null);
         }
 
         var payloadJson = new JsonObject();
@@ -164,6 +109,44 @@ internal sealed partial class StripeBackend
             ["payload"] = payloadJson,
             ["timestamp"] = timestamp,
         };
+    }
+
+    /// <summary>
+    /// Stores one accepted meter event (v1 or v2 stream) and reports its asynchronous error, if any, as a thin event.
+    /// <paramref name="knownError"/> is an error the caller already found (the stream's value and timestamp rules,
+    /// synchronous in v1). Caller holds the lock and has checked the identifier is new.
+    /// </summary>
+    private void AddMeterEventLocked(
+        string identifier, string eventName, Meter? meter, string? customer, long value, bool hasValue, long timestamp, bool inFuture, long now,
+        Dictionary<string, string> payload, string? knownError)
+    {
+        var error = knownError ?? (meter is null ? "no_meter"
+            : meter.Status != "active" ? "archived_meter"
+            : string.IsNullOrEmpty(customer) ? "meter_event_no_customer_defined"
+            : !_customers.TryGetValue(customer, out var c) || c.Deleted ? "meter_event_customer_not_found"
+            : !hasValue && meter.Formula != "count" ? "meter_event_invalid_value"
+            : inFuture ? "timestamp_in_future"
+            : null);
+
+        var record = new MeterEventRecord
+        {
+            Identifier = identifier,
+            EventName = eventName,
+            MeterId = meter?.Id,
+            CustomerId = customer,
+            Value = value,
+            Timestamp = timestamp,
+            Received = now,
+            Payload = payload,
+            ErrorCode = error,
+            Sequence = _meterEvents.NextSequence(),
+        };
+        _meterEvents.Add(record);
+
+        if (error is not null)
+        {
+            ReportAsyncError(record, meter, error, now);
+        }
     }
 
     /// <summary>Synchronous value rules: an integer string, at most 15 significant digits.</summary>
@@ -198,6 +181,8 @@ internal sealed partial class StripeBackend
             "meter_event_customer_not_found" => $"No customer '{record.CustomerId}' was found.",
             "meter_event_invalid_value" => $"The payload does not contain a valid value under '{meter?.ValueKey}'.",
             "timestamp_in_future" => "The timestamp is more than 5 minutes in the future.",
+            "timestamp_too_far_in_past" => "The timestamp is more than 35 days in the past.",
+            "meter_event_value_too_many_digits" => $"The value under '{meter?.ValueKey}' has more than 15 significant digits.",
             _ => code,
         };
         var data = new JsonObject
@@ -240,7 +225,7 @@ internal sealed partial class StripeBackend
         var now = Now;
         lock (_gate)
         {
-            if (!_byIdentifier.TryGetValue(identifier, out var record) || record.EventName != eventName)
+            if (_meterEvents.Find(identifier) is not { } record || record.EventName != eventName)
             {
                 throw new StripeApiException(400, "invalid_request_error", "resource_missing",
                     $"No meter event with identifier {identifier} and event_name {eventName} was found.", "cancel[identifier]");
@@ -272,7 +257,7 @@ internal sealed partial class StripeBackend
     {
         lock (_gate)
         {
-            return _meterEvents
+            return _meterEvents.All
                 .Where(e => (customer is null || e.CustomerId == customer) && (eventName is null || e.EventName == eventName))
                 .Select(e => new AcceptedMeterEvent(
                     e.Identifier,

@@ -80,9 +80,8 @@ internal sealed partial class StripeBackend
                 ValueKey = valueKey,
                 EventTimeWindow = string.IsNullOrEmpty(window) ? null : window,
             };
-            _meters[meter.Id] = meter;
+            _meters.Add(meter);
             _metersByEventName[eventName] = meter;
-            _meterList.Add(meter);
             return Render(meter);
         }
     }
@@ -142,7 +141,7 @@ internal sealed partial class StripeBackend
         var status = p.Enum("status", "active", "inactive");
         lock (_gate)
         {
-            var items = NewestFirst(_meterList, m => string.IsNullOrEmpty(status) || m.Status == status);
+            var items = NewestFirst(_meters, m => string.IsNullOrEmpty(status) || m.Status == status);
             return ListOf(items, m => m.Id, m => Render(m), p, "/v1/billing/meters");
         }
     }
@@ -219,12 +218,7 @@ internal sealed partial class StripeBackend
     /// <summary>The meter's aggregation over [start, end) for one customer: formula, event_time_window pre-aggregation, cancellations. Caller holds the lock.</summary>
     private decimal Aggregate(Meter meter, string customer, long start, long end)
     {
-        if (!_eventIndex.TryGetValue((meter.Id, customer), out var events))
-        {
-            return 0;
-        }
-
-        IEnumerable<MeterEventRecord> inRange = events.Where(e => e.Counts && e.Timestamp >= start && e.Timestamp < end);
+        IEnumerable<MeterEventRecord> inRange = _meterEvents.For(meter.Id, customer).Where(e => e.Counts && e.Timestamp >= start && e.Timestamp < end);
         if (meter.EventTimeWindow is { } w)
         {
             // Pre-aggregation: the latest event of each hour/day window wins.

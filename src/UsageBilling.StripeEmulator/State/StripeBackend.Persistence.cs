@@ -36,17 +36,17 @@ internal sealed partial class StripeBackend
             var snapshot = new Snapshot
             {
                 SavedAt = Now,
-                Sequence = _sequence,
-                Customers = [.. _customerList],
-                Products = [.. _productList],
-                Prices = [.. _priceList],
-                Meters = [.. _meterList],
-                Subscriptions = [.. _subscriptionList],
-                Invoices = [.. _invoiceList],
-                Endpoints = [.. _endpointList],
-                Events = [.. _eventList],
-                MeterEvents = [.. _meterEvents],
-                CheckoutSessions = [.. _checkoutList],
+                Sequence = _meterEvents.Sequence,
+                Customers = [.. _customers],
+                Products = [.. _products],
+                Prices = [.. _prices],
+                Meters = [.. _meters],
+                Subscriptions = [.. _subscriptions],
+                Invoices = [.. _invoices],
+                Endpoints = [.. _endpoints],
+                Events = [.. _events],
+                MeterEvents = [.. _meterEvents.All],
+                CheckoutSessions = [.. _checkout],
             };
             bytes = JsonSerializer.SerializeToUtf8Bytes(snapshot, SnapshotJson);
         }
@@ -72,77 +72,21 @@ internal sealed partial class StripeBackend
         Reset();
         lock (_gate)
         {
-            _sequence = s.Sequence;
-            foreach (var x in s.Customers)
+            _customers.Load(s.Customers);
+            _products.Load(s.Products);
+            _prices.Load(s.Prices);
+            _meters.Load(s.Meters);
+            foreach (var m in s.Meters)
             {
-                _customers[x.Id] = x;
-                _customerList.Add(x);
+                _metersByEventName[m.EventName] = m;
             }
 
-            foreach (var x in s.Products)
-            {
-                _products[x.Id] = x;
-                _productList.Add(x);
-            }
-
-            foreach (var x in s.Prices)
-            {
-                _prices[x.Id] = x;
-                _priceList.Add(x);
-            }
-
-            foreach (var x in s.Meters)
-            {
-                _meters[x.Id] = x;
-                _metersByEventName[x.EventName] = x;
-                _meterList.Add(x);
-            }
-
-            foreach (var x in s.Subscriptions)
-            {
-                _subscriptions[x.Id] = x;
-                _subscriptionList.Add(x);
-            }
-
-            foreach (var x in s.Invoices)
-            {
-                _invoices[x.Id] = x;
-                _invoiceList.Add(x);
-            }
-
-            foreach (var x in s.Endpoints)
-            {
-                _endpoints[x.Id] = x;
-                _endpointList.Add(x);
-            }
-
-            foreach (var x in s.Events)
-            {
-                _events[x.Id] = x;
-                _eventList.Add(x);
-            }
-
-            foreach (var x in s.CheckoutSessions)
-            {
-                _checkout[x.Id] = x;
-                _checkoutList.Add(x);
-            }
-
-            foreach (var e in s.MeterEvents)
-            {
-                _meterEvents.Add(e);
-                _byIdentifier[e.Identifier] = e;
-                if (e.MeterId is not null && e.CustomerId is not null)
-                {
-                    var key = (e.MeterId, e.CustomerId);
-                    if (!_eventIndex.TryGetValue(key, out var list))
-                    {
-                        _eventIndex[key] = list = [];
-                    }
-
-                    list.Add(e);
-                }
-            }
+            _subscriptions.Load(s.Subscriptions);
+            _invoices.Load(s.Invoices);
+            _endpoints.Load(s.Endpoints);
+            _events.Load(s.Events);
+            _checkout.Load(s.CheckoutSessions);
+            _meterEvents.Load(s.MeterEvents, s.Sequence);
 
             if (s.SavedAt > Now)
             {

@@ -72,8 +72,7 @@ internal sealed partial class StripeBackend
         };
         lock (_gate)
         {
-            _endpoints[e.Id] = e;
-            _endpointList.Add(e);
+            _endpoints.Add(e);
         }
 
         return new WebhookEndpointInfo(e.Id, url, e.Secret, e.EnabledEvents);
@@ -124,12 +123,11 @@ internal sealed partial class StripeBackend
         p.AllowOnly();
         lock (_gate)
         {
-            if (!_endpoints.Remove(id, out var e))
+            if (!_endpoints.Remove(id, out _))
             {
                 throw StripeApiException.NoSuch("webhook_endpoint", id);
             }
 
-            _endpointList.Remove(e);
             return new JsonObject { ["id"] = id, ["object"] = "webhook_endpoint", ["deleted"] = true };
         }
     }
@@ -139,7 +137,7 @@ internal sealed partial class StripeBackend
         p.AllowOnly("limit", "starting_after", "ending_before");
         lock (_gate)
         {
-            var items = NewestFirst(_endpointList, _ => true);
+            var items = NewestFirst(_endpoints, _ => true);
             return ListOf(items, e => e.Id, e => Render(e, false), p, "/v1/webhook_endpoints");
         }
     }

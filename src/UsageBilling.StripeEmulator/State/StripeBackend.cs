@@ -16,30 +16,18 @@ internal sealed partial class StripeBackend
     private const string Alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     private readonly Lock _gate = new();
-    private readonly Dictionary<string, Customer> _customers = new(StringComparer.Ordinal);
-    private readonly List<Customer> _customerList = [];
-    private readonly Dictionary<string, Product> _products = new(StringComparer.Ordinal);
-    private readonly List<Product> _productList = [];
-    private readonly Dictionary<string, Price> _prices = new(StringComparer.Ordinal);
-    private readonly List<Price> _priceList = [];
-    private readonly Dictionary<string, Meter> _meters = new(StringComparer.Ordinal);
+    private readonly Table<Customer> _customers = new(x => x.Id);
+    private readonly Table<Product> _products = new(x => x.Id);
+    private readonly Table<Price> _prices = new(x => x.Id);
+    private readonly Table<Meter> _meters = new(x => x.Id);
     private readonly Dictionary<string, Meter> _metersByEventName = new(StringComparer.Ordinal);
-    private readonly List<Meter> _meterList = [];
-    private readonly Dictionary<string, Subscription> _subscriptions = new(StringComparer.Ordinal);
-    private readonly List<Subscription> _subscriptionList = [];
-    private readonly Dictionary<string, Invoice> _invoices = new(StringComparer.Ordinal);
-    private readonly List<Invoice> _invoiceList = [];
-    private readonly Dictionary<string, WebhookEndpoint> _endpoints = new(StringComparer.Ordinal);
-    private readonly List<WebhookEndpoint> _endpointList = [];
-    private readonly Dictionary<string, EventRecord> _events = new(StringComparer.Ordinal);
-    private readonly List<EventRecord> _eventList = [];
-    private readonly Dictionary<string, CheckoutSession> _checkout = new(StringComparer.Ordinal);
-    private readonly List<CheckoutSession> _checkoutList = [];
+    private readonly Table<Subscription> _subscriptions = new(x => x.Id);
+    private readonly Table<Invoice> _invoices = new(x => x.Id);
+    private readonly Table<WebhookEndpoint> _endpoints = new(x => x.Id);
+    private readonly Table<EventRecord> _events = new(x => x.Id);
+    private readonly Table<CheckoutSession> _checkout = new(x => x.Id);
 
-    private readonly List<MeterEventRecord> _meterEvents = [];
-    private readonly Dictionary<string, MeterEventRecord> _byIdentifier = new(StringComparer.Ordinal);
-    private readonly Dictionary<(string Meter, string Customer), List<MeterEventRecord>> _eventIndex = [];
-    private long _sequence;
+    private readonly MeterEventLog _meterEvents = new();
 
     private readonly WebhookDispatcher _webhooks;
 
@@ -75,27 +63,17 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             _customers.Clear();
-            _customerList.Clear();
             _products.Clear();
-            _productList.Clear();
             _prices.Clear();
-            _priceList.Clear();
             _meters.Clear();
             _metersByEventName.Clear();
-            _meterList.Clear();
             _subscriptions.Clear();
-            _subscriptionList.Clear();
             _invoices.Clear();
-            _invoiceList.Clear();
             _endpoints.Clear();
-            _endpointList.Clear();
             _events.Clear();
-            _eventList.Clear();
             _checkout.Clear();
-            _checkoutList.Clear();
             _meterEvents.Clear();
-            _byIdentifier.Clear();
-            _eventIndex.Clear();
+            _sessions.Clear();
             _nextDue = long.MaxValue;
         }
     }
@@ -163,7 +141,7 @@ internal sealed partial class StripeBackend
         throw StripeApiException.Invalid($"Invalid {param}: no such object '{wanted}' in this list", param, "resource_missing");
     }
 
-    private static List<T> NewestFirst<T>(List<T> creationOrder, Func<T, bool> filter)
+    private static List<T> NewestFirst<T>(IReadOnlyList<T> creationOrder, Func<T, bool> filter)
     {
         var result = new List<T>();
         for (var i = creationOrder.Count - 1; i >= 0; i--)
@@ -233,7 +211,7 @@ internal sealed partial class StripeBackend
             data["previous_attributes"] = previousAttributes;
         }
 
-        var targets = _endpointList.Where(e => e.Wants(type)).ToList();
+        var targets = _endpoints.Where(e => e.Wants(type)).ToList();
         var body = new JsonObject
         {
             ["id"] = id,
@@ -247,8 +225,7 @@ internal sealed partial class StripeBackend
             ["type"] = type,
         };
         var record = new EventRecord { Id = id, Type = type, Created = created, Body = body };
-        _events[id] = record;
-        _eventList.Add(record);
+        _events.Add(record);
         foreach (var ep in targets)
         {
             _webhooks.Enqueue(ep.Id, ep.Url, ep.Secret, record);
@@ -282,9 +259,8 @@ internal sealed partial class StripeBackend
         full["data"] = data;
         full["reason"] = null;
         var record = new EventRecord { Id = id, Type = type, Created = created, Body = body, FullV2 = full, Thin = true };
-        _events[id] = record;
-        _eventList.Add(record);
-        foreach (var ep in _endpointList.Where(e => e.Wants(type)))
+        _events.Add(record);
+        foreach (var ep in _endpoints.Where(e => e.Wants(type)))
         {
             _webhooks.Enqueue(ep.Id, ep.Url, ep.Secret, record);
         }
@@ -316,7 +292,7 @@ internal sealed partial class StripeBackend
         var type = p.Str("type");
         lock (_gate)
         {
-            var items = NewestFirst(_eventList, e => !e.Thin && (string.IsNullOrEmpty(type) || e.Type == type));
+            var items = NewestFirst(_events, e => !e.Thin && (string.IsNullOrEmpty(type) || e.Type == type));
             return ListOf(items, e => e.Id, e => e.Body.DeepClone(), p, "/v1/events");
         }
     }

@@ -18,7 +18,18 @@ public sealed class FlushOptions
     /// <summary>Stripe calls in flight at once (never more than one per customer·meter). Default 8.</summary>
     public int MaxConcurrentCalls { get; set; } = 8;
 
-    /// <summary>Client-side rate limit in meter-event calls per second; <see langword="null"/> (default) = 25 for test keys, 1 000 for live keys.</summary>
+    /// <summary>
+    /// How reports reach Stripe. <see cref="FlushTransport.V1"/> (default): one <c>POST /v1/billing/meter_events</c> per
+    /// report. <see cref="FlushTransport.V2Stream"/>: up to 100 reports per <c>POST /v2/billing/meter_event_stream</c>
+    /// request, on a meter event session. The identifiers, and so exactly-once, are the same either way.
+    /// </summary>
+    public FlushTransport Transport { get; set; } = FlushTransport.V1;
+
+    /// <summary>
+    /// Client-side rate limit in Stripe calls per second (meter-event calls on v1, stream requests on v2);
+    /// <see langword="null"/> (default) = Stripe's limit for the key and transport: 25 for test keys (test mode shares the
+    /// basic limit; Stripe documents no higher one for the stream there), 1 000 for live keys on v1, 10 000 on the v2 stream.
+    /// </summary>
     public double? RequestsPerSecond { get; set; }
 
     /// <summary>
@@ -57,4 +68,19 @@ public sealed class FlushOptions
 
     /// <summary>Events older than this when claimed are never sent (reason <c>too_old_for_stripe</c>). Default 35 days minus 1 hour, a margin inside Stripe's 35-day window.</summary>
     public TimeSpan MaxEventAge { get; set; } = TimeSpan.FromDays(35) - TimeSpan.FromHours(1);
+}
+
+/// <summary>How the flusher sends reports to Stripe (<c>UsageBilling:Flush:Transport</c>).</summary>
+public enum FlushTransport
+{
+    /// <summary>One v1 meter event per report (<c>POST /v1/billing/meter_events</c>), at most one call in flight per customer·meter.</summary>
+    V1,
+
+    /// <summary>
+    /// Stripe's v2 meter event stream: a session token (renewed before its 15 minutes run out) and up to 100 reports per
+    /// request. For apps whose report volume outgrows v1's 1 000 calls/s. Stripe validates stream events only
+    /// asynchronously: a rejected report is named in a thin <c>v1.billing.meter.error_report_triggered</c> event, which the
+    /// webhook endpoint applies (the report turns dead).
+    /// </summary>
+    V2Stream,
 }

@@ -33,6 +33,7 @@ public static class FlushRegistration
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<FlushOptions>, FlushOptionsValidator>());
         services.TryAddSingleton<FlushState>();
         services.TryAddSingleton<IMeterEventSender, StripeMeterEventSender>();
+        services.TryAddSingleton<IMeterEventStreamSender, StripeMeterEventStreamSender>();
         services.TryAddSingleton<IStripeMeterDirectory, StripeMeterDirectory>();
         services.TryAddSingleton<IUsageFlusher, UsageFlusher>();
         services.AddHostedService<UsageFlushBackgroundService>();
@@ -51,6 +52,11 @@ internal sealed class FlushOptionsValidator(IOptions<StripeOptions> stripe) : IV
         if (options.LeaseDuration <= call)
         {
             errors.Add($"UsageBilling:Flush:LeaseDuration ({options.LeaseDuration}) must be longer than one Stripe call's worst case, {call} (Stripe:Timeout {stripe.Value.Timeout} × (Stripe:MaxNetworkRetries {stripe.Value.MaxNetworkRetries} + 1) + 5 s × retries): a send may only start while its lease outlasts it.");
+        }
+
+        if (!Enum.IsDefined(options.Transport))
+        {
+            errors.Add($"UsageBilling:Flush:Transport must be {string.Join(" or ", Enum.GetNames<FlushTransport>())}, was {(int)options.Transport}.");
         }
 
         if (options.MarkBatchSize is < 1 or > 1000)

@@ -15,7 +15,7 @@ internal enum SendOutcomeKind
     /// <summary>Stripe refused the event for good (other 4xx): the report is dead.</summary>
     Dead,
 
-    /// <summary>Our credentials or account are wrong (401/403): stop the cycle and alert.</summary>
+    /// <summary>Our credentials or account are wrong (401/403, except an expired v2 stream session): stop the cycle and alert.</summary>
     Configuration,
 }
 
@@ -36,6 +36,12 @@ internal static class StripeErrorClassifier
             if (stripe.HttpStatusCode == HttpStatusCode.BadRequest && message.Contains("already exists with identifier", StringComparison.OrdinalIgnoreCase))
             {
                 return (SendOutcomeKind.Delivered, text);
+            }
+
+            // A v2 stream session that lapsed: a new one fixes it (the sender already tried once), not a key problem.
+            if (stripe is Stripe.V2.TemporarySessionExpiredException)
+            {
+                return (SendOutcomeKind.Retry, text);
             }
 
             return status switch

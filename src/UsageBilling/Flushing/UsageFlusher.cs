@@ -28,6 +28,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
     private readonly IUsageCorrectionStore _corrections;
     private readonly IUsageStore _usage;
     private readonly IMeterEventSender _sender;
+    private readonly IMeterEventStreamSender _streamSender;
     private readonly FlushOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger<UsageFlusher> _logger;
@@ -50,6 +51,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         IUsageCorrectionStore corrections,
         IUsageStore usage,
         IMeterEventSender sender,
+        IMeterEventStreamSender streamSender,
         IStripeMeterDirectory meterDirectory,
         IOptions<FlushOptions> options,
         IOptions<StripeOptions> stripe,
@@ -63,6 +65,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         _corrections = corrections;
         _usage = usage;
         _sender = sender;
+        _streamSender = streamSender;
         _options = options.Value;
         _time = time;
         _logger = logger;
@@ -71,7 +74,7 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         _meters = billing.Value.Meters;
         _maxCallDuration = stripe.Value.MaxCallDuration;
         _countMeters = [.. billing.Value.Meters.Where(m => m.Value.Aggregation == MeterAggregation.Count).Select(m => m.Key)];
-        var perSecond = _options.RequestsPerSecond ?? (stripe.Value.IsLiveMode ? 1000 : 25);
+        var perSecond = _options.RequestsPerSecond ?? (!stripe.Value.IsLiveMode ? 25 : _options.Transport == FlushTransport.V2Stream ? 10_000 : 1000);
         _rateLimiter = CreateRateLimiter(perSecond);
         _sent = metrics.Meter.CreateCounter<long>("usagebilling.flush.reports_sent", "{report}", "Reports Stripe acknowledged.");
         _retried = metrics.Meter.CreateCounter<long>("usagebilling.flush.reports_retried", "{report}", "Report attempts that failed transiently.");
@@ -338,9 +341,71 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
             },
             CancellationToken.None);
 
-        // One sequential lane per customer·meter: never two calls in flight for one key.
-        var lanes = lease.Reports.GroupBy(r => (r.StripeCustomerId, r.Meter)).Select(g => g.ToList()).ToList();
+        // v1: one sequential lane per customer·meter, never two calls in flight for one key. v2 stream: each lane is
+        // one stream request of up to 100 reports (the stream has no per customer·meter rule).
+        var stream = _options.Transport == FlushTransport.V2Stream;
+        var lanes = stream
+            ? lease.Reports.Chunk(IMeterEventStreamSender.MaxEvents).Select(c => c.ToList()).ToList()
+            : lease.Reports.GroupBy(r => (r.StripeCustomerId, r.Meter)).Select(g => g.ToList()).ToList();
         var stoppedForLease = 0;
+        Func<DateTimeOffset> leaseExpiresAt = () => new DateTimeOffset(Interlocked.Read(ref expiresAt), TimeSpan.Zero);
+
+        // Applies one report's outcome; true when the lane must stop (nothing sent for want of lease, or Stripe refused our key).
+        async ValueTask<bool> ApplyAsync(LeasedReport report, SendOutcomeKind? kind, string message)
+        {
+            var now = _time.GetUtcNow();
+            ReportFailure? failure = null;
+            switch (kind)
+            {
+                case SendOutcomeKind.Delivered:
+                    Interlocked.Increment(ref sent);
+                    break;
+                case SendOutcomeKind.Dead:
+                    failure = new ReportFailure(report.Id, UsageReportStatus.Dead, report.Attempts + 1, now, message);
+                    LogDead(report.Id, message);
+                    break;
+                case SendOutcomeKind.Configuration:
+                    configurationError = message;
+                    failure = new ReportFailure(report.Id, UsageReportStatus.Pending, report.Attempts, now + _options.RetryBaseDelay, message);
+                    break;
+                case null:
+                    // Not sent: the lease could not outlast another call. Released at the round's end, due at once.
+                    Interlocked.Increment(ref stoppedForLease);
+                    return true;
+                default:
+                    failure = new ReportFailure(report.Id, UsageReportStatus.Pending, report.Attempts + 1, now + Backoff(report.Attempts + 1), message);
+                    LogRetry(report.Id, report.Attempts + 1, message);
+                    break;
+            }
+
+            if (failure is not null)
+            {
+                failures.Add(failure);
+            }
+
+            marks.Writer.TryWrite(new Mark(report.Id, failure));
+            if (kind == SendOutcomeKind.Configuration)
+            {
+                await stop.CancelAsync().ConfigureAwait(false);
+                return true;
+            }
+
+            return false;
+        }
+
+        bool Sendable(LeasedReport report)
+        {
+            if (Unsendable(report) is not { } unsendable)
+            {
+                return true;
+            }
+
+            failures.Add(unsendable);
+            marks.Writer.TryWrite(new Mark(report.Id, unsendable));
+            LogDead(report.Id, unsendable.Error);
+            return false;
+        }
+
         try
         {
             await Parallel.ForEachAsync(
@@ -348,51 +413,36 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
                 new ParallelOptions { MaxDegreeOfParallelism = _options.MaxConcurrentCalls, CancellationToken = stop.Token },
                 async (lane, ct) =>
                 {
+                    if (stream)
+                    {
+                        var batch = lane.Where(Sendable).ToList();
+                        if (batch.Count == 0)
+                        {
+                            return;
+                        }
+
+                        var (kind, message) = await SendBatchAsync(batch, leaseExpiresAt, ct).ConfigureAwait(false);
+                        foreach (var report in batch)
+                        {
+                            if (await ApplyAsync(report, kind, message).ConfigureAwait(false))
+                            {
+                                return;
+                            }
+                        }
+
+                        return;
+                    }
+
                     foreach (var report in lane)
                     {
-                        if (Unsendable(report) is { } unsendable)
+                        if (!Sendable(report))
                         {
-                            failures.Add(unsendable);
-                            marks.Writer.TryWrite(new Mark(report.Id, unsendable));
-                            LogDead(report.Id, unsendable.Error);
                             continue;
                         }
 
-                        var (kind, message) = await SendOneAsync(report, () => new DateTimeOffset(Interlocked.Read(ref expiresAt), TimeSpan.Zero), ct).ConfigureAwait(false);
-                        var now = _time.GetUtcNow();
-                        ReportFailure? failure = null;
-                        switch (kind)
+                        var (kind, message) = await SendOneAsync(report, leaseExpiresAt, ct).ConfigureAwait(false);
+                        if (await ApplyAsync(report, kind, message).ConfigureAwait(false))
                         {
-                            case SendOutcomeKind.Delivered:
-                                Interlocked.Increment(ref sent);
-                                break;
-                            case SendOutcomeKind.Dead:
-                                failure = new ReportFailure(report.Id, UsageReportStatus.Dead, report.Attempts + 1, now, message);
-                                LogDead(report.Id, message);
-                                break;
-                            case SendOutcomeKind.Configuration:
-                                configurationError = message;
-                                failure = new ReportFailure(report.Id, UsageReportStatus.Pending, report.Attempts, now + _options.RetryBaseDelay, message);
-                                break;
-                            case null:
-                                // Not sent: the lease could not outlast another call. Released at the round's end, due at once.
-                                Interlocked.Increment(ref stoppedForLease);
-                                return;
-                            default:
-                                failure = new ReportFailure(report.Id, UsageReportStatus.Pending, report.Attempts + 1, now + Backoff(report.Attempts + 1), message);
-                                LogRetry(report.Id, report.Attempts + 1, message);
-                                break;
-                        }
-
-                        if (failure is not null)
-                        {
-                            failures.Add(failure);
-                        }
-
-                        marks.Writer.TryWrite(new Mark(report.Id, failure));
-                        if (kind == SendOutcomeKind.Configuration)
-                        {
-                            await stop.CancelAsync().ConfigureAwait(false);
                             return;
                         }
                     }
@@ -530,6 +580,35 @@ internal sealed partial class UsageFlusher : IUsageFlusher, IDisposable
         try
         {
             await _sender.SendAsync(report, key, cancellationToken).ConfigureAwait(false);
+            return (SendOutcomeKind.Delivered, "ok");
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            return StripeErrorClassifier.Classify(ex);
+        }
+        finally
+        {
+            _callDuration.Record(Stopwatch.GetElapsedTime(started).TotalSeconds);
+        }
+    }
+
+    /// <summary>
+    /// Sends up to 100 reports as one v2 stream request (one rate-limit permit), or returns a null kind without calling
+    /// Stripe when the lease would not outlast the call. One outcome for the whole request: Stripe accepts or refuses it
+    /// as a unit, and judges each event only afterwards (thin error-report events name the ones it rejected).
+    /// </summary>
+    private async Task<(SendOutcomeKind? Kind, string Message)> SendBatchAsync(IReadOnlyList<LeasedReport> reports, Func<DateTimeOffset> leaseExpiresAt, CancellationToken cancellationToken)
+    {
+        using var permit = await _rateLimiter.AcquireAsync(1, cancellationToken).ConfigureAwait(false);
+        if (_time.GetUtcNow() + _maxCallDuration >= leaseExpiresAt())
+        {
+            return (null, "lease too short for another call");
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await _streamSender.SendAsync(reports, cancellationToken).ConfigureAwait(false);
             return (SendOutcomeKind.Delivered, "ok");
         }
         catch (Exception ex) when (!cancellationToken.IsCancellationRequested)

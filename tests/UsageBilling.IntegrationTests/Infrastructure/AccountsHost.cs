@@ -59,7 +59,7 @@ public sealed class AccountsHost : IAsyncDisposable
     public T Get<T>()
         where T : notnull => _app.Services.GetRequiredService<T>();
 
-    public static async Task<AccountsHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<BillingAccountOptions>? configure = null, Action<UsageIngestionOptions>? ingestion = null)
+    public static async Task<AccountsHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<BillingAccountOptions>? configure = null, Action<UsageIngestionOptions>? ingestion = null, Action<FlushOptions>? flush = null)
     {
         var time = new FakeTimeProvider(now);
         var emulator = await StripeEmulatorServer.StartAsync(new StripeEmulatorOptions { TimeProvider = time });
@@ -89,6 +89,7 @@ public sealed class AccountsHost : IAsyncDisposable
             {
                 o.Enabled = false;
                 o.RequestsPerSecond = 1000;
+                flush?.Invoke(o);
             })
             .AddAspNetCore(o => configure?.Invoke(o));
         builder.Services.Configure<UsageIngestionOptions>(o => ingestion?.Invoke(o));
