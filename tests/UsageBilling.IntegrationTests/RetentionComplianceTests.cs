@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using UsageBilling.EntityFrameworkCore.Entities;
 using UsageBilling.IntegrationTests.Infrastructure;
 using UsageBilling.Storage;
@@ -107,6 +108,48 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
 
         Assert.Equal((0L, 0L, 1), (result.EventsDeleted, result.HourlyRowsFolded, result.Accounts));
         Assert.Equal(1, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+    }
+
+    [Fact]
+    public async Task BackgroundRetention_KeepSet_PrunesOnStart_OffByDefault()
+    {
+        var (user, _) = await NewCustomerAsync();
+        await Recorder.RecordAsync(user, "ai_messages", 5, "a", Time.GetUtcNow().AddDays(-20), Ct);
+        await Recorder.RecordAsync(user, "ai_messages", 6, "b", Time.GetUtcNow().AddDays(-19), Ct);
+        await FlushUntilDoneAsync();
+        Time.Advance(TimeSpan.FromDays(60));
+
+        // The default host (Retention:Keep unset) runs the service too: it must do nothing.
+        await RunHostedServicesAsync(Host, TimeSpan.FromMilliseconds(300));
+        Assert.Equal(2, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+
+        await using var pruning = await BillingHost.StartAsync(Database, Time, o => o.Retention.Keep = TimeSpan.FromDays(40), null);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        await RunHostedServicesAsync(pruning, TimeSpan.Zero, async () =>
+        {
+            while (await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)) > 0 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50, Ct);
+            }
+        });
+        Assert.Equal(0, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+        var summary = await Host.Get<IUsageStore>().GetUsageByDayAsync(user, Now.AddDays(-30), Now, Ct);
+        Assert.Equal(11, summary.Sum(d => d.Total));
+    }
+
+    private static async Task RunHostedServicesAsync(BillingHost host, TimeSpan wait, Func<Task>? until = null)
+    {
+        var services = host.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<Microsoft.Extensions.Hosting.BackgroundService>()
+            .Where(s => s.GetType().Name == "UsageRetentionBackgroundService").ToList();
+        Assert.Single(services);
+        await services[0].StartAsync(Ct);
+        await Task.Delay(wait, Ct);
+        if (until is not null)
+        {
+            await until();
+        }
+
+        await services[0].StopAsync(Ct);
     }
 
     [Theory]
