@@ -5,9 +5,9 @@ using UsageBilling.Storage;
 namespace UsageBilling.EntityFrameworkCore.Storage;
 
 /// <summary>
-/// Retention, one account (billing customer) at a time — only accounts with a Stripe customer have reports,
-/// so only theirs can be acknowledged — in statements of at most the batch size, each in its own transaction
-/// (autocommit: a statement is atomic), so writers wait for one batch at most and a stop loses nothing.
+/// Retention, a page of accounts (billing customers) at a time — only accounts with a Stripe customer have
+/// reports, so only theirs can be acknowledged — in statements of at most the batch size, each in its own
+/// transaction (autocommit: a statement is atomic), so writers wait for one batch at most and a stop loses nothing.
 /// </summary>
 /// <remarks>
 /// Why each condition (the readers of <c>usage_events</c> that must not notice):
@@ -28,13 +28,13 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext> contexts, bool postgres) : IUsageRetentionStore
     where TContext : DbContext
 {
-    private const int AccountsPerPage = 500;
+    private const int AccountsPerPage = 200;
 
     private const string PostgresEventsSql = """
         DELETE FROM usage_events WHERE id IN (
             SELECT e.id FROM usage_events e
             JOIN usage_reports r ON r.id = e.report_id
-            WHERE e.user_id = @user AND e.occurred_at < @cutoff AND e.reported_at < @cutoff
+            WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff AND e.reported_at < @cutoff
               AND r.status = 'sent' AND r.period_end <= @cutoff
               AND (r.period_start = date_trunc('hour', r.period_start, 'UTC') OR e.occurred_at >= date_trunc('hour', r.period_start, 'UTC') + interval '1 hour')
               AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
@@ -45,10 +45,11 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     private const string PostgresHourlySql = """
         DELETE FROM usage_hourly WHERE ctid = ANY(ARRAY(
             SELECT h.ctid FROM usage_hourly h
+            JOIN billing_customers bc ON bc.user_id = h.user_id
             CROSS JOIN LATERAL (SELECT date_trunc('day', h.hour, 'UTC') AS d) day
-            WHERE h.user_id = @user AND h.hour < @cutoff_day
+            WHERE h.user_id IN ({users}) AND h.hour < @cutoff_day
               AND NOT EXISTS (SELECT 1 FROM usage_events e WHERE e.user_id = h.user_id AND e.occurred_at >= day.d AND e.occurred_at < day.d + interval '24 hours' AND e.meter = h.meter)
-              AND NOT EXISTS (SELECT 1 FROM usage_reports r WHERE r.stripe_customer_id = @customer AND r.meter = h.meter
+              AND NOT EXISTS (SELECT 1 FROM usage_reports r WHERE r.stripe_customer_id = bc.stripe_customer_id AND r.meter = h.meter
                               AND ((r.period_start > day.d AND r.period_start < day.d + interval '24 hours')
                                 OR (r.period_end > day.d AND r.period_end < day.d + interval '24 hours')))
             LIMIT @batch))
@@ -59,7 +60,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         DELETE FROM usage_events WHERE id IN (
             SELECT e.id FROM usage_events e
             JOIN usage_reports r ON r.id = e.report_id
-            WHERE e.user_id = @user AND e.occurred_at < @cutoff AND e.reported_at < @cutoff
+            WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff AND e.reported_at < @cutoff
               AND r.status = 'sent' AND r.period_end <= @cutoff
               AND (r.period_start % 3600000000 = 0 OR e.occurred_at >= r.period_start - r.period_start % 3600000000 + 3600000000)
               AND (r.period_end % 3600000000 = 0 OR e.occurred_at < r.period_end - r.period_end % 3600000000)
@@ -70,10 +71,11 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     private const string SqliteHourlySql = """
         DELETE FROM usage_hourly WHERE rowid IN (
             SELECT h.rowid FROM usage_hourly h
-            WHERE h.user_id = @user AND h.hour < @cutoff_day
+            JOIN billing_customers bc ON bc.user_id = h.user_id
+            WHERE h.user_id IN ({users}) AND h.hour < @cutoff_day
               AND NOT EXISTS (SELECT 1 FROM usage_events e WHERE e.user_id = h.user_id AND e.meter = h.meter
                               AND e.occurred_at >= h.hour - h.hour % 86400000000 AND e.occurred_at < h.hour - h.hour % 86400000000 + 86400000000)
-              AND NOT EXISTS (SELECT 1 FROM usage_reports r WHERE r.stripe_customer_id = @customer AND r.meter = h.meter
+              AND NOT EXISTS (SELECT 1 FROM usage_reports r WHERE r.stripe_customer_id = bc.stripe_customer_id AND r.meter = h.meter
                               AND ((r.period_start > h.hour - h.hour % 86400000000 AND r.period_start < h.hour - h.hour % 86400000000 + 86400000000)
                                 OR (r.period_end > h.hour - h.hour % 86400000000 AND r.period_end < h.hour - h.hour % 86400000000 + 86400000000)))
             LIMIT @batch)
@@ -94,11 +96,11 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             while (true)
             {
                 var page = await AccountsAsync(connection, after, cancellationToken).ConfigureAwait(false);
-                foreach (var (user, customer) in page)
+                if (page.Count > 0)
                 {
-                    accounts++;
-                    events += await DeleteInBatchesAsync(connection, postgres ? PostgresEventsSql : SqliteEventsSql, user, customer, cutoff, cutoffDay, batchSize, cancellationToken).ConfigureAwait(false);
-                    hourly += await DeleteInBatchesAsync(connection, postgres ? PostgresHourlySql : SqliteHourlySql, user, customer, cutoff, cutoffDay, batchSize, cancellationToken).ConfigureAwait(false);
+                    accounts += page.Count;
+                    events += await DeleteInBatchesAsync(connection, postgres ? PostgresEventsSql : SqliteEventsSql, page, cutoff, cutoffDay, batchSize, cancellationToken).ConfigureAwait(false);
+                    hourly += await DeleteInBatchesAsync(connection, postgres ? PostgresHourlySql : SqliteHourlySql, page, cutoff, cutoffDay, batchSize, cancellationToken).ConfigureAwait(false);
                 }
 
                 if (page.Count < AccountsPerPage)
@@ -106,7 +108,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                     break;
                 }
 
-                after = page[^1].User;
+                after = page[^1];
             }
 
             return new UsagePruneResult(cutoff, events, hourly, accounts);
@@ -118,35 +120,38 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     }
 
     // The user id is passed back as the database returned it (uuid on PostgreSQL, the stored text on SQLite).
-    private static async Task<List<(object User, string Customer)>> AccountsAsync(DbConnection connection, object? after, CancellationToken cancellationToken)
+    private static async Task<List<object>> AccountsAsync(DbConnection connection, object? after, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand();
         command.CommandText = after is null
-            ? $"SELECT user_id, stripe_customer_id FROM billing_customers ORDER BY user_id LIMIT {AccountsPerPage}"
-            : $"SELECT user_id, stripe_customer_id FROM billing_customers WHERE user_id > @after ORDER BY user_id LIMIT {AccountsPerPage}";
+            ? $"SELECT user_id FROM billing_customers ORDER BY user_id LIMIT {AccountsPerPage}"
+            : $"SELECT user_id FROM billing_customers WHERE user_id > @after ORDER BY user_id LIMIT {AccountsPerPage}";
         if (after is not null)
         {
             Add(command, "after", after);
         }
 
-        var page = new List<(object, string)>(AccountsPerPage);
+        var page = new List<object>(AccountsPerPage);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            page.Add((reader.GetValue(0), reader.GetString(1)));
+            page.Add(reader.GetValue(0));
         }
 
         return page;
     }
 
-    private async Task<long> DeleteInBatchesAsync(DbConnection connection, string sql, object user, string customer, DateTimeOffset cutoff, DateTimeOffset cutoffDay, int batchSize, CancellationToken cancellationToken)
+    private async Task<long> DeleteInBatchesAsync(DbConnection connection, string sql, List<object> users, DateTimeOffset cutoff, DateTimeOffset cutoffDay, int batchSize, CancellationToken cancellationToken)
     {
         long total = 0;
         await using var command = connection.CreateCommand();
-        command.CommandText = sql;
+        command.CommandText = sql.Replace("{users}", string.Join(", ", users.Select((_, i) => "@u" + i.ToString(System.Globalization.CultureInfo.InvariantCulture))), StringComparison.Ordinal);
         command.CommandTimeout = 0;
-        Add(command, "user", user);
-        Add(command, "customer", customer);
+        for (var i = 0; i < users.Count; i++)
+        {
+            Add(command, "u" + i.ToString(System.Globalization.CultureInfo.InvariantCulture), users[i]);
+        }
+
         Add(command, "cutoff", Time(cutoff));
         Add(command, "cutoff_day", Time(cutoffDay));
         Add(command, "batch", batchSize);
