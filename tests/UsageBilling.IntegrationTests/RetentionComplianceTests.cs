@@ -96,6 +96,49 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
     }
 
     [Fact]
+    public async Task Prune_TwoInstancesAtOnceWhileRecording_EachEventDeletedOnceSameAnswers()
+    {
+        var (user, customer) = await NewCustomerAsync();
+        await AddItemsAsync(user);
+        var random = new Random(17);
+        for (var round = 0; round < 10; round++)
+        {
+            var now = Time.GetUtcNow();
+            for (var i = 0; i < 30; i++)
+            {
+                await Recorder.RecordAsync(user, i % 3 == 0 ? "api_calls" : "ai_messages", 1 + (i % 4), $"r{round}-{i}", now.AddMinutes(-random.Next(1, 9 * 24 * 60)), Ct);
+            }
+
+            await FlushUntilDoneAsync();
+            Time.Advance(TimeSpan.FromDays(9));
+        }
+
+        var before = await SnapshotAsync(user, customer, endedOnly: true);
+        var eventsBefore = await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user));
+        var other = await AddFlusherHostAsync();
+
+        // Two app instances prune at once while the recorder goes on writing the current period.
+        var recording = Task.Run(async () =>
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                await other.Get<IUsageRecorder>().RecordAsync(user, "ai_messages", 1, $"now-{i}", Time.GetUtcNow().AddMinutes(-i), Ct);
+            }
+        }, Ct);
+        var results = await Task.WhenAll(
+            Task.Run(() => Retention.PruneAsync(TimeSpan.FromDays(40), Ct), Ct),
+            Task.Run(() => other.Get<IUsageRetention>().PruneAsync(TimeSpan.FromDays(40), Ct), Ct));
+        await recording;
+
+        var deleted = results.Sum(r => r.EventsDeleted);
+        Assert.True(deleted > 0);
+        Assert.Equal(eventsBefore + 40 - deleted, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+        Assert.Equal(before, await SnapshotAsync(user, customer, endedOnly: true));
+        var again = await Retention.PruneAsync(TimeSpan.FromDays(40), Ct);
+        Assert.Equal((0L, 0L), (again.EventsDeleted, again.HourlyRowsFolded));
+    }
+
+    [Fact]
     public async Task Prune_EverythingYoungerThanTheWindow_RemovesNothing()
     {
         var (user, _) = await NewCustomerAsync();
@@ -211,13 +254,18 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
     /// Everything a reader shows: each period's per-day usage (the page's past periods and chart read exactly this),
     /// the current period's summary, and the sent reports' totals per period beside Stripe's (what reconcile compares).
     /// </summary>
-    private async Task<string> SnapshotAsync(Guid user, string customer)
+    private async Task<string> SnapshotAsync(Guid user, string customer, bool endedOnly = false)
     {
         var store = Host.Get<IUsageStore>();
         var lines = new List<string>();
         for (var k = -1; k <= 5; k++)
         {
             var (start, end) = (Anchor.AddMonths(k), Anchor.AddMonths(k + 1));
+            if (endedOnly && end > Time.GetUtcNow())
+            {
+                continue;
+            }
+
             var days = await store.GetUsageByDayAsync(user, start, end, Ct);
             lines.AddRange(days.OrderBy(d => d.Meter, StringComparer.Ordinal).ThenBy(d => d.Day).Select(d => $"{start:O} {d}"));
             foreach (var meter in new[] { "ai_messages", "api_calls" })
@@ -230,7 +278,11 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
         var reports = await db.UsageReports.AsNoTracking().Where(r => r.StripeCustomerId == customer && r.Status == UsageReportStatus.Sent)
             .GroupBy(r => new { r.Meter, r.PeriodStart }).Select(g => new { g.Key.Meter, g.Key.PeriodStart, Total = g.Sum(r => r.Quantity), Reports = g.Count() }).ToListAsync(Ct);
         lines.AddRange(reports.OrderBy(r => r.Meter, StringComparer.Ordinal).ThenBy(r => r.PeriodStart).Select(r => $"reports {r.Meter} {r.PeriodStart:O} {r.Total} ({r.Reports})"));
-        lines.Add(JsonSerializer.Serialize(await Host.Get<IUsageSummaryService>().GetCurrentPeriodAsync(user, Ct)));
+        if (!endedOnly)
+        {
+            lines.Add(JsonSerializer.Serialize(await Host.Get<IUsageSummaryService>().GetCurrentPeriodAsync(user, Ct)));
+        }
+
         Assert.True(lines.Count > 50, string.Join('\n', lines));
         return string.Join('\n', lines);
     }
