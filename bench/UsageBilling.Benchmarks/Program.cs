@@ -11,6 +11,7 @@ try
         "flush" => await FlushBenchmark.RunAsync(rest),
         "transports" => await FlushBenchmark.RunTransportsAsync(rest),
         "summary" => await SummaryBenchmark.RunAsync(rest),
+        "storage" => await StorageBenchmark.RunAsync(rest),
         _ => Usage(),
     };
 }
@@ -44,6 +45,9 @@ static int Usage()
           summary     usage-page read (GetCurrentPeriodAsync) p50/p95/p99 for a customer with 1M events in a 10M-row
                       PostgreSQL table, vs. one aggregate over usage_events; both must agree
                       [--events N] [--customer-events M] [--users U] [--iterations I] [--baseline-iterations B] [--recorded R]
+          storage     bytes per event (usage_events + indexes + rollups) over months of acknowledged usage, then
+                      db prune: its time, bytes after, a month dropped as its own table, reads and answers before/after
+                      [--events N] [--users U] [--days D] [--keep K] [--iterations I] [--sample S]
         """);
     return 2;
 }

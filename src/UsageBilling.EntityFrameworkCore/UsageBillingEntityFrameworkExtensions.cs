@@ -75,6 +75,8 @@ public static class UsageBillingEntityFrameworkExtensions
         builder.Services.AddSingleton<IUsageFlushStore>(sp => new EfUsageFlushStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, dialect, sp.GetRequiredService<TimeProvider>()));
         builder.Services.RemoveAll<IUsageCorrectionStore>();
         builder.Services.AddSingleton<IUsageCorrectionStore>(sp => new EfUsageCorrectionStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), flushDialect, dialect));
+        builder.Services.RemoveAll<IUsageRetentionStore>();
+        builder.Services.AddSingleton<IUsageRetentionStore>(sp => new EfUsageRetentionStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>(), dialect is PostgresUsageSqlDialect));
         builder.Services.RemoveAll<IUsageApiKeyStore>();
         builder.Services.AddSingleton<IUsageApiKeyStore>(sp => new EfUsageApiKeyStore<TContext>(sp.GetRequiredService<IDbContextFactory<TContext>>()));
         builder.Services.RemoveAll<IBillingAccountStore>();

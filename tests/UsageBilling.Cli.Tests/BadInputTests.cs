@@ -60,6 +60,17 @@ public sealed class BadInputTests : IDisposable
         AssertOneLine(run, 3, "cannot reach the database");
     }
 
+    [Theory]
+    [InlineData("0d", "--keep must be at least 35d")]
+    [InlineData("30d", "--keep must be at least 35d")]
+    [InlineData("abc", "--keep must be a number of days such as 90d; got 'abc'")]
+    [InlineData("90", "--keep must be a number of days such as 90d; got '90'")]
+    public async Task DbPrune_BadKeep_OneLineExit2(string keep, string expected)
+    {
+        var run = await CliRunner.RunAsync(_folder, "db", "prune", "--keep", keep);
+        AssertOneLine(run, 2, expected);
+    }
+
     [Fact]
     public async Task Setup_UnreachableStripe_OneLineExit3()
     {

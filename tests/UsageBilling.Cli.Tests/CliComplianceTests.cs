@@ -230,6 +230,39 @@ public abstract class CliComplianceTests(Provider provider) : IAsyncLifetime
         var noReason = await _world.RunAsync("adjust", "void", five.ToString());
         Assert.Equal(2, noReason.ExitCode);
     }
+
+    [Fact]
+    public async Task DbPrune_AcknowledgedEventsOfAnOldPeriod_RemovedAndCounted_PendingKept()
+    {
+        var (alice, alicesCustomer) = await _world.AddCustomerAsync();
+        var old = BillingPeriod.CalendarMonth(DateTimeOffset.UtcNow.AddDays(-100));
+        var reportId = Guid.CreateVersion7();
+        await using (var db = _world.Database.CreateContext())
+        {
+            var at = old.Start.AddDays(3);
+            db.UsageReports.Add(new UsageBilling.EntityFrameworkCore.Entities.UsageReport
+            {
+                Id = reportId, StripeCustomerId = alicesCustomer, Meter = "ai_messages", Quantity = 5, EventCount = 2, Timestamp = at, PeriodStart = old.Start, PeriodEnd = old.End,
+                Status = UsageReportStatus.Sent, Attempts = 1, NextAttemptAt = at, FirstAttemptAt = at, CreatedAt = at, SentAt = at,
+            });
+            foreach (var q in new long[] { 2, 3 })
+            {
+                db.UsageEvents.Add(new UsageBilling.EntityFrameworkCore.Entities.UsageEvent { Id = Guid.CreateVersion7(), UserId = alice, Meter = "ai_messages", Quantity = q, OccurredAt = at, CreatedAt = at, ReportId = reportId, ReportedAt = at });
+            }
+
+            db.UsageEvents.Add(new UsageBilling.EntityFrameworkCore.Entities.UsageEvent { Id = Guid.CreateVersion7(), UserId = alice, Meter = "ai_messages", Quantity = 7, OccurredAt = at, CreatedAt = at });
+            await db.SaveChangesAsync(TestContext.Current.CancellationToken);
+        }
+
+        var prune = await _world.RunOkAsync("db", "prune", "--keep", "40d");
+
+        Assert.Contains("Pruned 2 acknowledged event(s) and 0 hourly rollup row(s) from before", prune.Stdout, StringComparison.Ordinal);
+        await using var after = _world.Database.CreateContext();
+        Assert.Equal([7L], await after.UsageEvents.Where(e => e.UserId == alice).Select(e => e.Quantity).ToListAsync(TestContext.Current.CancellationToken));
+        Assert.Equal(5, (await after.UsageReports.SingleAsync(r => r.Id == reportId, TestContext.Current.CancellationToken)).Quantity);
+        var again = await _world.RunOkAsync("db", "prune", "--keep", "40d");
+        Assert.Contains("Pruned 0 acknowledged event(s)", again.Stdout, StringComparison.Ordinal);
+    }
 }
 
 public sealed class SqliteCliTests() : CliComplianceTests(Provider.Sqlite);

@@ -21,6 +21,24 @@ public class OptionsValidatorTests
         Assert.True(new UsageBillingOptionsValidator().Validate(null, Valid()).Succeeded);
 
     [Fact]
+    public void Validate_RetentionShorterThanStripesWindowOrBadTuning_Fails()
+    {
+        var o = Valid();
+        o.Retention.Keep = TimeSpan.FromDays(30);
+        o.Retention.Interval = TimeSpan.FromSeconds(5);
+        o.Retention.BatchSize = 10;
+        var errors = Errors(o).ToList();
+        Assert.Contains(errors, e => e.StartsWith("UsageBilling:Retention:Keep (30.00:00:00) must be at least 35 days", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("UsageBilling:Retention:Interval", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("UsageBilling:Retention:BatchSize", StringComparison.Ordinal));
+
+        var off = Valid();
+        Assert.Null(off.Retention.Keep);
+        off.Retention.Keep = TimeSpan.FromDays(90);
+        Assert.Empty(Errors(off));
+    }
+
+    [Fact]
     public void Validate_NoMeters_Fails()
     {
         var o = new UsageBillingOptions();

@@ -29,6 +29,9 @@ public sealed class UsageBillingOptions
 
     /// <summary>Spend control: enforcement of limits, the policy for accounts without a plan, and usage alerts.</summary>
     public LimitOptions Limits { get; } = new();
+
+    /// <summary>Background pruning of acknowledged history (<c>UsageBilling:Retention</c>); off by default.</summary>
+    public RetentionOptions Retention { get; } = new();
 }
 
 /// <summary>

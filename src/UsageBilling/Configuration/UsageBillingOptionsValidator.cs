@@ -9,6 +9,7 @@ internal sealed partial class UsageBillingOptionsValidator : IValidateOptions<Us
     public ValidateOptionsResult Validate(string? name, UsageBillingOptions options)
     {
         var errors = new List<string>();
+        ValidateRetention(options.Retention, errors);
         if (options.Meters.Count == 0)
         {
             errors.Add("UsageBilling:Meters must define at least one meter (keyed by its Stripe event name).");
@@ -193,6 +194,24 @@ internal sealed partial class UsageBillingOptionsValidator : IValidateOptions<Us
 
                 previous = upTo;
             }
+        }
+    }
+
+    private static void ValidateRetention(RetentionOptions retention, List<string> errors)
+    {
+        if (retention.Keep is { } keep && keep < IUsageRetention.MinimumKeep)
+        {
+            errors.Add($"UsageBilling:Retention:Keep ({keep}) must be at least {IUsageRetention.MinimumKeep.TotalDays:0} days (Stripe's meter-event window: younger events can still be recorded, sent or corrected), or unset to keep everything.");
+        }
+
+        if (retention.Interval < TimeSpan.FromMinutes(1) || retention.Interval > TimeSpan.FromDays(7))
+        {
+            errors.Add("UsageBilling:Retention:Interval must be between 1 minute and 7 days.");
+        }
+
+        if (retention.BatchSize is < 100 or > 100_000)
+        {
+            errors.Add("UsageBilling:Retention:BatchSize must be between 100 and 100000.");
         }
     }
 

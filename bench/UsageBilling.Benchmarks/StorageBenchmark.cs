@@ -1,0 +1,290 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using NpgsqlTypes;
+using UsageBilling.EntityFrameworkCore;
+using UsageBilling.Storage;
+
+namespace UsageBilling.Benchmarks;
+
+/// <summary>
+/// <c>storage</c>: bytes per event on PostgreSQL (<c>usage_events</c> with its indexes, <c>usage_hourly</c>,
+/// <c>usage_daily</c>: <c>pg_total_relation_size</c>) for months of acknowledged usage, then
+/// <see cref="IUsageRetention.PruneAsync"/> with a window: its time, what it removed, the bytes after (plain
+/// VACUUM, and VACUUM FULL for what the rows now need), the usage read's p50/p99 before and after, and the
+/// answers of every sampled account's periods before and after (they must be equal, or the run fails). Beside
+/// the batched delete, the time to drop one month's rows as a table of their own (a month-sized copy with the
+/// same indexes: what dropping a native partition does) and the size of candidate slimmer indexes.
+/// </summary>
+public static class StorageBenchmark
+{
+    private const int ChunkRows = 1_000_000;
+
+    // Calendar-month periods (the accounts have no subscription items), one sent report per account·meter·month;
+    // every event acknowledged a minute after it occurred, except the last ten minutes'.
+    private const string GenerateSql = """
+        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, reported_at, created_at)
+        SELECT (lpad(to_hex((extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7' || lpad(to_hex(n % 4096), 3, '0') || '8' || lpad(to_hex(n), 15, '0'))::uuid,
+               user_id, meter, quantity, at, NULL,
+               CASE WHEN at > @pending_after THEN NULL ELSE md5(user_id::text || meter || to_char(at AT TIME ZONE 'UTC', 'YYYY-MM'))::uuid END,
+               CASE WHEN at > @pending_after THEN NULL ELSE at + interval '1 minute' END,
+               at
+        FROM (
+            SELECT (@users)[1 + g % @user_count] AS user_id, CASE WHEN g % 4 = 0 THEN 'api_calls' ELSE 'ai_messages' END AS meter, 1 + g % 3 AS quantity,
+                   @start + (@now - @start) * (g::float8 / @rows) AS at, g AS n
+            FROM generate_series(@from, @to) g
+        ) x
+        ORDER BY at
+        """;
+
+    private const string ReportsSql = """
+        INSERT INTO usage_reports (id, stripe_customer_id, meter, quantity, event_count, timestamp, period_start, period_end, status, attempts, next_attempt_at, first_attempt_at, created_at, sent_at)
+        SELECT e.report_id, c.stripe_customer_id, e.meter, CASE WHEN e.meter = 'api_calls' THEN count(*) ELSE sum(e.quantity) END, count(*), max(e.occurred_at),
+               date_trunc('month', min(e.occurred_at), 'UTC'), date_trunc('month', min(e.occurred_at), 'UTC') + interval '1 month', 'sent', 1,
+               max(e.reported_at), max(e.reported_at), max(e.reported_at), max(e.reported_at)
+        FROM usage_events e JOIN billing_customers c ON c.user_id = e.user_id
+        WHERE e.report_id IS NOT NULL
+        GROUP BY e.report_id, c.stripe_customer_id, e.meter
+        """;
+
+    public static async Task<int> RunAsync(IReadOnlyList<string> rawArgs)
+    {
+        var args = new BenchArgs(rawArgs);
+        var totalRows = args.Int("events") ?? 10_000_000;
+        var userCount = args.Int("users") ?? 10_000;
+        var days = args.Int("days") ?? 120;
+        var keepDays = args.Int("keep") ?? 40;
+        var iterations = args.Int("iterations") ?? 1_000;
+        var sample = args.Int("sample") ?? 200;
+        args.EnsureAllRead();
+        if (userCount < 2 || days < keepDays + 62 || keepDays < 35 || iterations < 100 || sample < 1 || sample > userCount)
+        {
+            throw new ArgumentException("need --users >= 2, --keep >= 35 and --days >= --keep + 62 (a whole month to prune), --iterations >= 100, 1 <= --sample <= --users.");
+        }
+
+        Console.WriteLine($"# storage benchmark — {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {BenchInfo.BuildConfiguration}");
+        Console.WriteLine($"# PostgreSQL, {totalRows:N0} events over {days} days, {userCount:N0} accounts (each a Stripe customer, calendar-month periods, one sent report per account·meter·month); prune --keep {keepDays}d; load average at start: {BenchInfo.LoadAverage()}");
+
+        await using var db = await BenchDatabase.CreateAsync(BenchProvider.Postgres, userCount, Configure, customerPlan: "pro");
+        await using var connection = new NpgsqlConnection(db.ConnectionString);
+        await connection.OpenAsync();
+        var now = DateTimeOffset.UtcNow;
+        var clock = Stopwatch.StartNew();
+        var chunks = (totalRows + ChunkRows - 1) / ChunkRows;
+        for (var c = 0; c < chunks; c++)
+        {
+            await using var command = new NpgsqlCommand(GenerateSql, connection) { CommandTimeout = 0 };
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("start", now.AddDays(-days)));
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("pending_after", now.AddMinutes(-10)));
+            command.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. db.Users] });
+            command.Parameters.Add(new NpgsqlParameter<int>("user_count", userCount));
+            command.Parameters.Add(new NpgsqlParameter<long>("rows", totalRows));
+            command.Parameters.Add(new NpgsqlParameter<long>("from", ((long)totalRows * c / chunks) + 1));
+            command.Parameters.Add(new NpgsqlParameter<long>("to", (long)totalRows * (c + 1) / chunks));
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await ExecuteAsync(connection, ReportsSql);
+        await ExecuteAsync(connection, UsageBillingMigrationSql.BackfillUsageHourlyPostgres);
+        await ExecuteAsync(connection, UsageBillingMigrationSql.BackfillUsageDailyPostgres);
+        await ExecuteAsync(connection, "VACUUM ANALYZE");
+        Console.WriteLine($"#   generated {totalRows:N0} events, their reports and rollups, vacuumed ({clock.Elapsed.TotalSeconds:N0} s)");
+
+        var written = await SizesAsync(connection);
+
+        // Compact the tables too, so before and after compare the same packing (the indexes built row by row are looser).
+        await ExecuteAsync(connection, "VACUUM FULL ANALYZE usage_events");
+        await ExecuteAsync(connection, "VACUUM FULL ANALYZE usage_hourly");
+        await ExecuteAsync(connection, "VACUUM FULL ANALYZE usage_daily");
+        var before = await SizesAsync(connection);
+        Console.WriteLine($"#   measured, then compacted with VACUUM FULL ({clock.Elapsed.TotalSeconds:N0} s)");
+        var store = db.Services.GetRequiredService<IUsageStore>();
+        var summaries = db.Services.GetRequiredService<IUsageSummaryService>();
+        var probe = db.Users[0];
+        var months = Months(now.AddDays(-days), now);
+        var oldest = months[1]; // the first whole month: pruned with any --keep below --days - 31
+        var answersBefore = await AnswersAsync(store, db.Users.Take(sample), months);
+        var readsBefore = new[]
+        {
+            await MeasureAsync(iterations, () => summaries.GetCurrentPeriodAsync(probe)),
+            await MeasureAsync(iterations, () => store.GetUsageByDayAsync(probe, oldest.Start, oldest.End, default)),
+        };
+
+        // A native partition holds one month: a month-sized table with the same indexes, dropped, is what dropping it costs.
+        var month = oldest;
+        await ExecuteAsync(connection, "CREATE TABLE bench_month (LIKE usage_events INCLUDING ALL)");
+        await ExecuteAsync(connection, $"INSERT INTO bench_month SELECT * FROM usage_events WHERE occurred_at >= '{month.Start:O}' AND occurred_at < '{month.End:O}'");
+        var monthRows = await ScalarAsync(connection, "SELECT count(*) FROM bench_month");
+        var monthBytes = await ScalarAsync(connection, "SELECT pg_total_relation_size('bench_month')");
+        var drop = Stopwatch.StartNew();
+        await ExecuteAsync(connection, "DROP TABLE bench_month");
+        drop.Stop();
+
+        // Candidate slimmer indexes, measured beside the real ones (not shipped: see docs/benchmarks.md).
+        var slim = await IndexSizeAsync(connection, "CREATE INDEX bench_slim_user_time ON usage_events (user_id, occurred_at, meter)", "bench_slim_user_time");
+
+        var keep = TimeSpan.FromDays(keepDays);
+        var prune = Stopwatch.StartNew();
+        var result = await db.Services.GetRequiredService<IUsageRetention>().PruneAsync(keep);
+        prune.Stop();
+        await ExecuteAsync(connection, "VACUUM ANALYZE");
+        var afterVacuum = await SizesAsync(connection);
+        var answersAfter = await AnswersAsync(store, db.Users.Take(sample), months);
+        var readsAfter = new[]
+        {
+            await MeasureAsync(iterations, () => summaries.GetCurrentPeriodAsync(probe)),
+            await MeasureAsync(iterations, () => store.GetUsageByDayAsync(probe, oldest.Start, oldest.End, default)),
+        };
+        await ExecuteAsync(connection, "VACUUM FULL usage_events");
+        await ExecuteAsync(connection, "VACUUM FULL usage_hourly");
+        var afterFull = await SizesAsync(connection);
+
+        Console.WriteLine($"# prune --keep {keepDays}d (cutoff {result.Cutoff:yyyy-MM-dd HH:mm}): {result.EventsDeleted:N0} events and {result.HourlyRowsFolded:N0} hourly rows removed across {result.Accounts:N0} accounts in {prune.Elapsed.TotalSeconds:N1} s ({result.EventsDeleted / prune.Elapsed.TotalSeconds:N0} events/s, batched deletes of {db.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<UsageBillingOptions>>().Value.Retention.BatchSize:N0})");
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# one month as its own table ({month.Start:yyyy-MM}, {monthRows:N0} rows, {monthBytes / 1048576.0:N0} MB with indexes): DROP TABLE {drop.Elapsed.TotalMilliseconds:N1} ms"));
+        Console.WriteLine($"# candidate: ix_usage_events_user_time without INCLUDE (quantity, reported_at): {slim / 1048576.0:N0} MB against {before.Indexes["ix_usage_events_user_time"] / 1048576.0:N0} MB");
+        Console.WriteLine();
+        Console.WriteLine("| | events held | usage_events heap MB | its indexes MB | usage_hourly MB (rows) | usage_daily MB (rows) | total MB | B per event held | B per event recorded |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var (name, s) in new[] { ("before, as written", written), ("before, compacted (VACUUM FULL)", before), ("after prune + VACUUM", afterVacuum), ("after prune + VACUUM FULL", afterFull) })
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | {s.Events:N0} | {s.EventsHeap / 1048576.0:N0} | {s.Indexes.Values.Sum() / 1048576.0:N0} | {s.Hourly / 1048576.0:N0} ({s.HourlyRows:N0}) | {s.Daily / 1048576.0:N0} ({s.DailyRows:N0}) | {s.Total / 1048576.0:N0} | {s.Total / (double)Math.Max(1, s.Events):N0} | {s.Total / (double)written.Events:N0} |"));
+        }
+
+        Console.WriteLine();
+        Console.WriteLine("| index | as written MB | compacted MB | after prune, compacted MB |");
+        Console.WriteLine("|---|---:|---:|---:|");
+        foreach (var (index, size) in written.Indexes.OrderByDescending(i => i.Value))
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {index} | {size / 1048576.0:N0} | {before.Indexes.GetValueOrDefault(index) / 1048576.0:N0} | {afterFull.Indexes.GetValueOrDefault(index) / 1048576.0:N0} |"));
+        }
+
+        Console.WriteLine();
+        Console.WriteLine("| Read (one account) | before p50 ms | before p99 ms | after p50 ms | after p99 ms |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        var names = new[] { "GetCurrentPeriodAsync", $"GetUsageByDayAsync, first whole month ({oldest.Start:yyyy-MM}, pruned)" };
+        for (var i = 0; i < names.Length; i++)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {names[i]} | {readsBefore[i].P50:F2} | {readsBefore[i].P99:F2} | {readsAfter[i].P50:F2} | {readsAfter[i].P99:F2} |"));
+        }
+
+        var same = answersBefore == answersAfter;
+        Console.WriteLine();
+        Console.WriteLine($"# {sample:N0} accounts' usage by day in each of {months.Count} months: {(same ? "identical before and after the prune" : "DIFFERENT after the prune")} ({answersBefore.Length:N0} characters compared)");
+        Console.WriteLine($"# load average at end: {BenchInfo.LoadAverage()}");
+        return same ? 0 : 1;
+    }
+
+    private static void Configure(UsageBillingOptions o)
+    {
+        o.Meters["api_calls"] = new MeterDefinition { DisplayName = "API calls", Aggregation = MeterAggregation.Count };
+        var pro = new PlanDefinition { DisplayName = "Pro", MonthlyPrice = 49m };
+        pro.Meters["ai_messages"] = new PlanMeterPrice { Included = 100_000, UnitPrice = 0.002m };
+        pro.Meters["api_calls"] = new PlanMeterPrice { Included = 10_000, UnitPrice = 0.001m };
+        o.Plans["pro"] = pro;
+    }
+
+    private static List<BillingPeriod> Months(DateTimeOffset from, DateTimeOffset to)
+    {
+        var months = new List<BillingPeriod>();
+        for (var m = BillingPeriod.CalendarMonth(from); m.Start < to; m = BillingPeriod.CalendarMonth(m.End))
+        {
+            months.Add(m);
+        }
+
+        return months;
+    }
+
+    private static async Task<string> AnswersAsync(IUsageStore store, IEnumerable<Guid> users, List<BillingPeriod> months)
+    {
+        var text = new StringBuilder();
+        foreach (var user in users)
+        {
+            foreach (var m in months)
+            {
+                var rows = await store.GetUsageByDayAsync(user, m.Start, m.End, default);
+                foreach (var r in rows.OrderBy(r => r.Meter, StringComparer.Ordinal).ThenBy(r => r.Day))
+                {
+                    text.Append(user).Append(' ').Append(r).Append('\n');
+                }
+            }
+        }
+
+        return text.ToString();
+    }
+
+    private sealed record Sizes(long Events, long EventsHeap, Dictionary<string, long> Indexes, long Hourly, long HourlyRows, long Daily, long DailyRows)
+    {
+        public long Total => EventsHeap + Indexes.Values.Sum() + Hourly + Daily;
+    }
+
+    private static async Task<Sizes> SizesAsync(NpgsqlConnection connection)
+    {
+        var indexes = new Dictionary<string, long>(StringComparer.Ordinal);
+        await using (var command = new NpgsqlCommand("SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index WHERE indrelid = 'usage_events'::regclass", connection))
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                indexes[reader.GetString(0)] = reader.GetInt64(1);
+            }
+        }
+
+        // The heap with its TOAST and free-space/visibility maps: the table's total minus its indexes.
+        return new Sizes(
+            await ScalarAsync(connection, "SELECT count(*) FROM usage_events"),
+            await ScalarAsync(connection, "SELECT pg_total_relation_size('usage_events') - pg_indexes_size('usage_events')"),
+            indexes,
+            await ScalarAsync(connection, "SELECT pg_total_relation_size('usage_hourly')"),
+            await ScalarAsync(connection, "SELECT count(*) FROM usage_hourly"),
+            await ScalarAsync(connection, "SELECT pg_total_relation_size('usage_daily')"),
+            await ScalarAsync(connection, "SELECT count(*) FROM usage_daily"));
+    }
+
+    private static async Task<long> IndexSizeAsync(NpgsqlConnection connection, string create, string name)
+    {
+        await ExecuteAsync(connection, create);
+        var size = await ScalarAsync(connection, $"SELECT pg_relation_size('{name}')");
+        await ExecuteAsync(connection, $"DROP INDEX {name}");
+        return size;
+    }
+
+    private static async Task<Stats> MeasureAsync<T>(int runs, Func<Task<T>> read)
+    {
+        var warmUp = Stopwatch.StartNew();
+        for (var i = 0; i < runs / 4 || warmUp.Elapsed < TimeSpan.FromSeconds(2); i++)
+        {
+            await read();
+        }
+
+        var times = new double[runs];
+        for (var i = 0; i < runs; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            await read();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+
+        Array.Sort(times);
+        return new Stats(At(0.50), At(0.99));
+
+        double At(double q) => times[Math.Min(times.Length - 1, (int)Math.Ceiling(q * times.Length) - 1)];
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection) { CommandTimeout = 0 };
+        await command.ExecuteNonQueryAsync();
+    }
+
+    private static async Task<long> ScalarAsync(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection) { CommandTimeout = 0 };
+        return Convert.ToInt64(await command.ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+    }
+
+    private readonly record struct Stats(double P50, double P99);
+}

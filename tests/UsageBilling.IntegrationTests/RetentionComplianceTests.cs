@@ -1,0 +1,293 @@
+using System.Text.Json;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using UsageBilling.EntityFrameworkCore.Entities;
+using UsageBilling.IntegrationTests.Infrastructure;
+using UsageBilling.Storage;
+
+namespace UsageBilling.IntegrationTests;
+
+/// <summary>
+/// Pruning acknowledged history (<see cref="IUsageRetention"/>), on both databases: four months of usage recorded,
+/// flushed to the emulator through Stripe.net and acknowledged, billing periods anchored mid-hour so both edges of
+/// every period are partial hours; the summaries of every period, the current period's page and the report totals
+/// <c>reconcile</c> compares must be the same after the prune, and nothing unacknowledged may go.
+/// </summary>
+public abstract class RetentionComplianceTests(Provider provider) : FlushComplianceTestsBase(provider)
+{
+    // The subscription's anchor: every period starts and ends at hh:17:23, so each edge is a partial hour.
+    private static readonly DateTimeOffset Anchor = new(2026, 11, 5, 9, 17, 23, TimeSpan.Zero);
+
+    private IUsageRetention Retention => Host.Get<IUsageRetention>();
+
+    [Fact]
+    public async Task Prune_FourMonthsAcknowledged_SameSummariesPastPeriodsAndReportTotals()
+    {
+        var (user, customer) = await NewCustomerAsync();
+        await AddItemsAsync(user);
+        var idle = await NewUserWithoutCustomerAsync();
+        var (stuck, _) = await NewCustomerAsync();
+
+        var random = new Random(16);
+        for (var round = 0; round < 14; round++)
+        {
+            var now = Time.GetUtcNow();
+            var times = Enumerable.Range(0, 40).Select(_ => now.AddMinutes(-random.Next(1, 9 * 24 * 60))).ToList();
+            for (var k = -1; k <= 5; k++)
+            {
+                // Both sides of each period edge in this round's days: in the edge's own hour, and hours away on the same day.
+                var edge = Anchor.AddMonths(k);
+                if (edge > now.AddDays(-9) && edge < now.AddMinutes(-1))
+                {
+                    times.AddRange([edge.AddMinutes(-5), edge.AddMinutes(5), edge.AddHours(-2), edge.AddHours(3), edge.AddMinutes(-17).AddSeconds(-23)]);
+                }
+            }
+
+            for (var i = 0; i < times.Count; i++)
+            {
+                await Recorder.RecordAsync(user, i % 3 == 0 ? "api_calls" : "ai_messages", 1 + (i % 4), $"r{round}-{i}", times[i], Ct);
+            }
+
+            if (round == 0)
+            {
+                // Old usage that was never acknowledged: never claimed (no customer), and claimed but Stripe's answer unknown.
+                await Recorder.RecordAsync(idle, "ai_messages", 7, "idle", now.AddHours(-5), Ct);
+                await Recorder.RecordAsync(stuck, "ai_messages", 8, "stuck", now.AddHours(-5), Ct);
+            }
+
+            await FlushUntilDoneAsync();
+            if (round == 0)
+            {
+                await MakeUnacknowledgedAsync(stuck);
+            }
+            Time.Advance(TimeSpan.FromDays(9));
+        }
+
+        var before = await SnapshotAsync(user, customer);
+        var hourlyBefore = await CountAsync(db => db.UsageHourly.Where(h => h.UserId == user));
+        var eventsBefore = await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user));
+
+        var result = await Retention.PruneAsync(TimeSpan.FromDays(40), Ct);
+
+        Assert.Equal(Time.GetUtcNow().AddDays(-40), result.Cutoff);
+        Assert.True(result.EventsDeleted > eventsBefore / 3, $"deleted {result.EventsDeleted} of {eventsBefore}");
+        Assert.True(result.HourlyRowsFolded > hourlyBefore / 3, $"folded {result.HourlyRowsFolded} of {hourlyBefore}");
+        Assert.Equal(eventsBefore - result.EventsDeleted, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+        Assert.Equal(before, await SnapshotAsync(user, customer));
+
+        // What stays of the periods that ended by the cutoff: the events of their partial edge hours; and everything unacknowledged.
+        var lastEnded = Enumerable.Range(-1, 7).Select(k => Anchor.AddMonths(k)).Where(edge => edge <= result.Cutoff).Max();
+        await using (var db = Host.CreateContext())
+        {
+            var old = await db.UsageEvents.AsNoTracking().Where(e => e.UserId == user && e.OccurredAt < lastEnded).Select(e => e.OccurredAt).ToListAsync(Ct);
+            Assert.NotEmpty(old);
+            Assert.All(old, at => Assert.Contains(Enumerable.Range(-1, 7).Select(k => Anchor.AddMonths(k)), edge => at >= edge.AddMinutes(-17).AddSeconds(-23) && at < edge.AddMinutes(43).AddSeconds(-23)));
+            Assert.Equal(1, await db.UsageEvents.CountAsync(e => e.UserId == idle, Ct));
+            Assert.Equal(1, await db.UsageEvents.CountAsync(e => e.UserId == stuck && e.ReportId != null && e.ReportedAt == null, Ct));
+        }
+
+        var again = await Retention.PruneAsync(TimeSpan.FromDays(40), Ct);
+        Assert.Equal((0L, 0L), (again.EventsDeleted, again.HourlyRowsFolded));
+        Assert.Equal(before, await SnapshotAsync(user, customer));
+
+        // Nothing the recorder, the flusher or a correction still needs went: a late event and a flush still work.
+        await Recorder.RecordAsync(user, "ai_messages", 3, "late", Time.GetUtcNow().AddDays(-30), Ct);
+        await FlushUntilDoneAsync();
+    }
+
+    [Fact]
+    public async Task Prune_TwoInstancesAtOnceWhileRecording_EachEventDeletedOnceSameAnswers()
+    {
+        var (user, customer) = await NewCustomerAsync();
+        await AddItemsAsync(user);
+        var random = new Random(17);
+        for (var round = 0; round < 10; round++)
+        {
+            var now = Time.GetUtcNow();
+            for (var i = 0; i < 30; i++)
+            {
+                await Recorder.RecordAsync(user, i % 3 == 0 ? "api_calls" : "ai_messages", 1 + (i % 4), $"r{round}-{i}", now.AddMinutes(-random.Next(1, 9 * 24 * 60)), Ct);
+            }
+
+            await FlushUntilDoneAsync();
+            Time.Advance(TimeSpan.FromDays(9));
+        }
+
+        var before = await SnapshotAsync(user, customer, endedOnly: true);
+        var eventsBefore = await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user));
+        var other = await AddFlusherHostAsync();
+
+        // Two app instances prune at once while the recorder goes on writing the current period.
+        var recording = Task.Run(async () =>
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                await other.Get<IUsageRecorder>().RecordAsync(user, "ai_messages", 1, $"now-{i}", Time.GetUtcNow().AddMinutes(-i), Ct);
+            }
+        }, Ct);
+        var results = await Task.WhenAll(
+            Task.Run(() => Retention.PruneAsync(TimeSpan.FromDays(40), Ct), Ct),
+            Task.Run(() => other.Get<IUsageRetention>().PruneAsync(TimeSpan.FromDays(40), Ct), Ct));
+        await recording;
+
+        var deleted = results.Sum(r => r.EventsDeleted);
+        Assert.True(deleted > 0);
+        Assert.Equal(eventsBefore + 40 - deleted, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+        Assert.Equal(before, await SnapshotAsync(user, customer, endedOnly: true));
+        var again = await Retention.PruneAsync(TimeSpan.FromDays(40), Ct);
+        Assert.Equal((0L, 0L), (again.EventsDeleted, again.HourlyRowsFolded));
+    }
+
+    [Fact]
+    public async Task Prune_EverythingYoungerThanTheWindow_RemovesNothing()
+    {
+        var (user, _) = await NewCustomerAsync();
+        await AddItemsAsync(user);
+        await Recorder.RecordAsync(user, "ai_messages", 5, "a", Time.GetUtcNow().AddDays(-20), Ct);
+        await FlushUntilDoneAsync();
+        Time.Advance(TimeSpan.FromDays(30));
+
+        var result = await Retention.PruneAsync(TimeSpan.FromDays(35), Ct);
+
+        Assert.Equal((0L, 0L, 1), (result.EventsDeleted, result.HourlyRowsFolded, result.Accounts));
+        Assert.Equal(1, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+    }
+
+    [Fact]
+    public async Task BackgroundRetention_KeepSet_PrunesOnStart_OffByDefault()
+    {
+        var (user, _) = await NewCustomerAsync();
+        await Recorder.RecordAsync(user, "ai_messages", 5, "a", Time.GetUtcNow().AddDays(-20), Ct);
+        await Recorder.RecordAsync(user, "ai_messages", 6, "b", Time.GetUtcNow().AddDays(-19), Ct);
+        await FlushUntilDoneAsync();
+        Time.Advance(TimeSpan.FromDays(60));
+
+        // The default host (Retention:Keep unset) runs the service too: it must do nothing.
+        await RunHostedServicesAsync(Host, TimeSpan.FromMilliseconds(300));
+        Assert.Equal(2, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+
+        await using var pruning = await BillingHost.StartAsync(Database, Time, o => o.Retention.Keep = TimeSpan.FromDays(40), null);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        await RunHostedServicesAsync(pruning, TimeSpan.Zero, async () =>
+        {
+            while (await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)) > 0 && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50, Ct);
+            }
+        });
+        Assert.Equal(0, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+        var summary = await Host.Get<IUsageStore>().GetUsageByDayAsync(user, Now.AddDays(-30), Now, Ct);
+        Assert.Equal(11, summary.Sum(d => d.Total));
+    }
+
+    private static async Task RunHostedServicesAsync(BillingHost host, TimeSpan wait, Func<Task>? until = null)
+    {
+        var services = host.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().OfType<Microsoft.Extensions.Hosting.BackgroundService>()
+            .Where(s => s.GetType().Name == "UsageRetentionBackgroundService").ToList();
+        Assert.Single(services);
+        await services[0].StartAsync(Ct);
+        await Task.Delay(wait, Ct);
+        if (until is not null)
+        {
+            await until();
+        }
+
+        await services[0].StopAsync(Ct);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(34)]
+    public async Task Prune_WindowShorterThanStripes_RefusedBeforeAnyDelete(int days)
+    {
+        var ex = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => Retention.PruneAsync(TimeSpan.FromDays(days), Ct));
+        Assert.Contains("at least 35 days", ex.Message, StringComparison.Ordinal);
+    }
+
+    private async Task AddItemsAsync(Guid user)
+    {
+        await using var db = Host.CreateContext();
+        foreach (var meter in new[] { "ai_messages", "api_calls" })
+        {
+            db.SubscriptionItems.Add(new BillingSubscriptionItem
+            {
+                Id = $"si_{meter}_{user:N}",
+                SubscriptionId = $"sub_{user:N}",
+                UserId = user,
+                PriceId = $"price_{meter}",
+                Meter = meter,
+                Status = "active",
+                CurrentPeriodStart = Anchor,
+                CurrentPeriodEnd = Anchor.AddMonths(1),
+                UpdatedAt = Now,
+            });
+        }
+
+        await db.SaveChangesAsync(Ct);
+    }
+
+    // The state a report is in when its send's answer was lost (needs review): claimed, not acknowledged.
+    private async Task MakeUnacknowledgedAsync(Guid user)
+    {
+        await using var db = Host.CreateContext();
+        var report = await db.UsageEvents.Where(e => e.UserId == user).Select(e => e.ReportId!.Value).SingleAsync(Ct);
+        await db.UsageEvents.Where(e => e.ReportId == report).ExecuteUpdateAsync(u => u.SetProperty(e => e.ReportedAt, (DateTimeOffset?)null), Ct);
+        await db.UsageReports.Where(r => r.Id == report).ExecuteUpdateAsync(u => u.SetProperty(r => r.Status, UsageReportStatus.NeedsReview).SetProperty(r => r.SentAt, (DateTimeOffset?)null), Ct);
+    }
+
+    private async Task<Guid> NewUserWithoutCustomerAsync()
+    {
+        await using var db = Host.CreateContext();
+        var user = new BillingUser { Id = Guid.NewGuid(), CreatedAt = Now };
+        db.Users.Add(user);
+        await db.SaveChangesAsync(Ct);
+        return user.Id;
+    }
+
+    private async Task<long> CountAsync<T>(Func<EntityFrameworkCore.UsageBillingDbContext, IQueryable<T>> query)
+    {
+        await using var db = Host.CreateContext();
+        return await query(db).LongCountAsync(Ct);
+    }
+
+    /// <summary>
+    /// Everything a reader shows: each period's per-day usage (the page's past periods and chart read exactly this),
+    /// the current period's summary, and the sent reports' totals per period beside Stripe's (what reconcile compares).
+    /// </summary>
+    private async Task<string> SnapshotAsync(Guid user, string customer, bool endedOnly = false)
+    {
+        var store = Host.Get<IUsageStore>();
+        var lines = new List<string>();
+        for (var k = -1; k <= 5; k++)
+        {
+            var (start, end) = (Anchor.AddMonths(k), Anchor.AddMonths(k + 1));
+            if (endedOnly && end > Time.GetUtcNow())
+            {
+                continue;
+            }
+
+            var days = await store.GetUsageByDayAsync(user, start, end, Ct);
+            lines.AddRange(days.OrderBy(d => d.Meter, StringComparer.Ordinal).ThenBy(d => d.Day).Select(d => $"{start:O} {d}"));
+            foreach (var meter in new[] { "ai_messages", "api_calls" })
+            {
+                lines.Add($"{start:O} {meter} stripe={await Emulator.Admin.GetMeterTotalAsync(customer, meter, start, end, Ct)}");
+            }
+        }
+
+        await using var db = Host.CreateContext();
+        var reports = await db.UsageReports.AsNoTracking().Where(r => r.StripeCustomerId == customer && r.Status == UsageReportStatus.Sent)
+            .GroupBy(r => new { r.Meter, r.PeriodStart }).Select(g => new { g.Key.Meter, g.Key.PeriodStart, Total = g.Sum(r => r.Quantity), Reports = g.Count() }).ToListAsync(Ct);
+        lines.AddRange(reports.OrderBy(r => r.Meter, StringComparer.Ordinal).ThenBy(r => r.PeriodStart).Select(r => $"reports {r.Meter} {r.PeriodStart:O} {r.Total} ({r.Reports})"));
+        if (!endedOnly)
+        {
+            lines.Add(JsonSerializer.Serialize(await Host.Get<IUsageSummaryService>().GetCurrentPeriodAsync(user, Ct)));
+        }
+
+        Assert.True(lines.Count > 50, string.Join('\n', lines));
+        return string.Join('\n', lines);
+    }
+}
+
+public sealed class SqliteRetentionTests() : RetentionComplianceTests(Provider.Sqlite);
+
+public sealed class PostgresRetentionTests() : RetentionComplianceTests(Provider.Postgres);
