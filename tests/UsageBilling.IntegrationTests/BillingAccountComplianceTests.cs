@@ -331,6 +331,16 @@ public abstract class BillingAccountComplianceTests(Provider provider) : IAsyncL
         var userId = await Host.NewUserAsync();
         await Host.Accounts.SubscribeAsync(userId, "starter", cancellationToken: Ct);
         var customer = (await Host.Accounts.GetAsync(userId, Ct))!.StripeCustomerId;
+
+        // Subscribing drafts the first invoice and the app flushes the customer on invoice.created: let that delivery
+        // finish before recording, or under load it sends the event while the customer still exists.
+        var settled = DateTime.UtcNow.AddSeconds(20);
+        while (Host.Emulator.Admin.PendingWebhookDeliveries > 0)
+        {
+            Assert.True(DateTime.UtcNow < settled, "webhook deliveries did not settle");
+            await Task.Delay(20, Ct);
+        }
+
         await Host.Get<IUsageRecorder>().RecordAsync(userId, "ai_messages", 3, "doomed", cancellationToken: Ct);
 
         // The customer disappears in Stripe: the meter event is accepted (200), then reported invalid as a thin event.
