@@ -334,12 +334,7 @@ public abstract class BillingAccountComplianceTests(Provider provider) : IAsyncL
 
         // Subscribing drafts the first invoice and the app flushes the customer on invoice.created: let that delivery
         // finish before recording, or under load it sends the event while the customer still exists.
-        var settled = DateTime.UtcNow.AddSeconds(20);
-        while (Host.Emulator.Admin.PendingWebhookDeliveries > 0)
-        {
-            Assert.True(DateTime.UtcNow < settled, "webhook deliveries did not settle");
-            await Task.Delay(20, Ct);
-        }
+        await Host.WebhookDeliveriesSettledAsync();
 
         await Host.Get<IUsageRecorder>().RecordAsync(userId, "ai_messages", 3, "doomed", cancellationToken: Ct);
 

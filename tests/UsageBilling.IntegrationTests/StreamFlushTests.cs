@@ -154,12 +154,7 @@ public abstract class StreamWebhookTests(Provider provider) : IAsyncLifetime
 
         // Subscribing drafts the first invoices, and the app flushes a customer on invoice.created: let those
         // deliveries finish first, so the one flush below sends both reports.
-        var settled = DateTime.UtcNow.AddSeconds(20);
-        while (Host.Emulator.Admin.PendingWebhookDeliveries > 0)
-        {
-            Assert.True(DateTime.UtcNow < settled, "webhook deliveries did not settle");
-            await Task.Delay(20, Ct);
-        }
+        await Host.WebhookDeliveriesSettledAsync();
 
         await Host.Get<IUsageRecorder>().RecordAsync(doomed, "ai_messages", 3, "doomed", cancellationToken: Ct);
         await Host.Get<IUsageRecorder>().RecordAsync(fine, "ai_messages", 4, "fine", cancellationToken: Ct);

@@ -124,6 +124,20 @@ public sealed class AccountsHost : IAsyncDisposable
         return user.Id;
     }
 
+    /// <summary>
+    /// Waits until the emulator has delivered every webhook it queued. Subscribing drafts an invoice, and the app
+    /// flushes the customer on invoice.created: a test that needs its own flush to send what it records waits first.
+    /// </summary>
+    public async Task WebhookDeliveriesSettledAsync()
+    {
+        var until = DateTime.UtcNow.AddSeconds(20);
+        while (Emulator.Admin.PendingWebhookDeliveries > 0)
+        {
+            Assert.True(DateTime.UtcNow < until, "the emulator's webhook deliveries did not settle in 20 s");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _app.StopAsync();
