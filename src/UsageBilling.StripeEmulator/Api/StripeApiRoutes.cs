@@ -83,24 +83,24 @@ internal static class StripeApiRoutes
         Route(v1.MapGet("/invoices", (HttpContext c) => b.ListInvoices(P(c))));
         Route(v1.MapGet("/invoices/{id}", (string id, HttpContext c) => b.GetInvoice(id, P(c))));
 
-        Route(v1.MapPost("/webhook_endpoints", (HttpContext c) => b.CreateWebhookEndpoint(P(c))));
-        Route(v1.MapGet("/webhook_endpoints", (HttpContext c) => b.ListWebhookEndpoints(P(c))));
-        Route(v1.MapGet("/webhook_endpoints/{id}", (string id, HttpContext c) => b.GetWebhookEndpoint(id, P(c))));
-        Route(v1.MapPost("/webhook_endpoints/{id}", (string id, HttpContext c) => b.UpdateWebhookEndpoint(id, P(c))));
-        Route(v1.MapDelete("/webhook_endpoints/{id}", (string id, HttpContext c) => b.DeleteWebhookEndpoint(id, P(c))));
+        Route(v1.MapPost("/webhook_endpoints", (HttpContext c) => b.Webhooks.CreateEndpoint(P(c))));
+        Route(v1.MapGet("/webhook_endpoints", (HttpContext c) => b.Webhooks.ListEndpoints(P(c))));
+        Route(v1.MapGet("/webhook_endpoints/{id}", (string id, HttpContext c) => b.Webhooks.GetEndpoint(id, P(c))));
+        Route(v1.MapPost("/webhook_endpoints/{id}", (string id, HttpContext c) => b.Webhooks.UpdateEndpoint(id, P(c))));
+        Route(v1.MapDelete("/webhook_endpoints/{id}", (string id, HttpContext c) => b.Webhooks.DeleteEndpoint(id, P(c))));
 
-        Route(v1.MapGet("/events", (HttpContext c) => b.ListEvents(P(c))));
+        Route(v1.MapGet("/events", (HttpContext c) => b.Webhooks.ListEvents(P(c))));
         Route(v1.MapGet("/events/{id}", (string id, HttpContext c) =>
         {
             P(c).AllowOnly();
-            return b.GetEvent(id);
+            return b.Webhooks.GetEvent(id);
         }));
 
         var v2 = api1.MapGroup("/v2");
         Route(v2.MapGet("/core/events/{id}", (string id, HttpContext c) =>
         {
             P(c).AllowOnly();
-            return b.GetV2Event(id);
+            return b.Webhooks.GetV2Event(id);
         }));
 
         // Any other method or URL under /v1 and /v2: authenticated, faulted and rate limited like the rest, then a 404.

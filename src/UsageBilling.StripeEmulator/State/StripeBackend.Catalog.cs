@@ -104,7 +104,7 @@ internal sealed partial class StripeBackend
         }
     }
 
-    private static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+    internal static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
 
     // ---------------------------------------------------------------- products
 

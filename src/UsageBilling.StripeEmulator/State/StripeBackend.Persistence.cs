@@ -43,8 +43,8 @@ internal sealed partial class StripeBackend
                 Meters = [.. _meters],
                 Subscriptions = [.. _subscriptions],
                 Invoices = [.. _invoices],
-                Endpoints = [.. _endpoints],
-                Events = [.. _events],
+                Endpoints = [.. Webhooks.Endpoints],
+                Events = [.. Webhooks.Events],
                 MeterEvents = [.. _meterEvents.All],
                 CheckoutSessions = [.. _checkout],
             };
@@ -83,8 +83,7 @@ internal sealed partial class StripeBackend
 
             _subscriptions.Load(s.Subscriptions);
             _invoices.Load(s.Invoices);
-            _endpoints.Load(s.Endpoints);
-            _events.Load(s.Events);
+            Webhooks.Load(s.Endpoints, s.Events);
             _checkout.Load(s.CheckoutSessions);
             _meterEvents.Load(s.MeterEvents, s.Sequence);
 
