@@ -51,11 +51,11 @@ internal static class StripeApiRoutes
         Route(v1.MapPost("/billing/meters/{id}/reactivate", (string id, HttpContext c) => b.SetMeterStatus(id, P(c), active: true)));
         Route(v1.MapGet("/billing/meters/{id}/event_summaries", (string id, HttpContext c) => b.EventSummaries(id, P(c))));
 
-        Route(v1.MapPost("/customers", (HttpContext c) => b.CreateCustomer(P(c))));
-        Route(v1.MapGet("/customers", (HttpContext c) => b.ListCustomers(P(c))));
-        Route(v1.MapGet("/customers/{id}", (string id, HttpContext c) => b.GetCustomer(id, P(c))));
-        Route(v1.MapPost("/customers/{id}", (string id, HttpContext c) => b.UpdateCustomer(id, P(c))));
-        Route(v1.MapDelete("/customers/{id}", (string id, HttpContext c) => b.DeleteCustomer(id, P(c))));
+        Route(v1.MapPost("/customers", (HttpContext c) => b.Customers.Create(P(c))));
+        Route(v1.MapGet("/customers", (HttpContext c) => b.Customers.List(P(c))));
+        Route(v1.MapGet("/customers/{id}", (string id, HttpContext c) => b.Customers.Get(id, P(c))));
+        Route(v1.MapPost("/customers/{id}", (string id, HttpContext c) => b.Customers.Update(id, P(c))));
+        Route(v1.MapDelete("/customers/{id}", (string id, HttpContext c) => b.Customers.Delete(id, P(c))));
 
         Route(v1.MapPost("/products", (HttpContext c) => b.CreateProduct(P(c))));
         Route(v1.MapGet("/products", (HttpContext c) => b.ListProducts(P(c))));

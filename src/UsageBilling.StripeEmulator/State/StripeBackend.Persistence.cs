@@ -37,7 +37,7 @@ internal sealed partial class StripeBackend
             {
                 SavedAt = Now,
                 Sequence = _meterEvents.Sequence,
-                Customers = [.. _customers],
+                Customers = [.. Customers.All],
                 Products = [.. _products],
                 Prices = [.. _prices],
                 Meters = [.. _meters],
@@ -72,7 +72,7 @@ internal sealed partial class StripeBackend
         Reset();
         lock (_gate)
         {
-            _customers.Load(s.Customers);
+            Customers.Load(s.Customers);
             _products.Load(s.Products);
             _prices.Load(s.Prices);
             _meters.Load(s.Meters);

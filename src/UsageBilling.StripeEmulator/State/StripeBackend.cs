@@ -7,7 +7,7 @@ using UsageBilling.StripeEmulator.Webhooks;
 namespace UsageBilling.StripeEmulator.State;
 
 /// <summary>
-/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>) and the
+/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>) and the
 /// resources not yet split out of this class.
 /// </summary>
 /// <remarks>
@@ -21,7 +21,6 @@ internal sealed partial class StripeBackend
     private const string Alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     private readonly Lock _gate = new();
-    private readonly Table<Customer> _customers = new(x => x.Id);
     private readonly Table<Product> _products = new(x => x.Id);
     private readonly Table<Price> _prices = new(x => x.Id);
     private readonly Table<Meter> _meters = new(x => x.Id);
@@ -39,12 +38,16 @@ internal sealed partial class StripeBackend
     {
         Runtime = runtime;
         Webhooks = new WebhookStore(_gate, webhooks, () => Now);
+        Customers = new CustomerStore(_gate, () => Now);
     }
 
     public EmulatorRuntime Runtime { get; }
 
     /// <summary>Webhook endpoints and the event log.</summary>
     public WebhookStore Webhooks { get; }
+
+    /// <summary>Customers.</summary>
+    public CustomerStore Customers { get; }
 
     public long Now => Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
 
@@ -66,7 +69,7 @@ internal sealed partial class StripeBackend
     {
         lock (_gate)
         {
-            _customers.Clear();
+            Customers.Clear();
             _products.Clear();
             _prices.Clear();
             _meters.Clear();
