@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -222,11 +223,9 @@ internal static class EmulatorApp
             }
         });
 
-        // The Stripe API branch comes before routing, so the hot path skips endpoint matching entirely.
-        app.MapWhen(
-            ctx => !ctx.Request.Path.StartsWithSegments(AdminEndpoints.Prefix, StringComparison.Ordinal),
-            api => api.Run(core.Handler.HandleAsync));
         app.UseRouting();
+        app.UseUnrecognizedUrls(app.Services.GetRequiredService<EndpointDataSource>());
+        app.MapStripeApi(core.Handler);
         app.MapEmulatorAdmin(core.Admin, core.AdminToken, core.SaveAsync);
         return app;
     }

@@ -108,7 +108,7 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
             throw new ArgumentException("The URL must be absolute.", nameof(url));
         }
 
-        return Task.FromResult(_backend.AddEndpoint(url, enabledEvents));
+        return Task.FromResult(_backend.Webhooks.AddEndpoint(url, enabledEvents));
     }
 
     /// <inheritdoc/>

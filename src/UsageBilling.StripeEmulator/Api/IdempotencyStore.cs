@@ -1,9 +1,27 @@
 using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Http;
 
 namespace UsageBilling.StripeEmulator.Api;
 
-/// <summary>A response as it went out, kept for <c>Idempotency-Key</c> replays.</summary>
-internal sealed record ApiResponse(int Status, byte[] Body, IReadOnlyList<KeyValuePair<string, string>> Headers);
+/// <summary>A response as it goes out (with a fresh <c>Request-Id</c> each time), kept for <c>Idempotency-Key</c> replays.</summary>
+internal sealed record ApiResponse(int Status, byte[] Body, IReadOnlyList<KeyValuePair<string, string>> Headers) : IResult
+{
+    public async Task ExecuteAsync(HttpContext httpContext)
+    {
+        var http = httpContext.Response;
+        http.StatusCode = Status;
+        http.Headers["Request-Id"] = State.StripeBackend.NewId("req_", 14);
+        http.Headers["Stripe-Version"] = State.StripeBackend.ApiVersion;
+        http.ContentType = "application/json";
+        foreach (var (name, value) in Headers)
+        {
+            http.Headers[name] = value;
+        }
+
+        http.ContentLength = Body.Length;
+        await http.Body.WriteAsync(Body, httpContext.RequestAborted);
+    }
+}
 
 /// <summary>Results of POSTs by (API key, Idempotency-Key), replayed for the idempotency window.</summary>
 internal sealed class IdempotencyStore

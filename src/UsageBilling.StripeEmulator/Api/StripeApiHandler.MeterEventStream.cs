@@ -9,110 +9,74 @@ namespace UsageBilling.StripeEmulator.Api;
 /// <summary>
 /// The v2 high-throughput meter events: <c>POST /v2/billing/meter_event_session</c> (secret key, on the API host) and
 /// <c>POST /v2/billing/meter_event_stream</c> (session token, on the meter-events host — here the same root). Both take
-/// JSON bodies. Faults apply as to v1; the stream has its own rate limit, no per customer·meter concurrency rule and no
-/// Idempotency-Key replay (a resent event is dropped by its identifier, which gives the same outcome).
+/// JSON bodies. Faults apply as to v1 (the filters in <see cref="StripeApiRoutes"/>); the stream has its own rate limit,
+/// no per customer·meter concurrency rule and no Idempotency-Key replay (a resent event is dropped by its identifier,
+/// which gives the same outcome).
 /// </summary>
 internal sealed partial class StripeApiHandler
 {
     /// <summary>Stripe's cap on events in one stream request.</summary>
     public const int MaxStreamEvents = 100;
 
-    private const string V2MeterPathPrefix = "/v2/billing/meter_event_s";
-    private const string SessionPath = "/v2/billing/meter_event_session";
-    private const string StreamPath = "/v2/billing/meter_event_stream";
+    /// <summary>The two v2 meter routes; any other path starting with <see cref="V2MeterPathPrefix"/> is a 404 before authentication.</summary>
+    public const string V2MeterPathPrefix = "/v2/billing/meter_event_s";
+    public const string SessionPath = "/v2/billing/meter_event_session";
+    public const string StreamPath = "/v2/billing/meter_event_stream";
 
     private static readonly byte[] EmptyObject = "{}"u8.ToArray();
 
-    private async Task HandleMeterEventV2Async(HttpContext ctx, string method, string path)
+    /// <summary><c>POST /v2/billing/meter_event_session</c>: a session token for the stream (an empty JSON body).</summary>
+    public async Task<ApiResponse> CreateMeterEventSessionAsync(HttpContext ctx)
     {
-        var request = ctx.Request;
-        var requestId = StripeBackend.NewId("req_", 14);
-        FaultSpec? fault = null;
-        ApiResponse response;
-        try
+        var call = StripeCall.Of(ctx);
+        var body = await ReadJsonAsync(ctx);
+        await DelayAsync(call, ctx);
+        if (body is not null && body.Count > 0)
         {
-            var isStream = path == StreamPath;
-            if (method != "POST" || (!isStream && path != SessionPath))
-            {
-                throw new StripeApiException(404, "invalid_request_error", null,
-                    $"Unrecognized request URL ({method}: {path}).", null, "unrecognized_url");
-            }
-
-            var apiKey = isStream ? _backend.AuthenticateSession(BearerToken(request)).ApiKey : Authenticate(request);
-            fault = _runtime.TakeFault(method, path);
-            switch (fault?.Kind)
-            {
-                case FaultKind.RateLimited:
-                    throw RateLimitedV2(fault.RateLimitedReason, "injected_rate_limit");
-                case FaultKind.ServerError:
-                    throw ServerError("injected_server_error");
-            }
-
-            if (!(isStream ? _runtime.TryTakeStreamToken() : _runtime.TryTakeRateToken()))
-            {
-                throw RateLimitedV2(isStream ? "endpoint-rate" : "global-rate", isStream ? "meter_event_stream_rate_limited" : "rate_limited");
-            }
-
-            var body = await ReadJsonAsync(ctx);
-            if (fault is { Kind: FaultKind.Delay, DelayMilliseconds: > 0 })
-            {
-                await Task.Delay(fault.DelayMilliseconds, ctx.RequestAborted);
-            }
-
-            if (isStream)
-            {
-                var events = ParseStreamEvents(body);
-                foreach (var e in events)
-                {
-                    if (e.Identifier is { } identifier)
-                    {
-                        _runtime.CountMeterEventRequest(identifier, apiKey);
-                    }
-                }
-
-                var (_, duplicates) = _backend.RecordStreamEvents(events);
-                for (var i = 0; i < duplicates; i++)
-                {
-                    _runtime.Reject("duplicate_identifier_dropped");
-                }
-
-                response = new ApiResponse(200, EmptyObject, []);
-            }
-            else
-            {
-                if (body is not null && body.Count > 0)
-                {
-                    throw StripeApiException.Unknown(body.First().Key);
-                }
-
-                response = Ok(_backend.CreateMeterEventSession(apiKey));
-            }
-        }
-        catch (StripeApiException ex)
-        {
-            _runtime.Reject(ex.RejectionReason);
-            response = Error(ex);
-        }
-        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
-        {
-            return;
-        }
-        catch (Exception ex)
-        {
-            LogUnexpected(_logger, ex, method, path);
-            response = Error(new StripeApiException(500, "api_error", null, "An unknown error occurred", null, "internal_error"));
+            throw StripeApiException.Unknown(body.First().Key);
         }
 
-        if (fault?.Kind == FaultKind.DropAfterProcessing)
-        {
-            ctx.Abort();
-            return;
-        }
-
-        await WriteAsync(ctx, requestId, response);
+        return Ok(Backend.CreateMeterEventSession(call.ApiKey));
     }
 
-    private static string BearerToken(HttpRequest request)
+    /// <summary><c>POST /v2/billing/meter_event_stream</c>: up to 100 events, shape checked now, meaning asynchronously.</summary>
+    public async Task<ApiResponse> StreamMeterEventsAsync(HttpContext ctx)
+    {
+        var call = StripeCall.Of(ctx);
+        var body = await ReadJsonAsync(ctx);
+        await DelayAsync(call, ctx);
+        var events = ParseStreamEvents(body);
+        foreach (var e in events)
+        {
+            if (e.Identifier is { } identifier)
+            {
+                Runtime.CountMeterEventRequest(identifier, call.ApiKey);
+            }
+        }
+
+        var (_, duplicates) = Backend.RecordStreamEvents(events);
+        for (var i = 0; i < duplicates; i++)
+        {
+            Runtime.Reject("duplicate_identifier_dropped");
+        }
+
+        return new ApiResponse(200, EmptyObject, []);
+    }
+
+    /// <summary>Any other method or path under <see cref="V2MeterPathPrefix"/>.</summary>
+    public static ApiResponse UnrecognizedV2Meter(HttpContext ctx) =>
+        throw new StripeApiException(404, "invalid_request_error", null,
+            $"Unrecognized request URL ({ctx.Request.Method}: {ctx.Request.Path.Value}).", null, "unrecognized_url");
+
+    private static async Task DelayAsync(StripeCall call, HttpContext ctx)
+    {
+        if (call.Fault is { Kind: FaultKind.Delay, DelayMilliseconds: > 0 })
+        {
+            await Task.Delay(call.Fault.DelayMilliseconds, ctx.RequestAborted);
+        }
+    }
+
+    internal static string BearerToken(HttpRequest request)
     {
         var header = request.Headers.Authorization.ToString();
         var token = header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) ? header[7..].Trim() : string.Empty;
@@ -129,7 +93,7 @@ internal sealed partial class StripeApiHandler
     private async Task<JsonObject?> ReadJsonAsync(HttpContext ctx)
     {
         var request = ctx.Request;
-        var max = _runtime.Options.MaxRequestBodyBytes;
+        var max = Runtime.Options.MaxRequestBodyBytes;
         using var buffer = new MemoryStream();
         var chunk = new byte[16 * 1024];
         int read;
@@ -278,7 +242,7 @@ internal sealed partial class StripeApiHandler
             ? s
             : throw StripeApiException.Invalid($"{param} must be a string.", param);
 
-    private static StripeApiException RateLimitedV2(string reason, string rejection) =>
+    internal static StripeApiException RateLimitedV2(string reason, string rejection) =>
         new(429, "rate_limit", "rate_limit", RateLimitMessage, null, rejection)
         {
             Headers = { new("Stripe-Rate-Limited-Reason", reason) },

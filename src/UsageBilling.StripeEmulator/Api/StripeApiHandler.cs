@@ -10,235 +10,30 @@ using UsageBilling.StripeEmulator.State;
 namespace UsageBilling.StripeEmulator.Api;
 
 /// <summary>
-/// The Stripe API surface: authentication, faults, rate limit, form parsing, idempotency, routing and
-/// Stripe-shaped errors, in that order. Handlers are synchronous in-memory operations on <see cref="StripeBackend"/>.
+/// The pieces the Stripe API's endpoint filters and handlers share (<see cref="StripeApiRoutes"/> maps the routes,
+/// <see cref="StripeApiFilters"/> holds the filters): authentication, form parsing, the rate-limit and server-error
+/// answers and the Stripe-shaped rendering of results and errors.
 /// </summary>
 internal sealed partial class StripeApiHandler
 {
     private const string RateLimitMessage = "Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits.";
-    private readonly StripeBackend _backend;
-    private readonly EmulatorRuntime _runtime;
-    private readonly IdempotencyStore _idempotency;
-    private readonly ILogger _logger;
-
     public StripeApiHandler(StripeBackend backend, EmulatorRuntime runtime, IdempotencyStore idempotency, ILogger logger)
     {
-        _backend = backend;
-        _runtime = runtime;
-        _idempotency = idempotency;
-        _logger = logger;
+        Backend = backend;
+        Runtime = runtime;
+        Idempotency = idempotency;
+        Logger = logger;
     }
 
-    public async Task HandleAsync(HttpContext ctx)
-    {
-        var request = ctx.Request;
-        var method = request.Method;
-        var path = request.Path.Value ?? "/";
-        if (path.StartsWith(V2MeterPathPrefix, StringComparison.Ordinal))
-        {
-            await HandleMeterEventV2Async(ctx, method, path);
-            return;
-        }
+    public StripeBackend Backend { get; }
 
-        var requestId = StripeBackend.NewId("req_", 14);
-        FaultSpec? fault = null;
-        ApiResponse response;
-        try
-        {
-            var apiKey = Authenticate(request);
-            fault = _runtime.TakeFault(method, path);
-            switch (fault?.Kind)
-            {
-                case FaultKind.RateLimited:
-                    throw RateLimited(fault.RateLimitedReason, "injected_rate_limit");
-                case FaultKind.ServerError when !fault.StoreForIdempotency:
-                    throw ServerError("injected_server_error");
-            }
+    public EmulatorRuntime Runtime { get; }
 
-            if (!_runtime.TryTakeRateToken())
-            {
-                throw RateLimited("global-rate", "rate_limited");
-            }
+    public IdempotencyStore Idempotency { get; }
 
-            _backend.ProcessDue(_backend.Now);
-            var (p, rawBody) = await ReadParamsAsync(ctx);
-            var route = Resolve(method, path, request, out var isMeterEvent)
-                ?? throw new StripeApiException(404, "invalid_request_error", null,
-                    $"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
-                    null, "unrecognized_url");
-            if (isMeterEvent && !_runtime.TryTakeMeterEventToken())
-            {
-                throw RateLimited("endpoint-rate", "meter_event_rate_limited");
-            }
+    public ILogger Logger { get; }
 
-            if (isMeterEvent && p.Node.Child("identifier")?.Value is { } identifier)
-            {
-                _runtime.CountMeterEventRequest(identifier, apiKey);
-            }
-
-            var key = method == "POST" ? request.Headers["Idempotency-Key"].ToString() : string.Empty;
-            if (key.Length == 0)
-            {
-                response = await ExecuteAsync(route, p, isMeterEvent, fault, ctx.RequestAborted);
-            }
-            else
-            {
-                response = await ExecuteIdempotentAsync(apiKey, key, Fingerprint(method, path, request.QueryString.Value, rawBody), route, p, isMeterEvent, fault, ctx.RequestAborted);
-            }
-        }
-        catch (StripeApiException ex)
-        {
-            _runtime.Reject(ex.RejectionReason);
-            response = Error(ex);
-        }
-        catch (BadHttpRequestException ex)
-        {
-            _runtime.Reject("invalid_request_body");
-            response = Error(StripeApiException.Invalid($"Invalid request body: {ex.Message}"));
-        }
-        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
-        {
-            return;
-        }
-        catch (Exception ex)
-        {
-            LogUnexpected(_logger, ex, method, path);
-            response = Error(new StripeApiException(500, "api_error", null, "An unknown error occurred", null, "internal_error"));
-        }
-
-        if (fault?.Kind == FaultKind.DropAfterProcessing)
-        {
-            // The effect happened; the client must see a network error, not an answer.
-            ctx.Abort();
-            return;
-        }
-
-        await WriteAsync(ctx, requestId, response);
-    }
-
-    private static async Task WriteAsync(HttpContext ctx, string requestId, ApiResponse response)
-    {
-        var http = ctx.Response;
-        http.StatusCode = response.Status;
-        http.Headers["Request-Id"] = requestId;
-        http.Headers["Stripe-Version"] = StripeBackend.ApiVersion;
-        http.ContentType = "application/json";
-        foreach (var (name, value) in response.Headers)
-        {
-            http.Headers[name] = value;
-        }
-
-        http.ContentLength = response.Body.Length;
-        await http.Body.WriteAsync(response.Body, ctx.RequestAborted);
-    }
-
-    private async Task<ApiResponse> ExecuteIdempotentAsync(
-        string apiKey, string key, string fingerprint, Func<Params, JsonObject> route, Params p, bool isMeterEvent, FaultSpec? fault, CancellationToken ct)
-    {
-        if (key.Length > 255)
-        {
-            throw StripeApiException.Invalid("Idempotency-Key must be at most 255 characters long.", null, "idempotency_key_too_long");
-        }
-
-        var scoped = string.Concat(apiKey, "\n", key);
-        var window = (long)_runtime.Options.IdempotencyWindow.TotalSeconds;
-        var (entry, isNew) = _idempotency.Begin(scoped, fingerprint, _backend.Now, window);
-        if (!isNew)
-        {
-            if (entry.Fingerprint != fingerprint)
-            {
-                throw new StripeApiException(400, "idempotency_error", null,
-                    $"Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request.",
-                    null, "idempotency_mismatch");
-            }
-
-            if (entry.Response is not { } stored)
-            {
-                throw new StripeApiException(409, "idempotency_error", "idempotency_key_in_use",
-                    $"There is currently another in-progress request using this Idempotency-Key ({key}). Try again later.",
-                    null, "idempotency_in_progress");
-            }
-
-            return stored with { Headers = [.. stored.Headers, new("Idempotent-Replayed", "true"), new("Idempotency-Key", key)] };
-        }
-
-        ApiResponse response;
-        try
-        {
-            if (fault is { Kind: FaultKind.ServerError, StoreForIdempotency: true })
-            {
-                _runtime.Reject("injected_server_error");
-                response = Error(ServerError("injected_server_error"));
-            }
-            else
-            {
-                response = await ExecuteAsync(route, p, isMeterEvent, fault, ct);
-            }
-        }
-        catch
-        {
-            _idempotency.Abandon(scoped, entry);
-            throw;
-        }
-
-        // Stripe saves a result once the endpoint started executing; validation errors (4xx) are not saved.
-        if (response.Status < 400 || response.Status >= 500)
-        {
-            entry.Response = response;
-        }
-        else
-        {
-            _idempotency.Abandon(scoped, entry);
-        }
-
-        return response with { Headers = [.. response.Headers, new("Idempotency-Key", key)] };
-    }
-
-    private async Task<ApiResponse> ExecuteAsync(Func<Params, JsonObject> route, Params p, bool isMeterEvent, FaultSpec? fault, CancellationToken ct)
-    {
-        string? slot = null;
-        if (isMeterEvent && _runtime.EnforceConcurrency && _backend.MeterConcurrencyKey(p) is { } k)
-        {
-            if (!_runtime.TryEnter(k))
-            {
-                throw new StripeApiException(429, "invalid_request_error", "rate_limit",
-                    "Too many concurrent requests for this customer and meter: send one meter event per customer and meter at a time.",
-                    null, "concurrency")
-                {
-                    Headers = { new("Stripe-Rate-Limited-Reason", "resource-specific") },
-                };
-            }
-
-            slot = k;
-        }
-
-        try
-        {
-            if (fault is { Kind: FaultKind.Delay, DelayMilliseconds: > 0 })
-            {
-                await Task.Delay(fault.DelayMilliseconds, ct);
-            }
-
-            try
-            {
-                return Ok(route(p));
-            }
-            catch (StripeApiException ex)
-            {
-                _runtime.Reject(ex.RejectionReason);
-                return Error(ex);
-            }
-        }
-        finally
-        {
-            if (slot is not null)
-            {
-                _runtime.Exit(slot);
-            }
-        }
-    }
-
-    private static string Authenticate(HttpRequest request)
+    internal static string Authenticate(HttpRequest request)
     {
         var header = request.Headers.Authorization.ToString();
         string? key = null;
@@ -276,10 +71,10 @@ internal sealed partial class StripeApiHandler
         return key;
     }
 
-    private async Task<(Params Params, string RawBody)> ReadParamsAsync(HttpContext ctx)
+    internal async Task<(Params Params, string RawBody)> ReadParamsAsync(HttpContext ctx)
     {
         var request = ctx.Request;
-        var max = _runtime.Options.MaxRequestBodyBytes;
+        var max = Runtime.Options.MaxRequestBodyBytes;
         var root = FormParser.Parse(request.QueryString.HasValue ? request.QueryString.Value![1..] : null);
         if (request.ContentLength is > 0 || request.Headers.TransferEncoding.Count > 0)
         {
@@ -354,128 +149,22 @@ internal sealed partial class StripeApiHandler
         return (new Params(root), string.Empty);
     }
 
-    /// <summary>The handler of a Stripe route; <paramref name="request"/> gives the emulator root as the client called it (for URLs in answers).</summary>
-    private Func<Params, JsonObject>? Resolve(string method, string path, HttpRequest request, out bool isMeterEvent)
-    {
-        isMeterEvent = false;
-        var s = path.Split('/', StringSplitOptions.RemoveEmptyEntries);
-        var b = _backend;
-        switch (method, s)
-        {
-            case ("POST", ["v1", "billing", "meter_events"]):
-                isMeterEvent = true;
-                return b.CreateMeterEvent;
-            case ("POST", ["v1", "billing", "meter_event_adjustments"]):
-                return b.CreateAdjustment;
-            case ("POST", ["v1", "billing", "meters"]):
-                return b.CreateMeter;
-            case ("GET", ["v1", "billing", "meters"]):
-                return b.ListMeters;
-            case ("GET", ["v1", "billing", "meters", var id]):
-                return p => b.GetMeter(id, p);
-            case ("POST", ["v1", "billing", "meters", var id]):
-                return p => b.UpdateMeter(id, p);
-            case ("POST", ["v1", "billing", "meters", var id, "deactivate"]):
-                return p => b.SetMeterStatus(id, p, active: false);
-            case ("POST", ["v1", "billing", "meters", var id, "reactivate"]):
-                return p => b.SetMeterStatus(id, p, active: true);
-            case ("GET", ["v1", "billing", "meters", var id, "event_summaries"]):
-                return p => b.EventSummaries(id, p);
-
-            case ("POST", ["v1", "customers"]):
-                return b.CreateCustomer;
-            case ("GET", ["v1", "customers"]):
-                return b.ListCustomers;
-            case ("GET", ["v1", "customers", var id]):
-                return p => b.GetCustomer(id, p);
-            case ("POST", ["v1", "customers", var id]):
-                return p => b.UpdateCustomer(id, p);
-            case ("DELETE", ["v1", "customers", var id]):
-                return p => b.DeleteCustomer(id, p);
-
-            case ("POST", ["v1", "products"]):
-                return b.CreateProduct;
-            case ("GET", ["v1", "products"]):
-                return b.ListProducts;
-            case ("GET", ["v1", "products", var id]):
-                return p => b.GetProduct(id, p);
-            case ("POST", ["v1", "products", var id]):
-                return p => b.UpdateProduct(id, p);
-
-            case ("POST", ["v1", "prices"]):
-                return b.CreatePrice;
-            case ("GET", ["v1", "prices"]):
-                return b.ListPrices;
-            case ("GET", ["v1", "prices", var id]):
-                return p => b.GetPrice(id, p);
-            case ("POST", ["v1", "prices", var id]):
-                return p => b.UpdatePrice(id, p);
-
-            case ("POST", ["v1", "subscriptions"]):
-                return b.CreateSubscription;
-            case ("GET", ["v1", "subscriptions"]):
-                return b.ListSubscriptions;
-            case ("GET", ["v1", "subscriptions", var id]):
-                return p => b.GetSubscription(id, p);
-            case ("POST", ["v1", "subscriptions", var id]):
-                return p => b.UpdateSubscription(id, p);
-            case ("DELETE", ["v1", "subscriptions", var id]):
-                return p => b.CancelSubscription(id, p);
-
-            case ("POST", ["v1", "checkout", "sessions"]):
-                return p => b.CreateCheckoutSession(p, $"{request.Scheme}://{request.Host}");
-            case ("GET", ["v1", "checkout", "sessions"]):
-                return b.ListCheckoutSessions;
-            case ("GET", ["v1", "checkout", "sessions", var id]):
-                return p => b.GetCheckoutSession(id, p);
-            case ("GET", ["v1", "checkout", "sessions", var id, "line_items"]):
-                return p => b.ListCheckoutLineItems(id, p);
-            case ("POST", ["v1", "checkout", "sessions", var id, "expire"]):
-                return p => b.ExpireCheckoutSession(id, p);
-
-            case ("GET", ["v1", "invoices"]):
-                return b.ListInvoices;
-            case ("GET", ["v1", "invoices", var id]):
-                return p => b.GetInvoice(id, p);
-
-            case ("POST", ["v1", "webhook_endpoints"]):
-                return b.CreateWebhookEndpoint;
-            case ("GET", ["v1", "webhook_endpoints"]):
-                return b.ListWebhookEndpoints;
-            case ("GET", ["v1", "webhook_endpoints", var id]):
-                return p => b.GetWebhookEndpoint(id, p);
-            case ("POST", ["v1", "webhook_endpoints", var id]):
-                return p => b.UpdateWebhookEndpoint(id, p);
-            case ("DELETE", ["v1", "webhook_endpoints", var id]):
-                return p => b.DeleteWebhookEndpoint(id, p);
-
-            case ("GET", ["v1", "events"]):
-                return b.ListEvents;
-            case ("GET", ["v1", "events", var id]):
-                return p => { p.AllowOnly(); return b.GetEvent(id); };
-            case ("GET", ["v2", "core", "events", var id]):
-                return p => { p.AllowOnly(); return b.GetV2Event(id); };
-            default:
-                return null;
-        }
-    }
-
     /// <summary>A compact digest of what makes two requests "the same parameters" (kept for 24 h per key, so not the whole body).</summary>
-    private static string Fingerprint(string method, string path, string? query, string body) =>
+    internal static string Fingerprint(string method, string path, string? query, string body) =>
         Convert.ToBase64String(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes($"{method} {path}{query}\n{body}")));
 
-    private static StripeApiException RateLimited(string reason, string rejection) =>
+    internal static StripeApiException RateLimited(string reason, string rejection) =>
         new(429, "invalid_request_error", "rate_limit", RateLimitMessage, null, rejection)
         {
             Headers = { new("Stripe-Rate-Limited-Reason", reason) },
         };
 
-    private static StripeApiException ServerError(string rejection) =>
+    internal static StripeApiException ServerError(string rejection) =>
         new(500, "api_error", null, "An unknown error occurred", null, rejection);
 
-    private static ApiResponse Ok(JsonObject body) => new(200, Serialize(body), []);
+    internal static ApiResponse Ok(JsonObject body) => new(200, Serialize(body), []);
 
-    private static ApiResponse Error(StripeApiException ex)
+    internal static ApiResponse Error(StripeApiException ex)
     {
         var error = new JsonObject { ["type"] = ex.Type };
         if (ex.Code is not null)
@@ -506,5 +195,5 @@ internal sealed partial class StripeApiHandler
     }
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Unexpected failure handling {Method} {Path}")]
-    private static partial void LogUnexpected(ILogger logger, Exception exception, string method, string path);
+    internal static partial void LogUnexpected(ILogger logger, Exception exception, string method, string path);
 }

@@ -150,7 +150,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             ProcessDueLocked(now);
-            CustomerOrThrow(customerId, "customer");
+            Customers.OrThrow(customerId, "customer");
             var currency = p.Str("currency") is { Length: > 0 } cur
                 ? cur.ToLowerInvariant()
                 : PriceOrThrow(items[0].Str("price") ?? string.Empty, items[0].Name("price")).Currency;

@@ -25,7 +25,7 @@ internal sealed partial class StripeBackend
     private JsonObject Render(CheckoutSession cs)
     {
         JsonObject? details = null;
-        if (cs.Status == "complete" && cs.CustomerId is not null && _customers.TryGetValue(cs.CustomerId, out var customer))
+        if (cs.Status == "complete" && cs.CustomerId is not null && Customers.TryGet(cs.CustomerId, out var customer))
         {
             details = new JsonObject
             {
@@ -255,7 +255,7 @@ internal sealed partial class StripeBackend
 
     /// <summary>A customer named in a create parameter: Stripe answers 400 <c>resource_missing</c> (not 404) when it does not exist.</summary>
     private Customer CustomerParamOrThrow(string id, string param) =>
-        _customers.TryGetValue(id, out var c) && !c.Deleted
+        Customers.TryGet(id, out var c) && !c.Deleted
             ? c
             : throw StripeApiException.Invalid($"No such customer: '{id}'", param, "resource_missing");
 
@@ -353,7 +353,7 @@ internal sealed partial class StripeBackend
             {
                 // Subscription mode always creates a customer when none was given.
                 customer = new Customer { Id = NewId("cus_", 14), Created = now, Email = cs.CustomerEmail };
-                _customers.Add(customer);
+                Customers.Add(customer);
             }
 
             var s = new Subscription
@@ -406,7 +406,7 @@ internal sealed partial class StripeBackend
                 var name = _products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId;
                 return new CheckoutPageLine(name, l.Quantity, l.Amount, price.IsMetered);
             }).ToList();
-            var email = cs.CustomerEmail ?? (cs.CustomerId is { } c && _customers.TryGetValue(c, out var customer) ? customer.Email : null);
+            var email = cs.CustomerEmail ?? (cs.CustomerId is { } c && Customers.TryGet(c, out var customer) ? customer.Email : null);
             return new CheckoutPageModel(cs.Id, cs.Status, cs.Currency, cs.AmountTotal, email, cs.CancelUrl, cs.ExpiresAt, lines);
         }
     }

@@ -123,7 +123,7 @@ internal sealed partial class StripeBackend
         var error = knownError ?? (meter is null ? "no_meter"
             : meter.Status != "active" ? "archived_meter"
             : string.IsNullOrEmpty(customer) ? "meter_event_no_customer_defined"
-            : !_customers.TryGetValue(customer, out var c) || c.Deleted ? "meter_event_customer_not_found"
+            : !Customers.TryGet(customer, out var c) || c.Deleted ? "meter_event_customer_not_found"
             : !hasValue && meter.Formula != "count" ? "meter_event_invalid_value"
             : inFuture ? "timestamp_in_future"
             : null);

@@ -37,14 +37,14 @@ internal sealed partial class StripeBackend
             {
                 SavedAt = Now,
                 Sequence = _meterEvents.Sequence,
-                Customers = [.. _customers],
+                Customers = [.. Customers.All],
                 Products = [.. _products],
                 Prices = [.. _prices],
                 Meters = [.. _meters],
                 Subscriptions = [.. _subscriptions],
                 Invoices = [.. _invoices],
-                Endpoints = [.. _endpoints],
-                Events = [.. _events],
+                Endpoints = [.. Webhooks.Endpoints],
+                Events = [.. Webhooks.Events],
                 MeterEvents = [.. _meterEvents.All],
                 CheckoutSessions = [.. _checkout],
             };
@@ -72,7 +72,7 @@ internal sealed partial class StripeBackend
         Reset();
         lock (_gate)
         {
-            _customers.Load(s.Customers);
+            Customers.Load(s.Customers);
             _products.Load(s.Products);
             _prices.Load(s.Prices);
             _meters.Load(s.Meters);
@@ -83,8 +83,7 @@ internal sealed partial class StripeBackend
 
             _subscriptions.Load(s.Subscriptions);
             _invoices.Load(s.Invoices);
-            _endpoints.Load(s.Endpoints);
-            _events.Load(s.Events);
+            Webhooks.Load(s.Endpoints, s.Events);
             _checkout.Load(s.CheckoutSessions);
             _meterEvents.Load(s.MeterEvents, s.Sequence);
 

@@ -7,29 +7,29 @@ using UsageBilling.StripeEmulator.Webhooks;
 namespace UsageBilling.StripeEmulator.State;
 
 /// <summary>
-/// All emulated Stripe state and the operations on it. One short lock guards the dictionaries;
-/// parsing and JSON rendering happen outside it, so the meter-event hot path stays cheap.
+/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>) and the
+/// resources not yet split out of this class.
 /// </summary>
+/// <remarks>
+/// Locking: one lock (<c>_gate</c>) guards all state, the stores' included — they are handed it and own none. An
+/// operation spanning resources holds it from start to end, so it sees one consistent state and no lock order can
+/// deadlock. Parsing and JSON rendering happen outside it where they can, so the meter-event hot path stays cheap.
+/// </remarks>
 internal sealed partial class StripeBackend
 {
     public const string ApiVersion = "2026-10-28.endive";
     private const string Alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     private readonly Lock _gate = new();
-    private readonly Table<Customer> _customers = new(x => x.Id);
     private readonly Table<Product> _products = new(x => x.Id);
     private readonly Table<Price> _prices = new(x => x.Id);
     private readonly Table<Meter> _meters = new(x => x.Id);
     private readonly Dictionary<string, Meter> _metersByEventName = new(StringComparer.Ordinal);
     private readonly Table<Subscription> _subscriptions = new(x => x.Id);
     private readonly Table<Invoice> _invoices = new(x => x.Id);
-    private readonly Table<WebhookEndpoint> _endpoints = new(x => x.Id);
-    private readonly Table<EventRecord> _events = new(x => x.Id);
     private readonly Table<CheckoutSession> _checkout = new(x => x.Id);
 
     private readonly MeterEventLog _meterEvents = new();
-
-    private readonly WebhookDispatcher _webhooks;
 
     /// <summary>Unix seconds of the next period end or invoice finalization; lazily checked on every request.</summary>
     private long _nextDue = long.MaxValue;
@@ -37,10 +37,17 @@ internal sealed partial class StripeBackend
     public StripeBackend(EmulatorRuntime runtime, WebhookDispatcher webhooks)
     {
         Runtime = runtime;
-        _webhooks = webhooks;
+        Webhooks = new WebhookStore(_gate, webhooks, () => Now);
+        Customers = new CustomerStore(_gate, () => Now);
     }
 
     public EmulatorRuntime Runtime { get; }
+
+    /// <summary>Webhook endpoints and the event log.</summary>
+    public WebhookStore Webhooks { get; }
+
+    /// <summary>Customers.</summary>
+    public CustomerStore Customers { get; }
 
     public long Now => Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
 
@@ -62,15 +69,14 @@ internal sealed partial class StripeBackend
     {
         lock (_gate)
         {
-            _customers.Clear();
+            Customers.Clear();
             _products.Clear();
             _prices.Clear();
             _meters.Clear();
             _metersByEventName.Clear();
             _subscriptions.Clear();
             _invoices.Clear();
-            _endpoints.Clear();
-            _events.Clear();
+            Webhooks.Clear();
             _checkout.Clear();
             _meterEvents.Clear();
             _sessions.Clear();
@@ -81,7 +87,7 @@ internal sealed partial class StripeBackend
     // ---------------------------------------------------------------- lists
 
     /// <summary>Stripe list semantics over a newest-first sequence: limit 1..100, starting_after, ending_before, has_more.</summary>
-    private static JsonObject ListOf<T>(IReadOnlyList<T> newestFirst, Func<T, string> id, Func<T, JsonNode> render, Params p, string url)
+    internal static JsonObject ListOf<T>(IReadOnlyList<T> newestFirst, Func<T, string> id, Func<T, JsonNode> render, Params p, string url)
     {
         var limit = p.Long("limit") ?? 10;
         if (limit < 1 || limit > 100)
@@ -141,7 +147,7 @@ internal sealed partial class StripeBackend
         throw StripeApiException.Invalid($"Invalid {param}: no such object '{wanted}' in this list", param, "resource_missing");
     }
 
-    private static List<T> NewestFirst<T>(IReadOnlyList<T> creationOrder, Func<T, bool> filter)
+    internal static List<T> NewestFirst<T>(IReadOnlyList<T> creationOrder, Func<T, bool> filter)
     {
         var result = new List<T>();
         for (var i = creationOrder.Count - 1; i >= 0; i--)
@@ -157,7 +163,7 @@ internal sealed partial class StripeBackend
 
     // ---------------------------------------------------------------- helpers
 
-    private static JsonObject Metadata(Dictionary<string, string> metadata)
+    internal static JsonObject Metadata(Dictionary<string, string> metadata)
     {
         var o = new JsonObject();
         foreach (var (k, v) in metadata)
@@ -169,7 +175,7 @@ internal sealed partial class StripeBackend
     }
 
     /// <summary>Applies Stripe's metadata update rules: a key set to "" is removed.</summary>
-    private static void MergeMetadata(Dictionary<string, string> target, Params p)
+    internal static void MergeMetadata(Dictionary<string, string> target, Params p)
     {
         var update = p.Map("metadata");
         if (update is null)
@@ -196,104 +202,16 @@ internal sealed partial class StripeBackend
         }
     }
 
-    private static string UnixToIso(long unix) =>
+    internal static string UnixToIso(long unix) =>
         DateTimeOffset.FromUnixTimeSeconds(unix).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
-    // ---------------------------------------------------------------- events & webhooks
+    // ---------------------------------------------------------------- events (the webhooks store)
 
-    /// <summary>Records a snapshot event (<c>object: event</c>) and queues deliveries. Caller holds the lock.</summary>
-    private void Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null)
-    {
-        var id = NewId("evt_");
-        var data = new JsonObject { ["object"] = dataObject };
-        if (previousAttributes is not null)
-        {
-            data["previous_attributes"] = previousAttributes;
-        }
+    /// <summary>Records a snapshot event and queues its deliveries (<see cref="WebhookStore.Emit"/>). Caller holds the lock.</summary>
+    private void Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null) =>
+        Webhooks.Emit(type, dataObject, created, previousAttributes);
 
-        var targets = _endpoints.Where(e => e.Wants(type)).ToList();
-        var body = new JsonObject
-        {
-            ["id"] = id,
-            ["object"] = "event",
-            ["api_version"] = ApiVersion,
-            ["created"] = created,
-            ["data"] = data,
-            ["livemode"] = false,
-            ["pending_webhooks"] = targets.Count,
-            ["request"] = new JsonObject { ["id"] = null, ["idempotency_key"] = null },
-            ["type"] = type,
-        };
-        var record = new EventRecord { Id = id, Type = type, Created = created, Body = body };
-        _events.Add(record);
-        foreach (var ep in targets)
-        {
-            _webhooks.Enqueue(ep.Id, ep.Url, ep.Secret, record);
-        }
-    }
-
-    /// <summary>Records a thin (v2) event notification and queues deliveries. Caller holds the lock.</summary>
-    private void EmitThin(string type, Meter? related, JsonObject data, long created)
-    {
-        var id = NewId("evt_");
-        var body = new JsonObject
-        {
-            ["id"] = id,
-            ["object"] = "v2.core.event",
-            ["type"] = type,
-            ["created"] = UnixToIso(created),
-            ["livemode"] = false,
-            ["context"] = null,
-        };
-        if (related is not null)
-        {
-            body["related_object"] = new JsonObject
-            {
-                ["id"] = related.Id,
-                ["type"] = "billing.meter",
-                ["url"] = $"/v1/billing/meters/{related.Id}",
-            };
-        }
-
-        var full = (JsonObject)body.DeepClone();
-        full["data"] = data;
-        full["reason"] = null;
-        var record = new EventRecord { Id = id, Type = type, Created = created, Body = body, FullV2 = full, Thin = true };
-        _events.Add(record);
-        foreach (var ep in _endpoints.Where(e => e.Wants(type)))
-        {
-            _webhooks.Enqueue(ep.Id, ep.Url, ep.Secret, record);
-        }
-    }
-
-    public JsonObject GetEvent(string id)
-    {
-        lock (_gate)
-        {
-            return _events.TryGetValue(id, out var e) && !e.Thin
-                ? (JsonObject)e.Body.DeepClone()
-                : throw StripeApiException.NoSuch("event", id);
-        }
-    }
-
-    public JsonObject GetV2Event(string id)
-    {
-        lock (_gate)
-        {
-            return _events.TryGetValue(id, out var e) && e.Thin
-                ? (JsonObject)e.FullV2!.DeepClone()
-                : throw StripeApiException.NoSuch("event", id);
-        }
-    }
-
-    public JsonObject ListEvents(Params p)
-    {
-        p.AllowOnly("limit", "starting_after", "ending_before", "type", "created");
-        var type = p.Str("type");
-        lock (_gate)
-        {
-            var items = NewestFirst(_events, e => !e.Thin && (string.IsNullOrEmpty(type) || e.Type == type));
-            return ListOf(items, e => e.Id, e => e.Body.DeepClone(), p, "/v1/events");
-        }
-    }
+    /// <summary>Records a thin event and queues its deliveries (<see cref="WebhookStore.EmitThin"/>). Caller holds the lock.</summary>
+    private void EmitThin(string type, Meter? related, JsonObject data, long created) =>
+        Webhooks.EmitThin(type, related, data, created);
 }
