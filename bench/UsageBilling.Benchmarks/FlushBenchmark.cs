@@ -351,7 +351,7 @@ public static partial class FlushBenchmark
     private static async Task<Check> VerifyAsync(BenchDatabase db, BenchEmulator emulator, DateTimeOffset periodStart, DateTimeOffset periodEnd, int expectedEvents, IReadOnlyList<AcceptedMeterEvent>? accepted = null)
     {
         await using var context = db.CreateContext();
-        var unreported = await context.UsageEvents.LongCountAsync(e => e.ReportedAt == null);
+        var unreported = await context.UsageEvents.LongCountAsync(e => !context.UsageReports.Any(r => r.Id == e.ReportId && r.Status == UsageReportStatus.Sent));
         var reportStatuses = await context.UsageReports.GroupBy(r => r.Status).Select(g => new { g.Key, Count = g.Count() }).ToListAsync();
         var reports = reportStatuses.Sum(r => r.Count);
         var sent = reportStatuses.Where(r => r.Key == UsageReportStatus.Sent).Sum(r => r.Count);

@@ -25,19 +25,24 @@ public static class SummaryBenchmark
 
     // The baseline: what the summary needs, aggregated straight from the events.
     private const string BaselineSql = """
-        SELECT meter, (occurred_at AT TIME ZONE 'UTC')::date, SUM(quantity)::bigint, COUNT(*),
-               COALESCE(SUM(quantity) FILTER (WHERE reported_at IS NULL), 0)::bigint, COUNT(*) FILTER (WHERE reported_at IS NULL), MAX(reported_at)
-        FROM usage_events
-        WHERE user_id = @user AND occurred_at >= @from AND occurred_at < @to
+        SELECT e.meter, (e.occurred_at AT TIME ZONE 'UTC')::date, SUM(e.quantity)::bigint, COUNT(*),
+               COALESCE(SUM(e.quantity) FILTER (WHERE r.sent_at IS NULL), 0)::bigint, COUNT(*) FILTER (WHERE r.sent_at IS NULL), MAX(r.sent_at)
+        FROM usage_events e
+        LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
+        WHERE e.user_id = @user AND e.occurred_at >= @from AND e.occurred_at < @to
         GROUP BY 1, 2
         """;
 
+    private const string ReportSql = """
+        INSERT INTO usage_reports (id, stripe_customer_id, meter, quantity, event_count, timestamp, period_start, period_end, status, attempts, next_attempt_at, first_attempt_at, created_at, sent_at)
+        VALUES (@report, 'cus_bench', 'ai_messages', 0, 0, @at, @period_start, @period_start + interval '1 month', 'sent', 1, @at, @at, @at, @at)
+        """;
+
     private const string GenerateSql = """
-        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, reported_at, created_at)
+        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, created_at)
         SELECT (lpad(to_hex((extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7' || lpad(to_hex(n % 4096), 3, '0') || '8' || lpad(to_hex(n), 15, '0'))::uuid,
                user_id, meter, quantity, at, NULL,
                CASE WHEN at > @pending_after THEN NULL ELSE @report END,
-               CASE WHEN at > @pending_after THEN NULL ELSE at + interval '1 minute' END,
                at
         FROM (
             SELECT @heavy AS user_id, CASE WHEN g % 4 = 0 THEN 'api_calls' ELSE 'ai_messages' END AS meter, 1 + g % 3 AS quantity,
@@ -165,7 +170,8 @@ public static class SummaryBenchmark
             command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", now));
             command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("period_start", periodStart));
             command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("pending_after", now.AddMinutes(-10)));
-            command.Parameters.Add(new NpgsqlParameter<Guid>("report", Guid.CreateVersion7()));
+            var report = Guid.CreateVersion7();
+            command.Parameters.Add(new NpgsqlParameter<Guid>("report", report));
             command.Parameters.Add(new NpgsqlParameter<Guid>("heavy", heavy));
             command.Parameters.Add(new NpgsqlParameter<Guid[]>("others", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. db.Users.Skip(1)] });
             command.Parameters.Add(new NpgsqlParameter<int>("other_users", userCount - 1));
@@ -176,6 +182,13 @@ public static class SummaryBenchmark
             command.Parameters.Add(new NpgsqlParameter<long>("other_from", (long)otherRows * c / chunks + 1));
             command.Parameters.Add(new NpgsqlParameter<long>("other_to", (long)otherRows * (c + 1) / chunks));
             await command.ExecuteNonQueryAsync();
+
+            // The chunk's acknowledged events: their report is sent (an event is acknowledged when its report is).
+            await using var sent = new NpgsqlCommand(ReportSql, connection);
+            sent.Parameters.Add(new NpgsqlParameter<Guid>("report", report));
+            sent.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("period_start", periodStart));
+            sent.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("at", now.AddMinutes(-9)));
+            await sent.ExecuteNonQueryAsync();
             Console.WriteLine($"#   generated {(long)totalRows * (c + 1) / chunks:N0} events ({clock.Elapsed.TotalSeconds:N0} s)");
         }
 

@@ -39,4 +39,33 @@ public static class UsageBillingMigrationBuilderExtensions
 
         return migrationBuilder;
     }
+
+    /// <summary>
+    /// Moves acknowledgement from the events to their reports: call it at the start of the <c>Up</c> of the migration
+    /// that drops <c>usage_events.reported_at</c> (the flusher no longer writes every event when Stripe acknowledges
+    /// its report). It corrects the rollups' acknowledged columns for the events whose stamp disagrees with
+    /// their report's status (those between a canceled report and its resend), so summaries read the same before and after.
+    /// </summary>
+    /// <param name="migrationBuilder">The migration's builder.</param>
+    /// <returns>The same builder.</returns>
+    /// <exception cref="NotSupportedException">The migration targets a provider other than SQLite or PostgreSQL.</exception>
+    public static MigrationBuilder AcknowledgeUsageByReport(this MigrationBuilder migrationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(migrationBuilder);
+        if (migrationBuilder.IsSqlite())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.AcknowledgeByReportSqlite);
+        }
+        else if (migrationBuilder.IsNpgsql())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.AcknowledgeByReportPostgres);
+        }
+        else
+        {
+            throw new NotSupportedException(
+                $"UsageBilling stores usage on SQLite (Microsoft.EntityFrameworkCore.Sqlite) or PostgreSQL (Npgsql.EntityFrameworkCore.PostgreSQL); this migration targets '{migrationBuilder.ActiveProvider}'.");
+        }
+
+        return migrationBuilder;
+    }
 }

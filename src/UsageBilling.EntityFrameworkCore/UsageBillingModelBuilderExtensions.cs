@@ -32,15 +32,15 @@ public static class UsageBillingModelBuilderExtensions
             e.Property(x => x.OccurredAt).HasColumnName("occurred_at");
             e.Property(x => x.IdempotencyKey).HasColumnName("idempotency_key").HasMaxLength(255);
             e.Property(x => x.ReportId).HasColumnName("report_id");
-            e.Property(x => x.ReportedAt).HasColumnName("reported_at");
             e.Property(x => x.CreatedAt).HasColumnName("created_at");
             e.Property(x => x.RequestFingerprint).HasColumnName("request_fingerprint").HasMaxLength(128);
             e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_events_user");
             e.HasIndex(x => new { x.UserId, x.IdempotencyKey }).IsUnique().HasDatabaseName("ux_usage_events_user_key");
 
-            // Serves the summary: one user's range of one or all meters, covering the aggregated columns on PostgreSQL.
+            // Serves the summary: one user's range of one or all meters, covering the aggregated columns on PostgreSQL
+            // (the report id leads to the report's status: acknowledged or not).
             e.HasIndex(x => new { x.UserId, x.OccurredAt, x.Meter }).HasDatabaseName("ix_usage_events_user_time")
-                .IncludeProperties(x => new { x.Quantity, x.ReportedAt });
+                .IncludeProperties(x => new { x.Quantity, x.ReportId });
 
             // Serves the claim: unassigned events only, oldest first; shrinks as events are claimed.
             e.HasIndex(x => x.CreatedAt).HasFilter("report_id IS NULL").HasDatabaseName("ix_usage_events_unclaimed");

@@ -120,7 +120,7 @@ public abstract class FlushStatusTests(Provider provider) : IAsyncLifetime
         db.UsageReports.Add(report);
         foreach (var q in eventQuantities.Length == 0 ? [quantity] : eventQuantities)
         {
-            db.UsageEvents.Add(new UsageEvent { Id = Guid.CreateVersion7(), UserId = userId, Meter = report.Meter, Quantity = q, OccurredAt = report.Timestamp, ReportId = report.Id, ReportedAt = report.SentAt, CreatedAt = report.CreatedAt });
+            db.UsageEvents.Add(new UsageEvent { Id = Guid.CreateVersion7(), UserId = userId, Meter = report.Meter, Quantity = q, OccurredAt = report.Timestamp, ReportId = report.Id, CreatedAt = report.CreatedAt });
         }
 
         await db.SaveChangesAsync(Ct);

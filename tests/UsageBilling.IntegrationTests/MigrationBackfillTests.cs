@@ -8,8 +8,8 @@ using UsageBilling.IntegrationTests.Infrastructure;
 namespace UsageBilling.IntegrationTests;
 
 /// <summary>
-/// <c>migrationBuilder.BackfillUsageRollups()</c>, as the bundled UsageRollups migrations call it: a database
-/// holding events from before the rollups existed comes out of the migration with rollups equal to its events.
+/// The migrations that fill or correct the rollups from data already stored: <c>BackfillUsageRollups()</c> (the
+/// UsageRollups migrations) and <c>AcknowledgeUsageByReport()</c> (the AcknowledgedByReport migrations).
 /// </summary>
 public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
 {
@@ -39,8 +39,16 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
             await InsertAsync(db, "INSERT INTO users (id, email, created_at) VALUES ({0}, {1}, {2})", Id(u), null, Time(Now.AddDays(-10)));
         }
 
+        // The acknowledged ones are in a sent report (as the flusher leaves them), stamped with its sent time.
+        var sent = users.ToDictionary(u => u, _ => Guid.CreateVersion7(Now));
+        foreach (var u in users)
+        {
+            await InsertReportAsync(db, sent[u], "sent", Now.AddMinutes(-1));
+        }
+
         for (var i = 0; i < 120; i++)
         {
+            var acknowledged = i % 4 == 0;
             await InsertAsync(
                 db,
                 "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, reported_at, created_at) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8})",
@@ -50,8 +58,8 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
                 (long)(i % 7 + 1),
                 Time(Now.AddMinutes(-i * 97)),
                 $"k-{i}",
-                null,
-                i % 4 == 0 ? Time(Now.AddMinutes(-i)) : null,
+                acknowledged ? Id(sent[users[i % 2]]) : null,
+                acknowledged ? Time(Now.AddMinutes(-1)) : null,
                 Time(Now.AddMinutes(-i * 97)));
         }
 
@@ -62,6 +70,99 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
         Assert.Equal(120, await db.UsageDaily.SumAsync(d => d.EventCount, Ct));
         Assert.Equal(30, await db.UsageHourly.SumAsync(h => h.ReportedCount, Ct));
     }
+
+    /// <summary>
+    /// The AcknowledgedByReport migration drops <c>usage_events.reported_at</c>: from then on an event is acknowledged
+    /// when its report is <c>sent</c>. Events whose stamp disagreed with their report (moved from a canceled report to
+    /// its pending resend, still stamped) leave the rollups' acknowledged columns; the rest stay as they were.
+    /// </summary>
+    [Fact]
+    public async Task AcknowledgedByReportMigration_OnStampedEvents_RollupsFollowTheReports()
+    {
+        await using var db = CreateContext();
+        var migrations = db.Database.GetMigrations().ToList();
+        var target = migrations.FindIndex(m => m.EndsWith("_AcknowledgedByReport", StringComparison.Ordinal));
+        Assert.True(target > 0, $"No AcknowledgedByReport migration after an earlier one in [{string.Join(", ", migrations)}]");
+        await db.GetService<IMigrator>().MigrateAsync(migrations[target - 1], Ct);
+
+        var user = Guid.NewGuid();
+        await InsertAsync(db, "INSERT INTO users (id, email, created_at) VALUES ({0}, {1}, {2})", Id(user), null, Time(Now.AddDays(-10)));
+        var (sentReport, resend, review) = (Guid.CreateVersion7(Now), Guid.CreateVersion7(Now), Guid.CreateVersion7(Now));
+        await InsertReportAsync(db, sentReport, "sent", Now.AddMinutes(-30));
+        await InsertReportAsync(db, resend, "pending", null);
+        await InsertReportAsync(db, review, "needs_review", null);
+
+        // 40 events: a quarter each in the sent report (stamped), the pending resend (stamped: moved there by a
+        // correction's cancel), the report whose answer was lost (not stamped), and none (not claimed yet).
+        var expectedAcknowledged = 0L;
+        for (var i = 0; i < 40; i++)
+        {
+            var (report, stamped) = (i % 4) switch { 0 => ((Guid?)sentReport, true), 1 => (resend, true), 2 => (review, false), _ => ((Guid?)null, false) };
+            var quantity = (long)(i % 5 + 1);
+            expectedAcknowledged += report == sentReport ? quantity : 0;
+            await InsertAsync(
+                db,
+                "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, reported_at, created_at, request_fingerprint) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9})",
+                Id(Guid.CreateVersion7(Now)), Id(user), "ai_messages", quantity, Time(Now.AddMinutes(-i * 53)), $"a-{i}",
+                report is { } r ? Id(r) : null, stamped ? Time(Now.AddMinutes(-30)) : null, Time(Now.AddMinutes(-i * 53)), null);
+        }
+
+        // The rollups as the code before the migration kept them: acknowledged = stamped.
+        foreach (var sql in provider == Provider.Sqlite ? StampedRollupsSqlite : StampedRollupsPostgres)
+        {
+            await db.Database.ExecuteSqlRawAsync(sql, Ct);
+        }
+
+        Assert.Equal(20, await db.UsageHourly.SumAsync(h => h.ReportedCount, Ct));
+
+        await db.Database.MigrateAsync(Ct);
+
+        Assert.Empty(await db.Database.GetPendingMigrationsAsync(Ct));
+        await RollupAssert.MatchesEventsAsync(db, Ct);
+        Assert.Equal(10, await db.UsageHourly.SumAsync(h => h.ReportedCount, Ct));
+        Assert.Equal(10, await db.UsageDaily.SumAsync(d => d.ReportedCount, Ct));
+        Assert.Equal(expectedAcknowledged, await db.UsageDaily.SumAsync(d => d.ReportedQuantity, Ct));
+        Assert.Equal(40, await db.UsageDaily.SumAsync(d => d.EventCount, Ct));
+    }
+
+    private static readonly string[] StampedRollupsPostgres =
+    [
+        """
+        INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+        SELECT user_id, date_bin('1 hour', occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), meter, SUM(quantity), COUNT(*),
+               COALESCE(SUM(quantity) FILTER (WHERE reported_at IS NOT NULL), 0), COUNT(*) FILTER (WHERE reported_at IS NOT NULL), MAX(reported_at)
+        FROM usage_events GROUP BY 1, 2, 3
+        """,
+        """
+        INSERT INTO usage_daily (user_id, day, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+        SELECT user_id, date_bin('1 day', occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), meter, SUM(quantity), COUNT(*),
+               COALESCE(SUM(quantity) FILTER (WHERE reported_at IS NOT NULL), 0), COUNT(*) FILTER (WHERE reported_at IS NOT NULL), MAX(reported_at)
+        FROM usage_events GROUP BY 1, 2, 3
+        """,
+    ];
+
+    private static readonly string[] StampedRollupsSqlite =
+    [
+        """
+        INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+        SELECT user_id, (occurred_at / 3600000000) * 3600000000, meter, SUM(quantity), COUNT(*),
+               SUM(CASE WHEN reported_at IS NOT NULL THEN quantity ELSE 0 END), SUM(reported_at IS NOT NULL), MAX(reported_at)
+        FROM usage_events GROUP BY 1, 2, 3
+        """,
+        """
+        INSERT INTO usage_daily (user_id, day, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+        SELECT user_id, (occurred_at / 86400000000) * 86400000000, meter, SUM(quantity), COUNT(*),
+               SUM(CASE WHEN reported_at IS NOT NULL THEN quantity ELSE 0 END), SUM(reported_at IS NOT NULL), MAX(reported_at)
+        FROM usage_events GROUP BY 1, 2, 3
+        """,
+    ];
+
+    /// <summary>A report row in the columns every schema version has; <paramref name="sentAt"/> only for a sent one.</summary>
+    private Task<int> InsertReportAsync(UsageBillingDbContext db, Guid id, string status, DateTimeOffset? sentAt) => InsertAsync(
+        db,
+        "INSERT INTO usage_reports (id, stripe_customer_id, meter, quantity, event_count, timestamp, period_start, period_end, status, attempts, next_attempt_at, first_attempt_at, created_at, sent_at) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8}, {9}, {10}, {11}, {12}, {13})",
+        Id(id), $"cus_{id:N}", "ai_messages", 1L, 1, Time(Now.AddDays(-1)), Time(Now.AddDays(-20)), Time(Now.AddDays(10)), status, 1, Time(Now), Time(Now.AddHours(-1)), Time(Now.AddHours(-1)),
+        sentAt is { } at ? Time(at) : null);
 
     /// <summary>Runs an INSERT whose <c>{n}</c> placeholders become parameters, or NULL for a null value.</summary>
     private static Task<int> InsertAsync(UsageBillingDbContext db, string sql, params object?[] values)

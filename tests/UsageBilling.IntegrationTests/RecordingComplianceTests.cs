@@ -75,7 +75,6 @@ public abstract class RecordingComplianceTests(Provider provider) : IAsyncLifeti
         Assert.Equal(UsageRules.Normalize(at), row.OccurredAt);
         Assert.Equal("req-1", row.IdempotencyKey);
         Assert.Null(row.ReportId);
-        Assert.Null(row.ReportedAt);
         Assert.Equal(Now, row.CreatedAt);
     }
 

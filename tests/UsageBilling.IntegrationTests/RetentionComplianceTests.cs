@@ -83,7 +83,7 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
             Assert.NotEmpty(old);
             Assert.All(old, at => Assert.Contains(Enumerable.Range(-1, 7).Select(k => Anchor.AddMonths(k)), edge => at >= edge.AddMinutes(-17).AddSeconds(-23) && at < edge.AddMinutes(43).AddSeconds(-23)));
             Assert.Equal(1, await db.UsageEvents.CountAsync(e => e.UserId == idle, Ct));
-            Assert.Equal(1, await db.UsageEvents.CountAsync(e => e.UserId == stuck && e.ReportId != null && e.ReportedAt == null, Ct));
+            Assert.Equal(1, await db.UsageEvents.CountAsync(e => e.UserId == stuck && e.ReportId != null && db.UsageReports.Any(r => r.Id == e.ReportId && r.Status == UsageReportStatus.NeedsReview), Ct));
         }
 
         var again = await Retention.PruneAsync(TimeSpan.FromDays(40), Ct);
@@ -231,7 +231,6 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
     {
         await using var db = Host.CreateContext();
         var report = await db.UsageEvents.Where(e => e.UserId == user).Select(e => e.ReportId!.Value).SingleAsync(Ct);
-        await db.UsageEvents.Where(e => e.ReportId == report).ExecuteUpdateAsync(u => u.SetProperty(e => e.ReportedAt, (DateTimeOffset?)null), Ct);
         await db.UsageReports.Where(r => r.Id == report).ExecuteUpdateAsync(u => u.SetProperty(r => r.Status, UsageReportStatus.NeedsReview).SetProperty(r => r.SentAt, (DateTimeOffset?)null), Ct);
     }
 

@@ -650,7 +650,7 @@ public abstract class WebAppComplianceTests<TApp>(TApp app) : IClassFixture<TApp
         var response = await PostWebhookAsync(session, payload, Sign(payload));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.False(await db.UsageEvents.AnyAsync(e => e.UserId == userId && e.ReportedAt == null, Ct));
+        Assert.False(await db.UsageEvents.AnyAsync(e => e.UserId == userId && !db.UsageReports.Any(r => r.Id == e.ReportId && r.Status == UsageReportStatus.Sent), Ct));
         var events = await app.Stripe.Emulator!.Admin.GetMeterEventsAsync(customer.StripeCustomerId, "ai_messages", Ct);
         Assert.Equal(1m, events.Sum(e => e.Value));
     }

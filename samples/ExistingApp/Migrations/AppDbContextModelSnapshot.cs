@@ -503,10 +503,6 @@ namespace ExistingApp.Migrations
                         .HasColumnType("TEXT")
                         .HasColumnName("report_id");
 
-                    b.Property<long?>("ReportedAt")
-                        .HasColumnType("INTEGER")
-                        .HasColumnName("reported_at");
-
                     b.Property<string>("RequestFingerprint")
                         .HasMaxLength(128)
                         .HasColumnType("TEXT")
@@ -532,7 +528,7 @@ namespace ExistingApp.Migrations
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time")
-                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportedAt" });
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportId" });
 
                     b.ToTable("usage_events", null, t =>
                         {

@@ -23,11 +23,11 @@ public sealed class UsageEvent
     /// <summary>The caller's key, unique per user.</summary>
     public string? IdempotencyKey { get; set; }
 
-    /// <summary>The report the event was claimed into, once claimed.</summary>
+    /// <summary>
+    /// The report the event was claimed into, once claimed. The event is acknowledged by Stripe when that report is
+    /// <c>sent</c> (its <see cref="UsageReport.SentAt"/>): the flusher's mark changes the report only, never its events.
+    /// </summary>
     public Guid? ReportId { get; set; }
-
-    /// <summary>When Stripe acknowledged the event's report.</summary>
-    public DateTimeOffset? ReportedAt { get; set; }
 
     /// <summary>When the event was recorded.</summary>
     public DateTimeOffset CreatedAt { get; set; }

@@ -127,7 +127,7 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
             .Where(t => t.UserId == evt.UserId && t.Meter == evt.Meter && t.PeriodStart <= evt.OccurredAt && t.PeriodEnd > evt.OccurredAt)
             .ExecuteUpdateAsync(s => s.SetProperty(t => t.Quantity, t => t.Quantity - evt.Quantity).SetProperty(t => t.EventCount, t => t.EventCount - 1), cancellationToken)
             .ConfigureAwait(false);
-        var reported = evt.ReportedAt is null ? 0 : 1;
+        var reported = report?.Status == UsageReportStatus.Sent ? 1 : 0;
         var hourly = new RollupDelta(evt.UserId, UsageRollup.FloorHour(evt.OccurredAt), evt.Meter, -evt.Quantity, -1, -evt.Quantity * reported, -reported, null);
         await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), tx, [hourly], UsageRollup.ToDaily([hourly]), cancellationToken).ConfigureAwait(false);
 
@@ -252,6 +252,13 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
                 context.Set<UsageReport>().Add(resend);
                 correction.CorrectionReportId = resend.Id;
                 await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+
+                // An event is acknowledged while its report is sent: moved to the pending resend, it is not, so the
+                // rollups' acknowledged columns give it back until the resend is marked sent (which adds it again).
+                var acknowledged = await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), [reportId], now, cancellationToken).ConfigureAwait(false);
+                var withdrawn = acknowledged.Select(d => d with { ReportedQuantity = -d.ReportedQuantity, ReportedCount = -d.ReportedCount, ReportedAt = null }).ToList();
+                withdrawn.Sort(UsageRollup.LockOrder);
+                await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), withdrawn, UsageRollup.ToDaily(withdrawn), cancellationToken).ConfigureAwait(false);
                 await context.Set<UsageEvent>().Where(e => e.ReportId == rid)
                     .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportId, resend.Id), cancellationToken).ConfigureAwait(false);
             }

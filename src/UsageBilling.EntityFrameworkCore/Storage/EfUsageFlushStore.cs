@@ -345,19 +345,16 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
     }
 
     /// <summary>
-    /// Stamps the reports' events acknowledged and adds them to the rollups' acknowledged
-    /// columns, in the caller's transaction, after the caller changed the reports' status (whose row
-    /// locks keep two flushers from counting the same events twice).
+    /// Adds the reports' events to the rollups' acknowledged columns, in the caller's transaction, right after the
+    /// caller moved the reports to <c>sent</c> (whose row locks keep two flushers from counting the same events
+    /// twice: only a report this transaction changed gets here). The events themselves are not written: an event is
+    /// acknowledged when its report is <c>sent</c>.
     /// </summary>
     private async Task MarkEventsReportedAsync(TContext context, System.Data.Common.DbTransaction transaction, List<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
     {
         var deltas = await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction, reportIds, at, cancellationToken).ConfigureAwait(false);
         deltas.Sort(UsageRollup.LockOrder);
         await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), transaction, deltas, UsageRollup.ToDaily(deltas), cancellationToken).ConfigureAwait(false);
-        var reportIdsNullable = reportIds.Select(i => (Guid?)i).ToList();
-        await context.Set<UsageEvent>()
-            .Where(e => reportIdsNullable.Contains(e.ReportId) && e.ReportedAt == null)
-            .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportedAt, at), cancellationToken).ConfigureAwait(false);
     }
 
     public async Task<int> MarkFailedAsync(IReadOnlyCollection<ReportFailure> failures, string owner, CancellationToken cancellationToken)

@@ -12,7 +12,7 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// <remarks>
 /// Why each condition (the readers of <c>usage_events</c> that must not notice):
 /// <list type="bullet">
-/// <item>acknowledged (<c>reported_at</c>), the report <c>sent</c>, no pending correction, both before the cutoff
+/// <item>acknowledged: the report <c>sent</c> (<c>sent_at</c>), no pending correction, both before the cutoff
 /// (≥ 35 days ago): Stripe can no longer be asked to cancel (24 h) or compensate (34 days) it, the flusher
 /// never looks at it again, and <c>reconcile</c> reads <c>usage_reports</c>, which stay.</item>
 /// <item>the report's period ended by the cutoff: the recorder's period-total seed sums the events of a period it
@@ -34,7 +34,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         DELETE FROM usage_events WHERE id IN (
             SELECT e.id FROM usage_events e
             JOIN usage_reports r ON r.id = e.report_id
-            WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff AND e.reported_at < @cutoff
+            WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff AND r.sent_at < @cutoff
               AND r.status = 'sent' AND r.period_end <= @cutoff
               AND (r.period_start = date_trunc('hour', r.period_start, 'UTC') OR e.occurred_at >= date_trunc('hour', r.period_start, 'UTC') + interval '1 hour')
               AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
@@ -60,7 +60,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         DELETE FROM usage_events WHERE id IN (
             SELECT e.id FROM usage_events e
             JOIN usage_reports r ON r.id = e.report_id
-            WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff AND e.reported_at < @cutoff
+            WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff AND r.sent_at < @cutoff
               AND r.status = 'sent' AND r.period_end <= @cutoff
               AND (r.period_start % 3600000000 = 0 OR e.occurred_at >= r.period_start - r.period_start % 3600000000 + 3600000000)
               AND (r.period_end % 3600000000 = 0 OR e.occurred_at < r.period_end - r.period_end % 3600000000)

@@ -44,8 +44,9 @@ internal interface IFlushSqlDialect
     Task ReleaseSessionLocksAsync(DbConnection connection, CancellationToken cancellationToken);
 
     /// <summary>
-    /// What marking these reports sent adds to the rollups: their not-yet-acknowledged events
-    /// summed per user, UTC hour and meter, as reported deltas stamped <paramref name="at"/>.
+    /// What marking these reports sent adds to the rollups: their events summed per user, UTC hour and meter, as
+    /// reported deltas stamped <paramref name="at"/>. The caller calls it only for reports it just moved to
+    /// <c>sent</c> (or, negated, for a sent report whose events it moves to a resend).
     /// </summary>
     Task<List<RollupDelta>> AcknowledgedHourlyAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken);
 

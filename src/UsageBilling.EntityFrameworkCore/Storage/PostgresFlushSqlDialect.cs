@@ -270,7 +270,7 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
         const string sql = """
             SELECT user_id, date_bin('1 hour', occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), meter, SUM(quantity)::bigint, COUNT(*)
             FROM usage_events
-            WHERE report_id = ANY(@reports) AND reported_at IS NULL
+            WHERE report_id = ANY(@reports)
             GROUP BY 1, 2, 3
             """;
         await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);

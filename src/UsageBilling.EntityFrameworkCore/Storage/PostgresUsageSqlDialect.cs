@@ -46,15 +46,16 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         ) h
         GROUP BY 1, 2
         UNION ALL
-        SELECT meter, (occurred_at AT TIME ZONE 'UTC')::date, SUM(quantity)::bigint, COUNT(*),
-               COALESCE(SUM(quantity) FILTER (WHERE reported_at IS NULL), 0)::bigint, COUNT(*) FILTER (WHERE reported_at IS NULL), MAX(reported_at)
+        SELECT e.meter, (e.occurred_at AT TIME ZONE 'UTC')::date, SUM(e.quantity)::bigint, COUNT(*),
+               COALESCE(SUM(e.quantity) FILTER (WHERE r.sent_at IS NULL), 0)::bigint, COUNT(*) FILTER (WHERE r.sent_at IS NULL), MAX(r.sent_at)
         FROM (
-            SELECT meter, occurred_at, quantity, reported_at FROM usage_events
+            SELECT meter, occurred_at, quantity, report_id FROM usage_events
             WHERE user_id = @user AND occurred_at >= @from AND occurred_at < @hours_from
             UNION ALL
-            SELECT meter, occurred_at, quantity, reported_at FROM usage_events
+            SELECT meter, occurred_at, quantity, report_id FROM usage_events
             WHERE user_id = @user AND occurred_at >= @hours_to AND occurred_at < @to
         ) e
+        LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
         GROUP BY 1, 2
         """;
 

@@ -260,7 +260,7 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
             command.CommandText = $"""
                 SELECT user_id, (occurred_at / 3600000000) * 3600000000, meter, SUM(quantity), COUNT(*)
                 FROM usage_events
-                WHERE report_id IN ({string.Join(',', names)}) AND reported_at IS NULL
+                WHERE report_id IN ({string.Join(',', names)})
                 GROUP BY 1, 2, 3
                 """;
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);

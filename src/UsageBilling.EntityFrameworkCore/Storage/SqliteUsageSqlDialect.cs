@@ -173,10 +173,11 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             WHERE user_id = $user AND ((hour >= $hoursFrom AND hour < $daysFrom) OR (hour >= $daysTo AND hour < $hoursTo))
             GROUP BY 1, 2
             UNION ALL
-            SELECT meter, occurred_at / 86400000000, SUM(quantity), COUNT(*),
-                   SUM(CASE WHEN reported_at IS NULL THEN quantity ELSE 0 END), SUM(reported_at IS NULL), MAX(reported_at)
-            FROM usage_events
-            WHERE user_id = $user AND ((occurred_at >= $from AND occurred_at < $hoursFrom) OR (occurred_at >= $hoursTo AND occurred_at < $to))
+            SELECT e.meter, e.occurred_at / 86400000000, SUM(e.quantity), COUNT(*),
+                   SUM(CASE WHEN r.sent_at IS NULL THEN e.quantity ELSE 0 END), SUM(r.sent_at IS NULL), MAX(r.sent_at)
+            FROM usage_events e
+            LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
+            WHERE e.user_id = $user AND ((e.occurred_at >= $from AND e.occurred_at < $hoursFrom) OR (e.occurred_at >= $hoursTo AND e.occurred_at < $to))
             GROUP BY 1, 2
             """;
         command.Parameters.Add(new SqliteParameter("$user", SqliteType.Text) { Value = GuidText(userId) });

@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using UsageBilling.Storage;
 using UsageBilling.EntityFrameworkCore;
 
 namespace UsageBilling.IntegrationTests.Infrastructure;
@@ -8,7 +9,10 @@ public static class RollupAssert
 {
     public static async Task MatchesEventsAsync(UsageBillingDbContext db, CancellationToken ct)
     {
-        var events = await db.UsageEvents.AsNoTracking().Select(e => new { e.UserId, e.Meter, e.Quantity, e.OccurredAt, e.ReportedAt }).ToListAsync(ct);
+        // An event is acknowledged when its report is sent, as of the report's sent time.
+        var events = await db.UsageEvents.AsNoTracking()
+            .Select(e => new { e.UserId, e.Meter, e.Quantity, e.OccurredAt, ReportedAt = db.UsageReports.Where(r => r.Id == e.ReportId && r.Status == UsageReportStatus.Sent).Select(r => r.SentAt).FirstOrDefault() })
+            .ToListAsync(ct);
         foreach (var (name, bucketTicks, stored) in new[]
         {
             ("usage_hourly", TimeSpan.TicksPerHour, (await db.UsageHourly.AsNoTracking().ToListAsync(ct)).Select(h => Describe(h.UserId, h.Hour.UtcTicks, h.Meter, h.Quantity, h.EventCount, h.ReportedQuantity, h.ReportedCount, h.LastReportedAt))),

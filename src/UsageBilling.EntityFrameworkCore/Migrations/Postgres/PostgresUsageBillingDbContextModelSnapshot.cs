@@ -505,10 +505,6 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("report_id");
 
-                    b.Property<DateTimeOffset?>("ReportedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("reported_at");
-
                     b.Property<string>("RequestFingerprint")
                         .HasMaxLength(128)
                         .HasColumnType("character varying(128)")
@@ -535,7 +531,7 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time");
 
-                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "OccurredAt", "Meter"), new[] { "Quantity", "ReportedAt" });
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "OccurredAt", "Meter"), new[] { "Quantity", "ReportId" });
 
                     b.ToTable("usage_events", null, t =>
                         {

@@ -500,10 +500,6 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("report_id");
 
-                    b.Property<long?>("ReportedAt")
-                        .HasColumnType("INTEGER")
-                        .HasColumnName("reported_at");
-
                     b.Property<string>("RequestFingerprint")
                         .HasMaxLength(128)
                         .HasColumnType("TEXT")
@@ -529,7 +525,7 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time")
-                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportedAt" });
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportId" });
 
                     b.ToTable("usage_events", null, t =>
                         {

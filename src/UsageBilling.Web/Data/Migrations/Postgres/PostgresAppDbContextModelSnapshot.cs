@@ -614,10 +614,6 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("report_id");
 
-                    b.Property<DateTimeOffset?>("ReportedAt")
-                        .HasColumnType("timestamp with time zone")
-                        .HasColumnName("reported_at");
-
                     b.Property<string>("RequestFingerprint")
                         .HasMaxLength(128)
                         .HasColumnType("character varying(128)")
@@ -644,7 +640,7 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time");
 
-                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "OccurredAt", "Meter"), new[] { "Quantity", "ReportedAt" });
+                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "OccurredAt", "Meter"), new[] { "Quantity", "ReportId" });
 
                     b.ToTable("usage_events", null, t =>
                         {

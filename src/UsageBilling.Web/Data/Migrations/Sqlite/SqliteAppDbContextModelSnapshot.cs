@@ -605,10 +605,6 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("report_id");
 
-                    b.Property<long?>("ReportedAt")
-                        .HasColumnType("INTEGER")
-                        .HasColumnName("reported_at");
-
                     b.Property<string>("RequestFingerprint")
                         .HasMaxLength(128)
                         .HasColumnType("TEXT")
@@ -634,7 +630,7 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time")
-                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportedAt" });
+                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportId" });
 
                     b.ToTable("usage_events", null, t =>
                         {

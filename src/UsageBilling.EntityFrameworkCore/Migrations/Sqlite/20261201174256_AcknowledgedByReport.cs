@@ -1,0 +1,34 @@
+﻿using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
+{
+    /// <inheritdoc />
+    public partial class AcknowledgedByReport : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            // Before the stamps go: the rollups' acknowledged columns follow the reports' status from now on.
+            migrationBuilder.AcknowledgeUsageByReport();
+
+            migrationBuilder.DropColumn(
+                name: "reported_at",
+                table: "usage_events");
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<long>(
+                name: "reported_at",
+                table: "usage_events",
+                type: "INTEGER",
+                nullable: true);
+
+            // Stamps the events again from their reports (the rollups already agree with the reports).
+            migrationBuilder.Sql("UPDATE usage_events SET reported_at = (SELECT r.sent_at FROM usage_reports r WHERE r.id = usage_events.report_id AND r.status = 'sent') WHERE report_id IS NOT NULL;");
+        }
+    }
+}
