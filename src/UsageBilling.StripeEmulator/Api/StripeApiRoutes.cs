@@ -41,15 +41,15 @@ internal static class StripeApiRoutes
             .AddEndpointFilter(new StripeApiFilters.Form(api));
 
         var v1 = api1.MapGroup("/v1");
-        Route(v1.MapPost("/billing/meter_events", (HttpContext c) => b.CreateMeterEvent(P(c))), meterEvent: true);
-        Route(v1.MapPost("/billing/meter_event_adjustments", (HttpContext c) => b.CreateAdjustment(P(c))));
-        Route(v1.MapPost("/billing/meters", (HttpContext c) => b.CreateMeter(P(c))));
-        Route(v1.MapGet("/billing/meters", (HttpContext c) => b.ListMeters(P(c))));
-        Route(v1.MapGet("/billing/meters/{id}", (string id, HttpContext c) => b.GetMeter(id, P(c))));
-        Route(v1.MapPost("/billing/meters/{id}", (string id, HttpContext c) => b.UpdateMeter(id, P(c))));
-        Route(v1.MapPost("/billing/meters/{id}/deactivate", (string id, HttpContext c) => b.SetMeterStatus(id, P(c), active: false)));
-        Route(v1.MapPost("/billing/meters/{id}/reactivate", (string id, HttpContext c) => b.SetMeterStatus(id, P(c), active: true)));
-        Route(v1.MapGet("/billing/meters/{id}/event_summaries", (string id, HttpContext c) => b.EventSummaries(id, P(c))));
+        Route(v1.MapPost("/billing/meter_events", (HttpContext c) => b.Meters.CreateMeterEvent(P(c))), meterEvent: true);
+        Route(v1.MapPost("/billing/meter_event_adjustments", (HttpContext c) => b.Meters.CreateAdjustment(P(c))));
+        Route(v1.MapPost("/billing/meters", (HttpContext c) => b.Meters.Create(P(c))));
+        Route(v1.MapGet("/billing/meters", (HttpContext c) => b.Meters.List(P(c))));
+        Route(v1.MapGet("/billing/meters/{id}", (string id, HttpContext c) => b.Meters.Get(id, P(c))));
+        Route(v1.MapPost("/billing/meters/{id}", (string id, HttpContext c) => b.Meters.Update(id, P(c))));
+        Route(v1.MapPost("/billing/meters/{id}/deactivate", (string id, HttpContext c) => b.Meters.SetStatus(id, P(c), active: false)));
+        Route(v1.MapPost("/billing/meters/{id}/reactivate", (string id, HttpContext c) => b.Meters.SetStatus(id, P(c), active: true)));
+        Route(v1.MapGet("/billing/meters/{id}/event_summaries", (string id, HttpContext c) => b.Meters.EventSummaries(id, P(c))));
 
         Route(v1.MapPost("/customers", (HttpContext c) => b.Customers.Create(P(c))));
         Route(v1.MapGet("/customers", (HttpContext c) => b.Customers.List(P(c))));

@@ -421,8 +421,8 @@ internal sealed partial class StripeBackend
     private void ComputeMetered(Invoice inv, InvoiceLine line)
     {
         var price = _prices[line.PriceId];
-        var meter = price.MeterId is null ? null : _meters.GetValueOrDefault(price.MeterId);
-        var usage = meter is null ? 0 : Aggregate(meter, inv.CustomerId, line.PeriodStart, line.PeriodEnd);
+        var meter = price.MeterId is null ? null : Meters.Find(price.MeterId);
+        var usage = meter is null ? 0 : Meters.Aggregate(meter, inv.CustomerId, line.PeriodStart, line.PeriodEnd);
         var qty = Math.Max(0, decimal.Floor(usage));
         line.Quantity = (long)qty;
         line.Amount = PriceAmount(price, qty);

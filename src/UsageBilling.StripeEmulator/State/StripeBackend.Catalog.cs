@@ -275,7 +275,10 @@ internal sealed partial class StripeBackend
             ProductOrThrow(productId, "product");
             if (meterId is not null)
             {
-                MeterOrThrowParam(meterId);
+                if (!Meters.Contains(meterId))
+                {
+                    throw StripeApiException.NoSuch("billing.meter", meterId, "recurring[meter]");
+                }
             }
 
             if (lookupKey is not null && _prices.FirstOrDefault(x => x.LookupKey == lookupKey) is { } holder)
@@ -312,14 +315,6 @@ internal sealed partial class StripeBackend
             MergeMetadata(price.Metadata, p);
             _prices.Add(price);
             return Render(price);
-        }
-    }
-
-    private void MeterOrThrowParam(string meterId)
-    {
-        if (!_meters.ContainsKey(meterId))
-        {
-            throw StripeApiException.NoSuch("billing.meter", meterId, "recurring[meter]");
         }
     }
 

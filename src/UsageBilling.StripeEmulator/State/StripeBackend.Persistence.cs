@@ -36,16 +36,16 @@ internal sealed partial class StripeBackend
             var snapshot = new Snapshot
             {
                 SavedAt = Now,
-                Sequence = _meterEvents.Sequence,
+                Sequence = Meters.Sequence,
                 Customers = [.. Customers.All],
                 Products = [.. _products],
                 Prices = [.. _prices],
-                Meters = [.. _meters],
+                Meters = [.. Meters.All],
                 Subscriptions = [.. _subscriptions],
                 Invoices = [.. _invoices],
                 Endpoints = [.. Webhooks.Endpoints],
                 Events = [.. Webhooks.Events],
-                MeterEvents = [.. _meterEvents.All],
+                MeterEvents = [.. Meters.Events],
                 CheckoutSessions = [.. _checkout],
             };
             bytes = JsonSerializer.SerializeToUtf8Bytes(snapshot, SnapshotJson);
@@ -75,17 +75,11 @@ internal sealed partial class StripeBackend
             Customers.Load(s.Customers);
             _products.Load(s.Products);
             _prices.Load(s.Prices);
-            _meters.Load(s.Meters);
-            foreach (var m in s.Meters)
-            {
-                _metersByEventName[m.EventName] = m;
-            }
-
+            Meters.Load(s.Meters, s.MeterEvents, s.Sequence);
             _subscriptions.Load(s.Subscriptions);
             _invoices.Load(s.Invoices);
             Webhooks.Load(s.Endpoints, s.Events);
             _checkout.Load(s.CheckoutSessions);
-            _meterEvents.Load(s.MeterEvents, s.Sequence);
 
             if (s.SavedAt > Now)
             {

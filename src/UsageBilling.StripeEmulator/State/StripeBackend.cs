@@ -7,7 +7,7 @@ using UsageBilling.StripeEmulator.Webhooks;
 namespace UsageBilling.StripeEmulator.State;
 
 /// <summary>
-/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>) and the
+/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>, <see cref="Meters"/>) and the
 /// resources not yet split out of this class.
 /// </summary>
 /// <remarks>
@@ -23,13 +23,9 @@ internal sealed partial class StripeBackend
     private readonly Lock _gate = new();
     private readonly Table<Product> _products = new(x => x.Id);
     private readonly Table<Price> _prices = new(x => x.Id);
-    private readonly Table<Meter> _meters = new(x => x.Id);
-    private readonly Dictionary<string, Meter> _metersByEventName = new(StringComparer.Ordinal);
     private readonly Table<Subscription> _subscriptions = new(x => x.Id);
     private readonly Table<Invoice> _invoices = new(x => x.Id);
     private readonly Table<CheckoutSession> _checkout = new(x => x.Id);
-
-    private readonly MeterEventLog _meterEvents = new();
 
     /// <summary>Unix seconds of the next period end or invoice finalization; lazily checked on every request.</summary>
     private long _nextDue = long.MaxValue;
@@ -39,6 +35,7 @@ internal sealed partial class StripeBackend
         Runtime = runtime;
         Webhooks = new WebhookStore(_gate, webhooks, () => Now);
         Customers = new CustomerStore(_gate, () => Now);
+        Meters = new MeterStore(_gate, runtime, () => Now, Customers, Webhooks);
     }
 
     public EmulatorRuntime Runtime { get; }
@@ -48,6 +45,9 @@ internal sealed partial class StripeBackend
 
     /// <summary>Customers.</summary>
     public CustomerStore Customers { get; }
+
+    /// <summary>Meters, meter events (v1 and the v2 stream) and their summaries.</summary>
+    public MeterStore Meters { get; }
 
     public long Now => Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
 
@@ -72,14 +72,11 @@ internal sealed partial class StripeBackend
             Customers.Clear();
             _products.Clear();
             _prices.Clear();
-            _meters.Clear();
-            _metersByEventName.Clear();
             _subscriptions.Clear();
             _invoices.Clear();
             Webhooks.Clear();
             _checkout.Clear();
-            _meterEvents.Clear();
-            _sessions.Clear();
+            Meters.Clear();
             _nextDue = long.MaxValue;
         }
     }
@@ -210,8 +207,4 @@ internal sealed partial class StripeBackend
     /// <summary>Records a snapshot event and queues its deliveries (<see cref="WebhookStore.Emit"/>). Caller holds the lock.</summary>
     private void Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null) =>
         Webhooks.Emit(type, dataObject, created, previousAttributes);
-
-    /// <summary>Records a thin event and queues its deliveries (<see cref="WebhookStore.EmitThin"/>). Caller holds the lock.</summary>
-    private void EmitThin(string type, Meter? related, JsonObject data, long created) =>
-        Webhooks.EmitThin(type, related, data, created);
 }
