@@ -57,15 +57,15 @@ internal static class StripeApiRoutes
         Route(v1.MapPost("/customers/{id}", (string id, HttpContext c) => b.Customers.Update(id, P(c))));
         Route(v1.MapDelete("/customers/{id}", (string id, HttpContext c) => b.Customers.Delete(id, P(c))));
 
-        Route(v1.MapPost("/products", (HttpContext c) => b.CreateProduct(P(c))));
-        Route(v1.MapGet("/products", (HttpContext c) => b.ListProducts(P(c))));
-        Route(v1.MapGet("/products/{id}", (string id, HttpContext c) => b.GetProduct(id, P(c))));
-        Route(v1.MapPost("/products/{id}", (string id, HttpContext c) => b.UpdateProduct(id, P(c))));
+        Route(v1.MapPost("/products", (HttpContext c) => b.Catalog.CreateProduct(P(c))));
+        Route(v1.MapGet("/products", (HttpContext c) => b.Catalog.ListProducts(P(c))));
+        Route(v1.MapGet("/products/{id}", (string id, HttpContext c) => b.Catalog.GetProduct(id, P(c))));
+        Route(v1.MapPost("/products/{id}", (string id, HttpContext c) => b.Catalog.UpdateProduct(id, P(c))));
 
-        Route(v1.MapPost("/prices", (HttpContext c) => b.CreatePrice(P(c))));
-        Route(v1.MapGet("/prices", (HttpContext c) => b.ListPrices(P(c))));
-        Route(v1.MapGet("/prices/{id}", (string id, HttpContext c) => b.GetPrice(id, P(c))));
-        Route(v1.MapPost("/prices/{id}", (string id, HttpContext c) => b.UpdatePrice(id, P(c))));
+        Route(v1.MapPost("/prices", (HttpContext c) => b.Catalog.CreatePrice(P(c))));
+        Route(v1.MapGet("/prices", (HttpContext c) => b.Catalog.ListPrices(P(c))));
+        Route(v1.MapGet("/prices/{id}", (string id, HttpContext c) => b.Catalog.GetPrice(id, P(c))));
+        Route(v1.MapPost("/prices/{id}", (string id, HttpContext c) => b.Catalog.UpdatePrice(id, P(c))));
 
         Route(v1.MapPost("/subscriptions", (HttpContext c) => b.CreateSubscription(P(c))));
         Route(v1.MapGet("/subscriptions", (HttpContext c) => b.ListSubscriptions(P(c))));

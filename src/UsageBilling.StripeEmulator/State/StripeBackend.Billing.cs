@@ -21,7 +21,7 @@ internal sealed partial class StripeBackend
         var items = new JsonArray();
         foreach (var i in s.Items)
         {
-            var price = _prices[i.PriceId];
+            var price = Catalog.Price(i.PriceId);
             var o = new JsonObject
             {
                 ["id"] = i.Id,
@@ -30,7 +30,7 @@ internal sealed partial class StripeBackend
                 ["current_period_end"] = i.PeriodEnd,
                 ["current_period_start"] = i.PeriodStart,
                 ["metadata"] = Metadata(i.Metadata),
-                ["price"] = Render(price),
+                ["price"] = CatalogStore.Render(price),
                 ["subscription"] = s.Id,
             };
             if (!price.IsMetered)
@@ -97,7 +97,7 @@ internal sealed partial class StripeBackend
     {
         it.AllowOnly("price", "quantity", "metadata");
         var priceId = it.Required("price");
-        var price = PriceOrThrow(priceId, it.Name("price"));
+        var price = Catalog.PriceOrThrow(priceId, it.Name("price"));
         if (!price.IsRecurring)
         {
             throw StripeApiException.Invalid($"The price specified ({priceId}) is not recurring.", it.Name("price"));
@@ -153,7 +153,7 @@ internal sealed partial class StripeBackend
             Customers.OrThrow(customerId, "customer");
             var currency = p.Str("currency") is { Length: > 0 } cur
                 ? cur.ToLowerInvariant()
-                : PriceOrThrow(items[0].Str("price") ?? string.Empty, items[0].Name("price")).Currency;
+                : Catalog.PriceOrThrow(items[0].Str("price") ?? string.Empty, items[0].Name("price")).Currency;
             var s = new Subscription
             {
                 Id = NewId("sub_", 14),
@@ -187,7 +187,7 @@ internal sealed partial class StripeBackend
 
         // The flat fee is billed in advance: the first invoice holds the licensed items for the first period.
         var inv = NewInvoice(s, "subscription_create", now, now, finalizeAt: now);
-        foreach (var item in s.Items.Where(i => !_prices[i.PriceId].IsMetered))
+        foreach (var item in s.Items.Where(i => !Catalog.Price(i.PriceId).IsMetered))
         {
             inv.Lines.Add(FlatLine(inv, s, item, item.PeriodStart, item.PeriodEnd));
         }
@@ -249,7 +249,7 @@ internal sealed partial class StripeBackend
 
                     if (it.Str("price") is { Length: > 0 } newPrice)
                     {
-                        var price = PriceOrThrow(newPrice, it.Name("price"));
+                        var price = Catalog.PriceOrThrow(newPrice, it.Name("price"));
                         if (!price.IsRecurring)
                         {
                             throw StripeApiException.Invalid($"The price specified ({newPrice}) is not recurring.", it.Name("price"));
@@ -261,7 +261,7 @@ internal sealed partial class StripeBackend
 
                     if (it.Long("quantity") is { } q)
                     {
-                        if (_prices[item.PriceId].IsMetered)
+                        if (Catalog.Price(item.PriceId).IsMetered)
                         {
                             throw StripeApiException.Invalid("Quantity should not be specified where usage_type is `metered`.", it.Name("quantity"));
                         }
@@ -321,7 +321,7 @@ internal sealed partial class StripeBackend
                 // Final invoice for the usage of the unfinished period.
                 var start = s.Items.Min(i => i.PeriodStart);
                 var inv = NewInvoice(s, "subscription_cycle", start, now, now + GraceSeconds);
-                foreach (var item in s.Items.Where(i => _prices[i.PriceId].IsMetered))
+                foreach (var item in s.Items.Where(i => Catalog.Price(i.PriceId).IsMetered))
                 {
                     inv.Lines.Add(MeteredLine(inv, s, item, item.PeriodStart, now));
                 }
@@ -386,12 +386,12 @@ internal sealed partial class StripeBackend
 
     private InvoiceLine FlatLine(Invoice inv, Subscription s, SubscriptionItem item, long start, long end)
     {
-        var price = _prices[item.PriceId];
+        var price = Catalog.Price(item.PriceId);
         var qty = item.Quantity ?? 1;
         return new InvoiceLine
         {
             Id = NewId("il_", 14),
-            Description = $"{qty} × {_products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId}",
+            Description = $"{qty} × {Catalog.ProductName(price)}",
             Amount = RoundAmount(qty * (price.UnitAmount ?? 0)),
             Quantity = qty,
             PeriodStart = start,
@@ -420,13 +420,13 @@ internal sealed partial class StripeBackend
     /// <summary>Aggregates the meter over the line's period and prices it; a negative total bills 0.</summary>
     private void ComputeMetered(Invoice inv, InvoiceLine line)
     {
-        var price = _prices[line.PriceId];
+        var price = Catalog.Price(line.PriceId);
         var meter = price.MeterId is null ? null : Meters.Find(price.MeterId);
         var usage = meter is null ? 0 : Meters.Aggregate(meter, inv.CustomerId, line.PeriodStart, line.PeriodEnd);
         var qty = Math.Max(0, decimal.Floor(usage));
         line.Quantity = (long)qty;
         line.Amount = PriceAmount(price, qty);
-        line.Description = $"{qty.ToString(CultureInfo.InvariantCulture)} × {_products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId} (metered)";
+        line.Description = $"{qty.ToString(CultureInfo.InvariantCulture)} × {Catalog.ProductName(price)} (metered)";
     }
 
     /// <summary>Amount in minor units for a quantity under the price's billing scheme (per_unit, graduated or volume tiers).</summary>
@@ -508,7 +508,7 @@ internal sealed partial class StripeBackend
         var lines = new JsonArray();
         foreach (var l in inv.Lines)
         {
-            var price = _prices[l.PriceId];
+            var price = Catalog.Price(l.PriceId);
             lines.Add(new JsonObject
             {
                 ["id"] = l.Id,
@@ -725,7 +725,7 @@ internal sealed partial class StripeBackend
     {
         var ended = s.Items.Where(i => i.PeriodEnd == end).ToList();
         var inv = NewInvoice(s, "subscription_cycle", ended.Min(i => i.PeriodStart), end, end + GraceSeconds);
-        foreach (var item in ended.Where(i => _prices[i.PriceId].IsMetered))
+        foreach (var item in ended.Where(i => Catalog.Price(i.PriceId).IsMetered))
         {
             inv.Lines.Add(MeteredLine(inv, s, item, item.PeriodStart, end));
         }
@@ -734,12 +734,12 @@ internal sealed partial class StripeBackend
         foreach (var item in ended)
         {
             item.PeriodStart = end;
-            item.PeriodEnd = NextBoundary(s.BillingCycleAnchor, _prices[item.PriceId], end);
+            item.PeriodEnd = NextBoundary(s.BillingCycleAnchor, Catalog.Price(item.PriceId), end);
         }
 
         if (!s.CancelAtPeriodEnd)
         {
-            foreach (var item in ended.Where(i => !_prices[i.PriceId].IsMetered))
+            foreach (var item in ended.Where(i => !Catalog.Price(i.PriceId).IsMetered))
             {
                 inv.Lines.Add(FlatLine(inv, s, item, item.PeriodStart, item.PeriodEnd));
             }

@@ -81,7 +81,7 @@ internal sealed partial class StripeBackend
 
     private JsonObject Render(CheckoutSession cs, CheckoutLineItem line)
     {
-        var price = _prices[line.PriceId];
+        var price = Catalog.Price(line.PriceId);
         return new JsonObject
         {
             ["id"] = line.Id,
@@ -91,8 +91,8 @@ internal sealed partial class StripeBackend
             ["amount_tax"] = 0,
             ["amount_total"] = line.Amount,
             ["currency"] = cs.Currency,
-            ["description"] = _products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId,
-            ["price"] = Render(price),
+            ["description"] = Catalog.ProductName(price),
+            ["price"] = CatalogStore.Render(price),
             ["quantity"] = line.Quantity,
         };
     }
@@ -172,7 +172,7 @@ internal sealed partial class StripeBackend
             var items = new List<CheckoutLineItem>();
             foreach (var (it, priceId, quantity) in parsed)
             {
-                var price = _prices.TryGetValue(priceId, out var x)
+                var price = Catalog.TryGetPrice(priceId, out var x)
                     ? x
                     : throw StripeApiException.Invalid($"No such price: '{priceId}'", it.Name("price"), "resource_missing");
                 if (!price.Active)
@@ -369,7 +369,7 @@ internal sealed partial class StripeBackend
             };
             foreach (var line in cs.LineItems)
             {
-                s.Items.Add(BuildItem(_prices[line.PriceId], line.Quantity, s, now, now));
+                s.Items.Add(BuildItem(Catalog.Price(line.PriceId), line.Quantity, s, now, now));
             }
 
             StartSubscriptionLocked(s, now);
@@ -402,8 +402,8 @@ internal sealed partial class StripeBackend
 
             var lines = cs.LineItems.Select(l =>
             {
-                var price = _prices[l.PriceId];
-                var name = _products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId;
+                var price = Catalog.Price(l.PriceId);
+                var name = Catalog.ProductName(price);
                 return new CheckoutPageLine(name, l.Quantity, l.Amount, price.IsMetered);
             }).ToList();
             var email = cs.CustomerEmail ?? (cs.CustomerId is { } c && Customers.TryGet(c, out var customer) ? customer.Email : null);

@@ -38,8 +38,8 @@ internal sealed partial class StripeBackend
                 SavedAt = Now,
                 Sequence = Meters.Sequence,
                 Customers = [.. Customers.All],
-                Products = [.. _products],
-                Prices = [.. _prices],
+                Products = [.. Catalog.Products],
+                Prices = [.. Catalog.Prices],
                 Meters = [.. Meters.All],
                 Subscriptions = [.. _subscriptions],
                 Invoices = [.. _invoices],
@@ -73,8 +73,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             Customers.Load(s.Customers);
-            _products.Load(s.Products);
-            _prices.Load(s.Prices);
+            Catalog.Load(s.Products, s.Prices);
             Meters.Load(s.Meters, s.MeterEvents, s.Sequence);
             _subscriptions.Load(s.Subscriptions);
             _invoices.Load(s.Invoices);

@@ -7,7 +7,7 @@ using UsageBilling.StripeEmulator.Webhooks;
 namespace UsageBilling.StripeEmulator.State;
 
 /// <summary>
-/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>, <see cref="Meters"/>) and the
+/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>, <see cref="Meters"/>, <see cref="Catalog"/>) and the
 /// resources not yet split out of this class.
 /// </summary>
 /// <remarks>
@@ -21,8 +21,6 @@ internal sealed partial class StripeBackend
     private const string Alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     private readonly Lock _gate = new();
-    private readonly Table<Product> _products = new(x => x.Id);
-    private readonly Table<Price> _prices = new(x => x.Id);
     private readonly Table<Subscription> _subscriptions = new(x => x.Id);
     private readonly Table<Invoice> _invoices = new(x => x.Id);
     private readonly Table<CheckoutSession> _checkout = new(x => x.Id);
@@ -36,6 +34,7 @@ internal sealed partial class StripeBackend
         Webhooks = new WebhookStore(_gate, webhooks, () => Now);
         Customers = new CustomerStore(_gate, () => Now);
         Meters = new MeterStore(_gate, runtime, () => Now, Customers, Webhooks);
+        Catalog = new CatalogStore(_gate, () => Now, Meters);
     }
 
     public EmulatorRuntime Runtime { get; }
@@ -48,6 +47,9 @@ internal sealed partial class StripeBackend
 
     /// <summary>Meters, meter events (v1 and the v2 stream) and their summaries.</summary>
     public MeterStore Meters { get; }
+
+    /// <summary>Products and prices.</summary>
+    public CatalogStore Catalog { get; }
 
     public long Now => Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
 
@@ -70,8 +72,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             Customers.Clear();
-            _products.Clear();
-            _prices.Clear();
+            Catalog.Clear();
             _subscriptions.Clear();
             _invoices.Clear();
             Webhooks.Clear();
@@ -159,6 +160,8 @@ internal sealed partial class StripeBackend
     }
 
     // ---------------------------------------------------------------- helpers
+
+    internal static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
 
     internal static JsonObject Metadata(Dictionary<string, string> metadata)
     {
