@@ -40,7 +40,7 @@ internal static class AdminEndpoints
         // Open without the token: the health probe, and the hosted Checkout and invoice pages a customer's browser is sent to.
         root.MapGet("/health", () => TypedResults.Ok(new { ok = true }));
         MapCheckoutPage(root, admin);
-        root.MapGet("/invoices/{id}", (string id) => InvoicePage.Render(admin.Backend.InvoicePage(id), id));
+        root.MapGet("/invoices/{id}", (string id) => InvoicePage.Render(admin.Backend.Billing.InvoicePage(id), id));
 
         // Everything else drives or reads the emulator's state: only a holder of the token printed at start may.
         var expected = Encoding.UTF8.GetBytes(adminToken);

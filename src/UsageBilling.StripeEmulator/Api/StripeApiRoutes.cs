@@ -67,11 +67,11 @@ internal static class StripeApiRoutes
         Route(v1.MapGet("/prices/{id}", (string id, HttpContext c) => b.Catalog.GetPrice(id, P(c))));
         Route(v1.MapPost("/prices/{id}", (string id, HttpContext c) => b.Catalog.UpdatePrice(id, P(c))));
 
-        Route(v1.MapPost("/subscriptions", (HttpContext c) => b.CreateSubscription(P(c))));
-        Route(v1.MapGet("/subscriptions", (HttpContext c) => b.ListSubscriptions(P(c))));
-        Route(v1.MapGet("/subscriptions/{id}", (string id, HttpContext c) => b.GetSubscription(id, P(c))));
-        Route(v1.MapPost("/subscriptions/{id}", (string id, HttpContext c) => b.UpdateSubscription(id, P(c))));
-        Route(v1.MapDelete("/subscriptions/{id}", (string id, HttpContext c) => b.CancelSubscription(id, P(c))));
+        Route(v1.MapPost("/subscriptions", (HttpContext c) => b.Billing.CreateSubscription(P(c))));
+        Route(v1.MapGet("/subscriptions", (HttpContext c) => b.Billing.ListSubscriptions(P(c))));
+        Route(v1.MapGet("/subscriptions/{id}", (string id, HttpContext c) => b.Billing.GetSubscription(id, P(c))));
+        Route(v1.MapPost("/subscriptions/{id}", (string id, HttpContext c) => b.Billing.UpdateSubscription(id, P(c))));
+        Route(v1.MapDelete("/subscriptions/{id}", (string id, HttpContext c) => b.Billing.CancelSubscription(id, P(c))));
 
         // Answers name the emulator root as the client called it (the Checkout page URL).
         Route(v1.MapPost("/checkout/sessions", (HttpContext c) => b.CreateCheckoutSession(P(c), $"{c.Request.Scheme}://{c.Request.Host}")));
@@ -80,8 +80,8 @@ internal static class StripeApiRoutes
         Route(v1.MapGet("/checkout/sessions/{id}/line_items", (string id, HttpContext c) => b.ListCheckoutLineItems(id, P(c))));
         Route(v1.MapPost("/checkout/sessions/{id}/expire", (string id, HttpContext c) => b.ExpireCheckoutSession(id, P(c))));
 
-        Route(v1.MapGet("/invoices", (HttpContext c) => b.ListInvoices(P(c))));
-        Route(v1.MapGet("/invoices/{id}", (string id, HttpContext c) => b.GetInvoice(id, P(c))));
+        Route(v1.MapGet("/invoices", (HttpContext c) => b.Billing.ListInvoices(P(c))));
+        Route(v1.MapGet("/invoices/{id}", (string id, HttpContext c) => b.Billing.GetInvoice(id, P(c))));
 
         Route(v1.MapPost("/webhook_endpoints", (HttpContext c) => b.Webhooks.CreateEndpoint(P(c))));
         Route(v1.MapGet("/webhook_endpoints", (HttpContext c) => b.Webhooks.ListEndpoints(P(c))));

@@ -208,7 +208,7 @@ internal sealed partial class StripeBackend
                     Id = NewId("li_"),
                     PriceId = priceId,
                     Quantity = quantity,
-                    Amount = price.IsMetered ? 0 : PriceAmount(price, quantity ?? 1),
+                    Amount = price.IsMetered ? 0 : BillingStore.PriceAmount(price, quantity ?? 1),
                 });
             }
 
@@ -369,10 +369,10 @@ internal sealed partial class StripeBackend
             };
             foreach (var line in cs.LineItems)
             {
-                s.Items.Add(BuildItem(Catalog.Price(line.PriceId), line.Quantity, s, now, now));
+                s.Items.Add(BillingStore.BuildItem(Catalog.Price(line.PriceId), line.Quantity, s, now, now));
             }
 
-            StartSubscriptionLocked(s, now);
+            Billing.StartSubscriptionLocked(s, now);
             cs.CustomerId = customer.Id;
             cs.Status = "complete";
             cs.PaymentStatus = cs.AmountTotal > 0 ? "paid" : "no_payment_required";

@@ -41,8 +41,8 @@ internal sealed partial class StripeBackend
                 Products = [.. Catalog.Products],
                 Prices = [.. Catalog.Prices],
                 Meters = [.. Meters.All],
-                Subscriptions = [.. _subscriptions],
-                Invoices = [.. _invoices],
+                Subscriptions = [.. Billing.Subscriptions],
+                Invoices = [.. Billing.Invoices],
                 Endpoints = [.. Webhooks.Endpoints],
                 Events = [.. Webhooks.Events],
                 MeterEvents = [.. Meters.Events],
@@ -75,8 +75,7 @@ internal sealed partial class StripeBackend
             Customers.Load(s.Customers);
             Catalog.Load(s.Products, s.Prices);
             Meters.Load(s.Meters, s.MeterEvents, s.Sequence);
-            _subscriptions.Load(s.Subscriptions);
-            _invoices.Load(s.Invoices);
+            Billing.Load(s.Subscriptions, s.Invoices);
             Webhooks.Load(s.Endpoints, s.Events);
             _checkout.Load(s.CheckoutSessions);
 

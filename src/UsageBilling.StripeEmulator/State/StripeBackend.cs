@@ -7,7 +7,7 @@ using UsageBilling.StripeEmulator.Webhooks;
 namespace UsageBilling.StripeEmulator.State;
 
 /// <summary>
-/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>, <see cref="Meters"/>, <see cref="Catalog"/>) and the
+/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>, <see cref="Meters"/>, <see cref="Catalog"/>, <see cref="Billing"/>) and the
 /// resources not yet split out of this class.
 /// </summary>
 /// <remarks>
@@ -21,8 +21,6 @@ internal sealed partial class StripeBackend
     private const string Alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     private readonly Lock _gate = new();
-    private readonly Table<Subscription> _subscriptions = new(x => x.Id);
-    private readonly Table<Invoice> _invoices = new(x => x.Id);
     private readonly Table<CheckoutSession> _checkout = new(x => x.Id);
 
     /// <summary>Unix seconds of the next period end or invoice finalization; lazily checked on every request.</summary>
@@ -35,6 +33,7 @@ internal sealed partial class StripeBackend
         Customers = new CustomerStore(_gate, () => Now);
         Meters = new MeterStore(_gate, runtime, () => Now, Customers, Webhooks);
         Catalog = new CatalogStore(_gate, () => Now, Meters);
+        Billing = new BillingStore(_gate, runtime, () => Now, Customers, Catalog, Meters, Webhooks, ProcessDueLocked, RecomputeNextDue);
     }
 
     public EmulatorRuntime Runtime { get; }
@@ -50,6 +49,9 @@ internal sealed partial class StripeBackend
 
     /// <summary>Products and prices.</summary>
     public CatalogStore Catalog { get; }
+
+    /// <summary>Subscriptions and invoices.</summary>
+    public BillingStore Billing { get; }
 
     public long Now => Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
 
@@ -73,8 +75,7 @@ internal sealed partial class StripeBackend
         {
             Customers.Clear();
             Catalog.Clear();
-            _subscriptions.Clear();
-            _invoices.Clear();
+            Billing.Clear();
             Webhooks.Clear();
             _checkout.Clear();
             Meters.Clear();
@@ -204,6 +205,82 @@ internal sealed partial class StripeBackend
 
     internal static string UnixToIso(long unix) =>
         DateTimeOffset.FromUnixTimeSeconds(unix).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+
+    // ---------------------------------------------------------------- the billing clock
+
+    /// <summary>Cheap check on every request; runs period ends, finalizations and Checkout expiries that are due.</summary>
+    public void ProcessDue(long now)
+    {
+        if (now < Volatile.Read(ref _nextDue))
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            ProcessDueLocked(now);
+        }
+    }
+
+    /// <summary>Runs every due period end, invoice finalization and Checkout expiry in time order, across the stores. Caller holds the lock.</summary>
+    private void ProcessDueLocked(long now)
+    {
+        if (now < _nextDue)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            var (dueSub, subAt) = Billing.FirstPeriodEnd(now);
+            var dueInv = Billing.FirstFinalization(now);
+            CheckoutSession? dueSession = null;
+            foreach (var cs in _checkout)
+            {
+                if (cs.Status == "open" && cs.ExpiresAt <= now && (dueSession is null || cs.ExpiresAt < dueSession.ExpiresAt))
+                {
+                    dueSession = cs;
+                }
+            }
+
+            if (dueSub is null && dueInv is null && dueSession is null)
+            {
+                break;
+            }
+
+            if (dueSession is not null
+                && (dueSub is null || dueSession.ExpiresAt <= subAt)
+                && (dueInv is null || dueSession.ExpiresAt <= dueInv.FinalizeAt))
+            {
+                ExpireLocked(dueSession, dueSession.ExpiresAt);
+            }
+            else if (dueInv is not null && (dueSub is null || dueInv.FinalizeAt <= subAt))
+            {
+                Billing.FinalizeLocked(dueInv, dueInv.FinalizeAt);
+            }
+            else
+            {
+                Billing.ClosePeriod(dueSub!, subAt);
+            }
+        }
+
+        RecomputeNextDue();
+    }
+
+    /// <summary>Sets when due work is next (the stores' earliest). Caller holds the lock.</summary>
+    private void RecomputeNextDue()
+    {
+        var next = Billing.NextDue();
+        foreach (var cs in _checkout)
+        {
+            if (cs.Status == "open")
+            {
+                next = Math.Min(next, cs.ExpiresAt);
+            }
+        }
+
+        Volatile.Write(ref _nextDue, next);
+    }
 
     // ---------------------------------------------------------------- events (the webhooks store)
 
