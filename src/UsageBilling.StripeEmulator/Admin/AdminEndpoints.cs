@@ -137,12 +137,12 @@ internal static class AdminEndpoints
     private static void MapCheckoutPage(RouteGroupBuilder root, EmulatorAdmin admin)
     {
         // The hosted payment page a Checkout Session's url points at: GET shows it, POST is the "Pay" button.
-        root.MapGet("/checkout/{id}", (string id) => CheckoutPage.Render(admin.Backend.CheckoutPage(id), id));
+        root.MapGet("/checkout/{id}", (string id) => CheckoutPage.Render(admin.Backend.Checkout.CheckoutPage(id), id));
         root.MapPost("/checkout/{id}", (string id, HttpContext ctx) =>
         {
             try
             {
-                var completion = admin.Backend.CompleteCheckoutSession(id);
+                var completion = admin.Backend.Checkout.CompleteCheckoutSession(id);
                 ctx.Response.Headers.Location = completion.RedirectUrl.OriginalString;
                 return Results.StatusCode(StatusCodes.Status303SeeOther);
             }

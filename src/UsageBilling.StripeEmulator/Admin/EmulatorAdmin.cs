@@ -121,7 +121,7 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
         ArgumentException.ThrowIfNullOrEmpty(sessionId);
         try
         {
-            return Task.FromResult(_backend.CompleteCheckoutSession(sessionId));
+            return Task.FromResult(_backend.Checkout.CompleteCheckoutSession(sessionId));
         }
         catch (StripeApiException ex) when (ex.Status == 404)
         {

@@ -74,11 +74,11 @@ internal static class StripeApiRoutes
         Route(v1.MapDelete("/subscriptions/{id}", (string id, HttpContext c) => b.Billing.CancelSubscription(id, P(c))));
 
         // Answers name the emulator root as the client called it (the Checkout page URL).
-        Route(v1.MapPost("/checkout/sessions", (HttpContext c) => b.CreateCheckoutSession(P(c), $"{c.Request.Scheme}://{c.Request.Host}")));
-        Route(v1.MapGet("/checkout/sessions", (HttpContext c) => b.ListCheckoutSessions(P(c))));
-        Route(v1.MapGet("/checkout/sessions/{id}", (string id, HttpContext c) => b.GetCheckoutSession(id, P(c))));
-        Route(v1.MapGet("/checkout/sessions/{id}/line_items", (string id, HttpContext c) => b.ListCheckoutLineItems(id, P(c))));
-        Route(v1.MapPost("/checkout/sessions/{id}/expire", (string id, HttpContext c) => b.ExpireCheckoutSession(id, P(c))));
+        Route(v1.MapPost("/checkout/sessions", (HttpContext c) => b.Checkout.CreateCheckoutSession(P(c), $"{c.Request.Scheme}://{c.Request.Host}")));
+        Route(v1.MapGet("/checkout/sessions", (HttpContext c) => b.Checkout.ListCheckoutSessions(P(c))));
+        Route(v1.MapGet("/checkout/sessions/{id}", (string id, HttpContext c) => b.Checkout.GetCheckoutSession(id, P(c))));
+        Route(v1.MapGet("/checkout/sessions/{id}/line_items", (string id, HttpContext c) => b.Checkout.ListCheckoutLineItems(id, P(c))));
+        Route(v1.MapPost("/checkout/sessions/{id}/expire", (string id, HttpContext c) => b.Checkout.ExpireCheckoutSession(id, P(c))));
 
         Route(v1.MapGet("/invoices", (HttpContext c) => b.Billing.ListInvoices(P(c))));
         Route(v1.MapGet("/invoices/{id}", (string id, HttpContext c) => b.Billing.GetInvoice(id, P(c))));

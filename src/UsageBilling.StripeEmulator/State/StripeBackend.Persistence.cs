@@ -46,7 +46,7 @@ internal sealed partial class StripeBackend
                 Endpoints = [.. Webhooks.Endpoints],
                 Events = [.. Webhooks.Events],
                 MeterEvents = [.. Meters.Events],
-                CheckoutSessions = [.. _checkout],
+                CheckoutSessions = [.. Checkout.Sessions],
             };
             bytes = JsonSerializer.SerializeToUtf8Bytes(snapshot, SnapshotJson);
         }
@@ -77,7 +77,7 @@ internal sealed partial class StripeBackend
             Meters.Load(s.Meters, s.MeterEvents, s.Sequence);
             Billing.Load(s.Subscriptions, s.Invoices);
             Webhooks.Load(s.Endpoints, s.Events);
-            _checkout.Load(s.CheckoutSessions);
+            Checkout.Load(s.CheckoutSessions);
 
             if (s.SavedAt > Now)
             {

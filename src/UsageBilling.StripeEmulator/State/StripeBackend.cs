@@ -7,8 +7,11 @@ using UsageBilling.StripeEmulator.Webhooks;
 namespace UsageBilling.StripeEmulator.State;
 
 /// <summary>
-/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>, <see cref="Meters"/>, <see cref="Catalog"/>, <see cref="Billing"/>) and the
-/// resources not yet split out of this class.
+/// All emulated Stripe state: the composition root of one store per resource — <see cref="Customers"/>,
+/// <see cref="Catalog"/> (products, prices), <see cref="Billing"/> (subscriptions, invoices), <see cref="Meters"/>
+/// (meters, meter events v1 and v2, summaries), <see cref="Checkout"/> and <see cref="Webhooks"/> — with the clock,
+/// the due work that spans them (period ends, invoice finalizations, Checkout expiries), the state file
+/// (<c>StripeBackend.Persistence.cs</c>) and the helpers every store shares (ids, lists, metadata).
 /// </summary>
 /// <remarks>
 /// Locking: one lock (<c>_gate</c>) guards all state, the stores' included — they are handed it and own none. An
@@ -21,9 +24,8 @@ internal sealed partial class StripeBackend
     private const string Alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     private readonly Lock _gate = new();
-    private readonly Table<CheckoutSession> _checkout = new(x => x.Id);
 
-    /// <summary>Unix seconds of the next period end or invoice finalization; lazily checked on every request.</summary>
+    /// <summary>Unix seconds of the next period end, invoice finalization or Checkout expiry; lazily checked on every request.</summary>
     private long _nextDue = long.MaxValue;
 
     public StripeBackend(EmulatorRuntime runtime, WebhookDispatcher webhooks)
@@ -34,6 +36,7 @@ internal sealed partial class StripeBackend
         Meters = new MeterStore(_gate, runtime, () => Now, Customers, Webhooks);
         Catalog = new CatalogStore(_gate, () => Now, Meters);
         Billing = new BillingStore(_gate, runtime, () => Now, Customers, Catalog, Meters, Webhooks, ProcessDueLocked, RecomputeNextDue);
+        Checkout = new CheckoutStore(_gate, () => Now, Customers, Catalog, Billing, Webhooks, ProcessDueLocked, RecomputeNextDue);
     }
 
     public EmulatorRuntime Runtime { get; }
@@ -52,6 +55,9 @@ internal sealed partial class StripeBackend
 
     /// <summary>Subscriptions and invoices.</summary>
     public BillingStore Billing { get; }
+
+    /// <summary>Checkout Sessions.</summary>
+    public CheckoutStore Checkout { get; }
 
     public long Now => Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
 
@@ -77,7 +83,7 @@ internal sealed partial class StripeBackend
             Catalog.Clear();
             Billing.Clear();
             Webhooks.Clear();
-            _checkout.Clear();
+            Checkout.Clear();
             Meters.Clear();
             _nextDue = long.MaxValue;
         }
@@ -234,14 +240,7 @@ internal sealed partial class StripeBackend
         {
             var (dueSub, subAt) = Billing.FirstPeriodEnd(now);
             var dueInv = Billing.FirstFinalization(now);
-            CheckoutSession? dueSession = null;
-            foreach (var cs in _checkout)
-            {
-                if (cs.Status == "open" && cs.ExpiresAt <= now && (dueSession is null || cs.ExpiresAt < dueSession.ExpiresAt))
-                {
-                    dueSession = cs;
-                }
-            }
+            var dueSession = Checkout.FirstExpiry(now);
 
             if (dueSub is null && dueInv is null && dueSession is null)
             {
@@ -252,7 +251,7 @@ internal sealed partial class StripeBackend
                 && (dueSub is null || dueSession.ExpiresAt <= subAt)
                 && (dueInv is null || dueSession.ExpiresAt <= dueInv.FinalizeAt))
             {
-                ExpireLocked(dueSession, dueSession.ExpiresAt);
+                Checkout.ExpireLocked(dueSession, dueSession.ExpiresAt);
             }
             else if (dueInv is not null && (dueSub is null || dueInv.FinalizeAt <= subAt))
             {
@@ -270,21 +269,6 @@ internal sealed partial class StripeBackend
     /// <summary>Sets when due work is next (the stores' earliest). Caller holds the lock.</summary>
     private void RecomputeNextDue()
     {
-        var next = Billing.NextDue();
-        foreach (var cs in _checkout)
-        {
-            if (cs.Status == "open")
-            {
-                next = Math.Min(next, cs.ExpiresAt);
-            }
-        }
-
-        Volatile.Write(ref _nextDue, next);
+        Volatile.Write(ref _nextDue, Math.Min(Billing.NextDue(), Checkout.NextDue()));
     }
-
-    // ---------------------------------------------------------------- events (the webhooks store)
-
-    /// <summary>Records a snapshot event and queues its deliveries (<see cref="WebhookStore.Emit"/>). Caller holds the lock.</summary>
-    private void Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null) =>
-        Webhooks.Emit(type, dataObject, created, previousAttributes);
 }
