@@ -150,7 +150,7 @@ public sealed class CatalogTests
             Tiers = [new State.PriceTier { UpTo = 1000, UnitAmount = 0 }, new State.PriceTier { UpTo = null, UnitAmount = 2 }],
         };
 
-        Assert.Equal(expectedCents, State.StripeBackend.PriceAmount(price, qty));
+        Assert.Equal(expectedCents, State.BillingStore.PriceAmount(price, qty));
     }
 
     [Fact]
@@ -167,9 +167,9 @@ public sealed class CatalogTests
         };
         var perUnit = new State.Price { Id = "price_y", ProductId = "prod_x", Currency = "usd", UnitAmount = 0.5m };
 
-        Assert.Equal(100 + 50 + 50 + 5, State.StripeBackend.PriceAmount(tiered, 15));
-        Assert.Equal(150, State.StripeBackend.PriceAmount(tiered, 10));
-        Assert.Equal(2, State.StripeBackend.PriceAmount(perUnit, 3));
+        Assert.Equal(100 + 50 + 50 + 5, State.BillingStore.PriceAmount(tiered, 15));
+        Assert.Equal(150, State.BillingStore.PriceAmount(tiered, 10));
+        Assert.Equal(2, State.BillingStore.PriceAmount(perUnit, 3));
     }
 }
 

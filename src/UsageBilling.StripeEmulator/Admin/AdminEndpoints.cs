@@ -40,7 +40,7 @@ internal static class AdminEndpoints
         // Open without the token: the health probe, and the hosted Checkout and invoice pages a customer's browser is sent to.
         root.MapGet("/health", () => TypedResults.Ok(new { ok = true }));
         MapCheckoutPage(root, admin);
-        root.MapGet("/invoices/{id}", (string id) => InvoicePage.Render(admin.Backend.InvoicePage(id), id));
+        root.MapGet("/invoices/{id}", (string id) => InvoicePage.Render(admin.Backend.Billing.InvoicePage(id), id));
 
         // Everything else drives or reads the emulator's state: only a holder of the token printed at start may.
         var expected = Encoding.UTF8.GetBytes(adminToken);
@@ -137,12 +137,12 @@ internal static class AdminEndpoints
     private static void MapCheckoutPage(RouteGroupBuilder root, EmulatorAdmin admin)
     {
         // The hosted payment page a Checkout Session's url points at: GET shows it, POST is the "Pay" button.
-        root.MapGet("/checkout/{id}", (string id) => CheckoutPage.Render(admin.Backend.CheckoutPage(id), id));
+        root.MapGet("/checkout/{id}", (string id) => CheckoutPage.Render(admin.Backend.Checkout.CheckoutPage(id), id));
         root.MapPost("/checkout/{id}", (string id, HttpContext ctx) =>
         {
             try
             {
-                var completion = admin.Backend.CompleteCheckoutSession(id);
+                var completion = admin.Backend.Checkout.CompleteCheckoutSession(id);
                 ctx.Response.Headers.Location = completion.RedirectUrl.OriginalString;
                 return Results.StatusCode(StatusCodes.Status303SeeOther);
             }

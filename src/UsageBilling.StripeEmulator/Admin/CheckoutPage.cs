@@ -36,7 +36,7 @@ internal static class CheckoutPage
         if (model.Status == "open")
         {
             var expires = DateTimeOffset.FromUnixTimeSeconds(model.ExpiresAt).ToString("u", CultureInfo.InvariantCulture);
-            html.Append(CultureInfo.InvariantCulture, $"<form method=\"post\" action=\"{E(StripeBackend.CheckoutPagePath(model.Id))}\"><button type=\"submit\" data-testid=\"pay\">Pay</button></form>");
+            html.Append(CultureInfo.InvariantCulture, $"<form method=\"post\" action=\"{E(CheckoutStore.CheckoutPagePath(model.Id))}\"><button type=\"submit\" data-testid=\"pay\">Pay</button></form>");
             if (model.CancelUrl is { } cancel)
             {
                 html.Append(CultureInfo.InvariantCulture, $"<p><a href=\"{E(cancel)}\" data-testid=\"cancel\">Cancel and go back</a></p>");

@@ -77,14 +77,14 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
 
     /// <inheritdoc/>
     public Task<IReadOnlyList<AcceptedMeterEvent>> GetMeterEventsAsync(string? customerId = null, string? eventName = null, CancellationToken cancellationToken = default) =>
-        Task.FromResult(_backend.AcceptedEvents(customerId, eventName));
+        Task.FromResult(_backend.Meters.AcceptedEvents(customerId, eventName));
 
     /// <inheritdoc/>
     public Task<decimal> GetMeterTotalAsync(string customerId, string meter, DateTimeOffset start, DateTimeOffset end, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrEmpty(customerId);
         ArgumentException.ThrowIfNullOrEmpty(meter);
-        return Task.FromResult(_backend.Total(customerId, meter, start.ToUnixTimeSeconds(), end.ToUnixTimeSeconds()));
+        return Task.FromResult(_backend.Meters.Total(customerId, meter, start.ToUnixTimeSeconds(), end.ToUnixTimeSeconds()));
     }
 
     /// <inheritdoc/>
@@ -97,7 +97,7 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
 
     /// <inheritdoc/>
     public Task<int> ExpireMeterEventSessionsAsync(CancellationToken cancellationToken = default) =>
-        Task.FromResult(_backend.ExpireMeterEventSessions());
+        Task.FromResult(_backend.Meters.ExpireSessions());
 
     /// <inheritdoc/>
     public Task<WebhookEndpointInfo> AddWebhookEndpointAsync(Uri url, IReadOnlyList<string>? enabledEvents = null, CancellationToken cancellationToken = default)
@@ -121,7 +121,7 @@ public sealed class EmulatorAdmin : IStripeEmulatorAdmin
         ArgumentException.ThrowIfNullOrEmpty(sessionId);
         try
         {
-            return Task.FromResult(_backend.CompleteCheckoutSession(sessionId));
+            return Task.FromResult(_backend.Checkout.CompleteCheckoutSession(sessionId));
         }
         catch (StripeApiException ex) when (ex.Status == 404)
         {

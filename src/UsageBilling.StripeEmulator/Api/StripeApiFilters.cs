@@ -101,7 +101,7 @@ internal static class StripeApiFilters
     {
         public ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
         {
-            StripeCall.Of(context.HttpContext).ApiKey = api.Backend.AuthenticateSession(StripeApiHandler.BearerToken(context.HttpContext.Request)).ApiKey;
+            StripeCall.Of(context.HttpContext).ApiKey = api.Backend.Meters.AuthenticateSession(StripeApiHandler.BearerToken(context.HttpContext.Request)).ApiKey;
             return next(context);
         }
     }
@@ -264,7 +264,7 @@ internal static class StripeApiFilters
         {
             var call = StripeCall.Of(context.HttpContext);
             string? slot = null;
-            if (meterEvent && api.Runtime.EnforceConcurrency && api.Backend.MeterConcurrencyKey(call.Params) is { } k)
+            if (meterEvent && api.Runtime.EnforceConcurrency && api.Backend.Meters.ConcurrencyKey(call.Params) is { } k)
             {
                 if (!api.Runtime.TryEnter(k))
                 {

@@ -36,7 +36,7 @@ internal sealed partial class StripeApiHandler
             throw StripeApiException.Unknown(body.First().Key);
         }
 
-        return Ok(Backend.CreateMeterEventSession(call.ApiKey));
+        return Ok(Backend.Meters.CreateSession(call.ApiKey));
     }
 
     /// <summary><c>POST /v2/billing/meter_event_stream</c>: up to 100 events, shape checked now, meaning asynchronously.</summary>
@@ -54,7 +54,7 @@ internal sealed partial class StripeApiHandler
             }
         }
 
-        var (_, duplicates) = Backend.RecordStreamEvents(events);
+        var (_, duplicates) = Backend.Meters.RecordStreamEvents(events);
         for (var i = 0; i < duplicates; i++)
         {
             Runtime.Reject("duplicate_identifier_dropped");
@@ -138,7 +138,7 @@ internal sealed partial class StripeApiHandler
     /// The request's shape, checked before anything is recorded (a bad request records nothing): <c>events</c> holds
     /// 1–100 objects, each with a string <c>event_name</c>, an object <c>payload</c> of strings, and optionally a
     /// string <c>identifier</c> (≤ 100) and an ISO 8601 <c>timestamp</c>. What the values mean is checked
-    /// asynchronously (<see cref="StripeBackend.RecordStreamEvents"/>).
+    /// asynchronously (<see cref="MeterStore.RecordStreamEvents"/>).
     /// </summary>
     private static List<StreamMeterEvent> ParseStreamEvents(JsonObject? body)
     {
@@ -200,7 +200,7 @@ internal sealed partial class StripeApiHandler
 
                         break;
                     case "timestamp":
-                        timestamp = StripeBackend.ParseIsoTimestamp(StringField(value, $"{param}.timestamp"))
+                        timestamp = MeterStore.ParseIsoTimestamp(StringField(value, $"{param}.timestamp"))
                             ?? throw StripeApiException.Invalid($"{param}.timestamp must be an ISO 8601 date-time.", $"{param}.timestamp");
                         break;
                     case "payload":

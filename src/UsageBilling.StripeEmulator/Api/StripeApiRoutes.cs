@@ -41,15 +41,15 @@ internal static class StripeApiRoutes
             .AddEndpointFilter(new StripeApiFilters.Form(api));
 
         var v1 = api1.MapGroup("/v1");
-        Route(v1.MapPost("/billing/meter_events", (HttpContext c) => b.CreateMeterEvent(P(c))), meterEvent: true);
-        Route(v1.MapPost("/billing/meter_event_adjustments", (HttpContext c) => b.CreateAdjustment(P(c))));
-        Route(v1.MapPost("/billing/meters", (HttpContext c) => b.CreateMeter(P(c))));
-        Route(v1.MapGet("/billing/meters", (HttpContext c) => b.ListMeters(P(c))));
-        Route(v1.MapGet("/billing/meters/{id}", (string id, HttpContext c) => b.GetMeter(id, P(c))));
-        Route(v1.MapPost("/billing/meters/{id}", (string id, HttpContext c) => b.UpdateMeter(id, P(c))));
-        Route(v1.MapPost("/billing/meters/{id}/deactivate", (string id, HttpContext c) => b.SetMeterStatus(id, P(c), active: false)));
-        Route(v1.MapPost("/billing/meters/{id}/reactivate", (string id, HttpContext c) => b.SetMeterStatus(id, P(c), active: true)));
-        Route(v1.MapGet("/billing/meters/{id}/event_summaries", (string id, HttpContext c) => b.EventSummaries(id, P(c))));
+        Route(v1.MapPost("/billing/meter_events", (HttpContext c) => b.Meters.CreateMeterEvent(P(c))), meterEvent: true);
+        Route(v1.MapPost("/billing/meter_event_adjustments", (HttpContext c) => b.Meters.CreateAdjustment(P(c))));
+        Route(v1.MapPost("/billing/meters", (HttpContext c) => b.Meters.Create(P(c))));
+        Route(v1.MapGet("/billing/meters", (HttpContext c) => b.Meters.List(P(c))));
+        Route(v1.MapGet("/billing/meters/{id}", (string id, HttpContext c) => b.Meters.Get(id, P(c))));
+        Route(v1.MapPost("/billing/meters/{id}", (string id, HttpContext c) => b.Meters.Update(id, P(c))));
+        Route(v1.MapPost("/billing/meters/{id}/deactivate", (string id, HttpContext c) => b.Meters.SetStatus(id, P(c), active: false)));
+        Route(v1.MapPost("/billing/meters/{id}/reactivate", (string id, HttpContext c) => b.Meters.SetStatus(id, P(c), active: true)));
+        Route(v1.MapGet("/billing/meters/{id}/event_summaries", (string id, HttpContext c) => b.Meters.EventSummaries(id, P(c))));
 
         Route(v1.MapPost("/customers", (HttpContext c) => b.Customers.Create(P(c))));
         Route(v1.MapGet("/customers", (HttpContext c) => b.Customers.List(P(c))));
@@ -57,31 +57,31 @@ internal static class StripeApiRoutes
         Route(v1.MapPost("/customers/{id}", (string id, HttpContext c) => b.Customers.Update(id, P(c))));
         Route(v1.MapDelete("/customers/{id}", (string id, HttpContext c) => b.Customers.Delete(id, P(c))));
 
-        Route(v1.MapPost("/products", (HttpContext c) => b.CreateProduct(P(c))));
-        Route(v1.MapGet("/products", (HttpContext c) => b.ListProducts(P(c))));
-        Route(v1.MapGet("/products/{id}", (string id, HttpContext c) => b.GetProduct(id, P(c))));
-        Route(v1.MapPost("/products/{id}", (string id, HttpContext c) => b.UpdateProduct(id, P(c))));
+        Route(v1.MapPost("/products", (HttpContext c) => b.Catalog.CreateProduct(P(c))));
+        Route(v1.MapGet("/products", (HttpContext c) => b.Catalog.ListProducts(P(c))));
+        Route(v1.MapGet("/products/{id}", (string id, HttpContext c) => b.Catalog.GetProduct(id, P(c))));
+        Route(v1.MapPost("/products/{id}", (string id, HttpContext c) => b.Catalog.UpdateProduct(id, P(c))));
 
-        Route(v1.MapPost("/prices", (HttpContext c) => b.CreatePrice(P(c))));
-        Route(v1.MapGet("/prices", (HttpContext c) => b.ListPrices(P(c))));
-        Route(v1.MapGet("/prices/{id}", (string id, HttpContext c) => b.GetPrice(id, P(c))));
-        Route(v1.MapPost("/prices/{id}", (string id, HttpContext c) => b.UpdatePrice(id, P(c))));
+        Route(v1.MapPost("/prices", (HttpContext c) => b.Catalog.CreatePrice(P(c))));
+        Route(v1.MapGet("/prices", (HttpContext c) => b.Catalog.ListPrices(P(c))));
+        Route(v1.MapGet("/prices/{id}", (string id, HttpContext c) => b.Catalog.GetPrice(id, P(c))));
+        Route(v1.MapPost("/prices/{id}", (string id, HttpContext c) => b.Catalog.UpdatePrice(id, P(c))));
 
-        Route(v1.MapPost("/subscriptions", (HttpContext c) => b.CreateSubscription(P(c))));
-        Route(v1.MapGet("/subscriptions", (HttpContext c) => b.ListSubscriptions(P(c))));
-        Route(v1.MapGet("/subscriptions/{id}", (string id, HttpContext c) => b.GetSubscription(id, P(c))));
-        Route(v1.MapPost("/subscriptions/{id}", (string id, HttpContext c) => b.UpdateSubscription(id, P(c))));
-        Route(v1.MapDelete("/subscriptions/{id}", (string id, HttpContext c) => b.CancelSubscription(id, P(c))));
+        Route(v1.MapPost("/subscriptions", (HttpContext c) => b.Billing.CreateSubscription(P(c))));
+        Route(v1.MapGet("/subscriptions", (HttpContext c) => b.Billing.ListSubscriptions(P(c))));
+        Route(v1.MapGet("/subscriptions/{id}", (string id, HttpContext c) => b.Billing.GetSubscription(id, P(c))));
+        Route(v1.MapPost("/subscriptions/{id}", (string id, HttpContext c) => b.Billing.UpdateSubscription(id, P(c))));
+        Route(v1.MapDelete("/subscriptions/{id}", (string id, HttpContext c) => b.Billing.CancelSubscription(id, P(c))));
 
         // Answers name the emulator root as the client called it (the Checkout page URL).
-        Route(v1.MapPost("/checkout/sessions", (HttpContext c) => b.CreateCheckoutSession(P(c), $"{c.Request.Scheme}://{c.Request.Host}")));
-        Route(v1.MapGet("/checkout/sessions", (HttpContext c) => b.ListCheckoutSessions(P(c))));
-        Route(v1.MapGet("/checkout/sessions/{id}", (string id, HttpContext c) => b.GetCheckoutSession(id, P(c))));
-        Route(v1.MapGet("/checkout/sessions/{id}/line_items", (string id, HttpContext c) => b.ListCheckoutLineItems(id, P(c))));
-        Route(v1.MapPost("/checkout/sessions/{id}/expire", (string id, HttpContext c) => b.ExpireCheckoutSession(id, P(c))));
+        Route(v1.MapPost("/checkout/sessions", (HttpContext c) => b.Checkout.CreateCheckoutSession(P(c), $"{c.Request.Scheme}://{c.Request.Host}")));
+        Route(v1.MapGet("/checkout/sessions", (HttpContext c) => b.Checkout.ListCheckoutSessions(P(c))));
+        Route(v1.MapGet("/checkout/sessions/{id}", (string id, HttpContext c) => b.Checkout.GetCheckoutSession(id, P(c))));
+        Route(v1.MapGet("/checkout/sessions/{id}/line_items", (string id, HttpContext c) => b.Checkout.ListCheckoutLineItems(id, P(c))));
+        Route(v1.MapPost("/checkout/sessions/{id}/expire", (string id, HttpContext c) => b.Checkout.ExpireCheckoutSession(id, P(c))));
 
-        Route(v1.MapGet("/invoices", (HttpContext c) => b.ListInvoices(P(c))));
-        Route(v1.MapGet("/invoices/{id}", (string id, HttpContext c) => b.GetInvoice(id, P(c))));
+        Route(v1.MapGet("/invoices", (HttpContext c) => b.Billing.ListInvoices(P(c))));
+        Route(v1.MapGet("/invoices/{id}", (string id, HttpContext c) => b.Billing.GetInvoice(id, P(c))));
 
         Route(v1.MapPost("/webhook_endpoints", (HttpContext c) => b.Webhooks.CreateEndpoint(P(c))));
         Route(v1.MapGet("/webhook_endpoints", (HttpContext c) => b.Webhooks.ListEndpoints(P(c))));

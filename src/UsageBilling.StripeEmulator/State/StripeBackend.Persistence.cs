@@ -36,17 +36,17 @@ internal sealed partial class StripeBackend
             var snapshot = new Snapshot
             {
                 SavedAt = Now,
-                Sequence = _meterEvents.Sequence,
+                Sequence = Meters.Sequence,
                 Customers = [.. Customers.All],
-                Products = [.. _products],
-                Prices = [.. _prices],
-                Meters = [.. _meters],
-                Subscriptions = [.. _subscriptions],
-                Invoices = [.. _invoices],
+                Products = [.. Catalog.Products],
+                Prices = [.. Catalog.Prices],
+                Meters = [.. Meters.All],
+                Subscriptions = [.. Billing.Subscriptions],
+                Invoices = [.. Billing.Invoices],
                 Endpoints = [.. Webhooks.Endpoints],
                 Events = [.. Webhooks.Events],
-                MeterEvents = [.. _meterEvents.All],
-                CheckoutSessions = [.. _checkout],
+                MeterEvents = [.. Meters.Events],
+                CheckoutSessions = [.. Checkout.Sessions],
             };
             bytes = JsonSerializer.SerializeToUtf8Bytes(snapshot, SnapshotJson);
         }
@@ -73,19 +73,11 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             Customers.Load(s.Customers);
-            _products.Load(s.Products);
-            _prices.Load(s.Prices);
-            _meters.Load(s.Meters);
-            foreach (var m in s.Meters)
-            {
-                _metersByEventName[m.EventName] = m;
-            }
-
-            _subscriptions.Load(s.Subscriptions);
-            _invoices.Load(s.Invoices);
+            Catalog.Load(s.Products, s.Prices);
+            Meters.Load(s.Meters, s.MeterEvents, s.Sequence);
+            Billing.Load(s.Subscriptions, s.Invoices);
             Webhooks.Load(s.Endpoints, s.Events);
-            _checkout.Load(s.CheckoutSessions);
-            _meterEvents.Load(s.MeterEvents, s.Sequence);
+            Checkout.Load(s.CheckoutSessions);
 
             if (s.SavedAt > Now)
             {

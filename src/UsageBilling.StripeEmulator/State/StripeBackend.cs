@@ -7,8 +7,11 @@ using UsageBilling.StripeEmulator.Webhooks;
 namespace UsageBilling.StripeEmulator.State;
 
 /// <summary>
-/// All emulated Stripe state and the operations on it: the per-resource stores (<see cref="Webhooks"/>, <see cref="Customers"/>) and the
-/// resources not yet split out of this class.
+/// All emulated Stripe state: the composition root of one store per resource — <see cref="Customers"/>,
+/// <see cref="Catalog"/> (products, prices), <see cref="Billing"/> (subscriptions, invoices), <see cref="Meters"/>
+/// (meters, meter events v1 and v2, summaries), <see cref="Checkout"/> and <see cref="Webhooks"/> — with the clock,
+/// the due work that spans them (period ends, invoice finalizations, Checkout expiries), the state file
+/// (<c>StripeBackend.Persistence.cs</c>) and the helpers every store shares (ids, lists, metadata).
 /// </summary>
 /// <remarks>
 /// Locking: one lock (<c>_gate</c>) guards all state, the stores' included — they are handed it and own none. An
@@ -21,17 +24,8 @@ internal sealed partial class StripeBackend
     private const string Alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     private readonly Lock _gate = new();
-    private readonly Table<Product> _products = new(x => x.Id);
-    private readonly Table<Price> _prices = new(x => x.Id);
-    private readonly Table<Meter> _meters = new(x => x.Id);
-    private readonly Dictionary<string, Meter> _metersByEventName = new(StringComparer.Ordinal);
-    private readonly Table<Subscription> _subscriptions = new(x => x.Id);
-    private readonly Table<Invoice> _invoices = new(x => x.Id);
-    private readonly Table<CheckoutSession> _checkout = new(x => x.Id);
 
-    private readonly MeterEventLog _meterEvents = new();
-
-    /// <summary>Unix seconds of the next period end or invoice finalization; lazily checked on every request.</summary>
+    /// <summary>Unix seconds of the next period end, invoice finalization or Checkout expiry; lazily checked on every request.</summary>
     private long _nextDue = long.MaxValue;
 
     public StripeBackend(EmulatorRuntime runtime, WebhookDispatcher webhooks)
@@ -39,6 +33,10 @@ internal sealed partial class StripeBackend
         Runtime = runtime;
         Webhooks = new WebhookStore(_gate, webhooks, () => Now);
         Customers = new CustomerStore(_gate, () => Now);
+        Meters = new MeterStore(_gate, runtime, () => Now, Customers, Webhooks);
+        Catalog = new CatalogStore(_gate, () => Now, Meters);
+        Billing = new BillingStore(_gate, runtime, () => Now, Customers, Catalog, Meters, Webhooks, ProcessDueLocked, RecomputeNextDue);
+        Checkout = new CheckoutStore(_gate, () => Now, Customers, Catalog, Billing, Webhooks, ProcessDueLocked, RecomputeNextDue);
     }
 
     public EmulatorRuntime Runtime { get; }
@@ -48,6 +46,18 @@ internal sealed partial class StripeBackend
 
     /// <summary>Customers.</summary>
     public CustomerStore Customers { get; }
+
+    /// <summary>Meters, meter events (v1 and the v2 stream) and their summaries.</summary>
+    public MeterStore Meters { get; }
+
+    /// <summary>Products and prices.</summary>
+    public CatalogStore Catalog { get; }
+
+    /// <summary>Subscriptions and invoices.</summary>
+    public BillingStore Billing { get; }
+
+    /// <summary>Checkout Sessions.</summary>
+    public CheckoutStore Checkout { get; }
 
     public long Now => Runtime.Clock.GetUtcNow().ToUnixTimeSeconds();
 
@@ -70,16 +80,11 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             Customers.Clear();
-            _products.Clear();
-            _prices.Clear();
-            _meters.Clear();
-            _metersByEventName.Clear();
-            _subscriptions.Clear();
-            _invoices.Clear();
+            Catalog.Clear();
+            Billing.Clear();
             Webhooks.Clear();
-            _checkout.Clear();
-            _meterEvents.Clear();
-            _sessions.Clear();
+            Checkout.Clear();
+            Meters.Clear();
             _nextDue = long.MaxValue;
         }
     }
@@ -163,6 +168,8 @@ internal sealed partial class StripeBackend
 
     // ---------------------------------------------------------------- helpers
 
+    internal static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+
     internal static JsonObject Metadata(Dictionary<string, string> metadata)
     {
         var o = new JsonObject();
@@ -205,13 +212,63 @@ internal sealed partial class StripeBackend
     internal static string UnixToIso(long unix) =>
         DateTimeOffset.FromUnixTimeSeconds(unix).UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
-    // ---------------------------------------------------------------- events (the webhooks store)
+    // ---------------------------------------------------------------- the billing clock
 
-    /// <summary>Records a snapshot event and queues its deliveries (<see cref="WebhookStore.Emit"/>). Caller holds the lock.</summary>
-    private void Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null) =>
-        Webhooks.Emit(type, dataObject, created, previousAttributes);
+    /// <summary>Cheap check on every request; runs period ends, finalizations and Checkout expiries that are due.</summary>
+    public void ProcessDue(long now)
+    {
+        if (now < Volatile.Read(ref _nextDue))
+        {
+            return;
+        }
 
-    /// <summary>Records a thin event and queues its deliveries (<see cref="WebhookStore.EmitThin"/>). Caller holds the lock.</summary>
-    private void EmitThin(string type, Meter? related, JsonObject data, long created) =>
-        Webhooks.EmitThin(type, related, data, created);
+        lock (_gate)
+        {
+            ProcessDueLocked(now);
+        }
+    }
+
+    /// <summary>Runs every due period end, invoice finalization and Checkout expiry in time order, across the stores. Caller holds the lock.</summary>
+    private void ProcessDueLocked(long now)
+    {
+        if (now < _nextDue)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            var (dueSub, subAt) = Billing.FirstPeriodEnd(now);
+            var dueInv = Billing.FirstFinalization(now);
+            var dueSession = Checkout.FirstExpiry(now);
+
+            if (dueSub is null && dueInv is null && dueSession is null)
+            {
+                break;
+            }
+
+            if (dueSession is not null
+                && (dueSub is null || dueSession.ExpiresAt <= subAt)
+                && (dueInv is null || dueSession.ExpiresAt <= dueInv.FinalizeAt))
+            {
+                Checkout.ExpireLocked(dueSession, dueSession.ExpiresAt);
+            }
+            else if (dueInv is not null && (dueSub is null || dueInv.FinalizeAt <= subAt))
+            {
+                Billing.FinalizeLocked(dueInv, dueInv.FinalizeAt);
+            }
+            else
+            {
+                Billing.ClosePeriod(dueSub!, subAt);
+            }
+        }
+
+        RecomputeNextDue();
+    }
+
+    /// <summary>Sets when due work is next (the stores' earliest). Caller holds the lock.</summary>
+    private void RecomputeNextDue()
+    {
+        Volatile.Write(ref _nextDue, Math.Min(Billing.NextDue(), Checkout.NextDue()));
+    }
 }

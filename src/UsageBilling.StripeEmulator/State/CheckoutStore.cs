@@ -11,7 +11,24 @@ internal sealed record CheckoutPageLine(string Description, long? Quantity, long
 internal sealed record CheckoutPageModel(
     string Id, string Status, string Currency, long AmountTotal, string? CustomerEmail, string? CancelUrl, long ExpiresAt, IReadOnlyList<CheckoutPageLine> Lines);
 
-internal sealed partial class StripeBackend
+/// <summary>
+/// The Checkout store: <c>/v1/checkout/sessions</c> in subscription mode, their expiry, the hosted page and its
+/// completion (which starts the subscription through <see cref="BillingStore"/>).
+/// </summary>
+/// <remarks>
+/// Guarded by <see cref="StripeBackend"/>'s one lock, like every store (see <see cref="WebhookStore"/>); completing a
+/// session (a customer, a subscription, its first invoice and their events) runs under it from start to end. As in
+/// <see cref="BillingStore"/>, each operation first runs the backend's due work and has it recompute when work is next due.
+/// </remarks>
+internal sealed class CheckoutStore(
+    Lock gate,
+    Func<long> now,
+    CustomerStore customers,
+    CatalogStore catalog,
+    BillingStore billing,
+    WebhookStore webhooks,
+    Action<long> processDue,
+    Action recomputeNextDue)
 {
     /// <summary>Stripe's default and longest session lifetime.</summary>
     private const long CheckoutLifetime = 24 * 3600;
@@ -19,13 +36,62 @@ internal sealed partial class StripeBackend
     /// <summary>The shortest lifetime <c>expires_at</c> may ask for.</summary>
     private const long CheckoutMinLifetime = 30 * 60;
 
+    private readonly Lock _gate = gate;
+    private readonly Func<long> _now = now;
+    private readonly CustomerStore _customers = customers;
+    private readonly CatalogStore _catalog = catalog;
+    private readonly BillingStore _billing = billing;
+    private readonly WebhookStore _webhooks = webhooks;
+    private readonly Action<long> _processDue = processDue;
+    private readonly Action _recomputeNextDue = recomputeNextDue;
+    private readonly Table<CheckoutSession> _sessions = new(x => x.Id);
+
+    /// <summary>Every session in creation order (the state file). Caller holds the lock.</summary>
+    public IEnumerable<CheckoutSession> Sessions => _sessions;
+
+    /// <summary>Replaces the contents with the state file's. Caller holds the lock.</summary>
+    public void Load(IEnumerable<CheckoutSession> sessions) => _sessions.Load(sessions);
+
+    /// <summary>Forgets every session. Caller holds the lock.</summary>
+    public void Clear() => _sessions.Clear();
+
+    /// <summary>The open session due to expire first, at or before <paramref name="now"/>. Caller holds the lock.</summary>
+    public CheckoutSession? FirstExpiry(long now)
+    {
+        CheckoutSession? dueSession = null;
+        foreach (var cs in _sessions)
+        {
+            if (cs.Status == "open" && cs.ExpiresAt <= now && (dueSession is null || cs.ExpiresAt < dueSession.ExpiresAt))
+            {
+                dueSession = cs;
+            }
+        }
+
+        return dueSession;
+    }
+
+    /// <summary>When an open session expires next (<see cref="long.MaxValue"/> when never). Caller holds the lock.</summary>
+    public long NextDue()
+    {
+        var next = long.MaxValue;
+        foreach (var cs in _sessions)
+        {
+            if (cs.Status == "open")
+            {
+                next = Math.Min(next, cs.ExpiresAt);
+            }
+        }
+
+        return next;
+    }
+
     /// <summary>The path of a session's hosted page under the emulator's root.</summary>
     public static string CheckoutPagePath(string sessionId) => $"{AdminEndpoints.Prefix}/checkout/{sessionId}";
 
     private JsonObject Render(CheckoutSession cs)
     {
         JsonObject? details = null;
-        if (cs.Status == "complete" && cs.CustomerId is not null && Customers.TryGet(cs.CustomerId, out var customer))
+        if (cs.Status == "complete" && cs.CustomerId is not null && _customers.TryGet(cs.CustomerId, out var customer))
         {
             details = new JsonObject
             {
@@ -60,7 +126,7 @@ internal sealed partial class StripeBackend
             ["invoice"] = cs.InvoiceId,
             ["livemode"] = false,
             ["locale"] = null,
-            ["metadata"] = Metadata(cs.Metadata),
+            ["metadata"] = StripeBackend.Metadata(cs.Metadata),
             ["mode"] = cs.Mode,
             ["payment_intent"] = null,
             ["payment_method_collection"] = "always",
@@ -81,7 +147,7 @@ internal sealed partial class StripeBackend
 
     private JsonObject Render(CheckoutSession cs, CheckoutLineItem line)
     {
-        var price = _prices[line.PriceId];
+        var price = _catalog.Price(line.PriceId);
         return new JsonObject
         {
             ["id"] = line.Id,
@@ -91,8 +157,8 @@ internal sealed partial class StripeBackend
             ["amount_tax"] = 0,
             ["amount_total"] = line.Amount,
             ["currency"] = cs.Currency,
-            ["description"] = _products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId,
-            ["price"] = Render(price),
+            ["description"] = _catalog.ProductName(price),
+            ["price"] = CatalogStore.Render(price),
             ["quantity"] = line.Quantity,
         };
     }
@@ -113,8 +179,8 @@ internal sealed partial class StripeBackend
             throw StripeApiException.Invalid($"The emulator supports Checkout Sessions in subscription mode only, not '{mode}'.", "mode");
         }
 
-        var customerId = NullIfEmpty(p.Str("customer"));
-        var customerEmail = NullIfEmpty(p.Str("customer_email", 800));
+        var customerId = StripeBackend.NullIfEmpty(p.Str("customer"));
+        var customerEmail = StripeBackend.NullIfEmpty(p.Str("customer_email", 800));
         if (customerId is not null && customerEmail is not null)
         {
             throw StripeApiException.Invalid("You may only specify one of these parameters: customer, customer_email.", "customer_email");
@@ -122,7 +188,7 @@ internal sealed partial class StripeBackend
 
         var successUrl = CheckoutUrl(p, "success_url", required: true)!;
         var cancelUrl = CheckoutUrl(p, "cancel_url", required: false);
-        var clientReferenceId = NullIfEmpty(p.Str("client_reference_id", 200));
+        var clientReferenceId = StripeBackend.NullIfEmpty(p.Str("client_reference_id", 200));
         var lines = p.ObjArray("line_items");
         if (lines is null || lines.Count == 0)
         {
@@ -148,11 +214,11 @@ internal sealed partial class StripeBackend
         if (p.Obj("subscription_data") is { } sd)
         {
             sd.AllowOnly("metadata", "description");
-            MergeMetadata(subscriptionMetadata, sd);
-            subscriptionDescription = NullIfEmpty(sd.Str("description", 500));
+            StripeBackend.MergeMetadata(subscriptionMetadata, sd);
+            subscriptionDescription = StripeBackend.NullIfEmpty(sd.Str("description", 500));
         }
 
-        var now = Now;
+        var now = _now();
         var expiresAt = p.Long("expires_at") ?? now + CheckoutLifetime;
         if (expiresAt < now + CheckoutMinLifetime || expiresAt > now + CheckoutLifetime)
         {
@@ -162,7 +228,7 @@ internal sealed partial class StripeBackend
 
         lock (_gate)
         {
-            ProcessDueLocked(now);
+            _processDue(now);
             if (customerId is not null)
             {
                 CustomerParamOrThrow(customerId, "customer");
@@ -172,7 +238,7 @@ internal sealed partial class StripeBackend
             var items = new List<CheckoutLineItem>();
             foreach (var (it, priceId, quantity) in parsed)
             {
-                var price = _prices.TryGetValue(priceId, out var x)
+                var price = _catalog.TryGetPrice(priceId, out var x)
                     ? x
                     : throw StripeApiException.Invalid($"No such price: '{priceId}'", it.Name("price"), "resource_missing");
                 if (!price.Active)
@@ -205,14 +271,14 @@ internal sealed partial class StripeBackend
                 currency ??= price.Currency;
                 items.Add(new CheckoutLineItem
                 {
-                    Id = NewId("li_"),
+                    Id = StripeBackend.NewId("li_"),
                     PriceId = priceId,
                     Quantity = quantity,
-                    Amount = price.IsMetered ? 0 : PriceAmount(price, quantity ?? 1),
+                    Amount = price.IsMetered ? 0 : BillingStore.PriceAmount(price, quantity ?? 1),
                 });
             }
 
-            var id = NewId("cs_test_", 58);
+            var id = StripeBackend.NewId("cs_test_", 58);
             var cs = new CheckoutSession
             {
                 Id = id,
@@ -230,16 +296,16 @@ internal sealed partial class StripeBackend
                 SubscriptionDescription = subscriptionDescription,
             };
             cs.LineItems.AddRange(items);
-            MergeMetadata(cs.Metadata, p);
-            _checkout.Add(cs);
-            RecomputeNextDue();
+            StripeBackend.MergeMetadata(cs.Metadata, p);
+            _sessions.Add(cs);
+            _recomputeNextDue();
             return Render(cs);
         }
     }
 
     private static string? CheckoutUrl(Params p, string key, bool required)
     {
-        var url = required ? p.Required(key, 5000) : NullIfEmpty(p.Str(key, 5000));
+        var url = required ? p.Required(key, 5000) : StripeBackend.NullIfEmpty(p.Str(key, 5000));
         if (url is null)
         {
             return null;
@@ -255,19 +321,19 @@ internal sealed partial class StripeBackend
 
     /// <summary>A customer named in a create parameter: Stripe answers 400 <c>resource_missing</c> (not 404) when it does not exist.</summary>
     private Customer CustomerParamOrThrow(string id, string param) =>
-        Customers.TryGet(id, out var c) && !c.Deleted
+        _customers.TryGet(id, out var c) && !c.Deleted
             ? c
             : throw StripeApiException.Invalid($"No such customer: '{id}'", param, "resource_missing");
 
     private CheckoutSession CheckoutOrThrow(string id) =>
-        _checkout.TryGetValue(id, out var cs) ? cs : throw StripeApiException.NoSuch("checkout.session", id);
+        _sessions.TryGetValue(id, out var cs) ? cs : throw StripeApiException.NoSuch("checkout.session", id);
 
     public JsonObject GetCheckoutSession(string id, Params p)
     {
         p.AllowOnly();
         lock (_gate)
         {
-            ProcessDueLocked(Now);
+            _processDue(_now());
             return Render(CheckoutOrThrow(id));
         }
     }
@@ -280,12 +346,12 @@ internal sealed partial class StripeBackend
         var status = p.Enum("status", "open", "complete", "expired");
         lock (_gate)
         {
-            ProcessDueLocked(Now);
-            var items = NewestFirst(_checkout, cs =>
+            _processDue(_now());
+            var items = StripeBackend.NewestFirst(_sessions, cs =>
                 (string.IsNullOrEmpty(customer) || cs.CustomerId == customer)
                 && (string.IsNullOrEmpty(subscription) || cs.SubscriptionId == subscription)
                 && (string.IsNullOrEmpty(status) || cs.Status == status));
-            return ListOf(items, cs => cs.Id, Render, p, "/v1/checkout/sessions");
+            return StripeBackend.ListOf(items, cs => cs.Id, Render, p, "/v1/checkout/sessions");
         }
     }
 
@@ -295,7 +361,7 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             var cs = CheckoutOrThrow(id);
-            return ListOf(cs.LineItems, l => l.Id, l => Render(cs, l), p, $"/v1/checkout/sessions/{id}/line_items");
+            return StripeBackend.ListOf(cs.LineItems, l => l.Id, l => Render(cs, l), p, $"/v1/checkout/sessions/{id}/line_items");
         }
     }
 
@@ -303,10 +369,10 @@ internal sealed partial class StripeBackend
     public JsonObject ExpireCheckoutSession(string id, Params p)
     {
         p.AllowOnly();
-        var now = Now;
+        var now = _now();
         lock (_gate)
         {
-            ProcessDueLocked(now);
+            _processDue(now);
             var cs = CheckoutOrThrow(id);
             if (cs.Status != "open")
             {
@@ -315,16 +381,16 @@ internal sealed partial class StripeBackend
             }
 
             ExpireLocked(cs, now);
-            RecomputeNextDue();
+            _recomputeNextDue();
             return Render(cs);
         }
     }
 
     /// <summary>Expires an open session and emits <c>checkout.session.expired</c>. Caller holds the lock.</summary>
-    private void ExpireLocked(CheckoutSession cs, long at)
+    public void ExpireLocked(CheckoutSession cs, long at)
     {
         cs.Status = "expired";
-        Emit("checkout.session.expired", Render(cs), at);
+        _webhooks.Emit("checkout.session.expired", Render(cs), at);
     }
 
     /// <summary>
@@ -334,10 +400,10 @@ internal sealed partial class StripeBackend
     /// </summary>
     public CheckoutCompletion CompleteCheckoutSession(string id)
     {
-        var now = Now;
+        var now = _now();
         lock (_gate)
         {
-            ProcessDueLocked(now);
+            _processDue(now);
             var cs = CheckoutOrThrow(id);
             if (cs.Status != "open")
             {
@@ -352,13 +418,13 @@ internal sealed partial class StripeBackend
             else
             {
                 // Subscription mode always creates a customer when none was given.
-                customer = new Customer { Id = NewId("cus_", 14), Created = now, Email = cs.CustomerEmail };
-                Customers.Add(customer);
+                customer = new Customer { Id = StripeBackend.NewId("cus_", 14), Created = now, Email = cs.CustomerEmail };
+                _customers.Add(customer);
             }
 
             var s = new Subscription
             {
-                Id = NewId("sub_", 14),
+                Id = StripeBackend.NewId("sub_", 14),
                 Created = now,
                 CustomerId = customer.Id,
                 StartDate = now,
@@ -369,18 +435,18 @@ internal sealed partial class StripeBackend
             };
             foreach (var line in cs.LineItems)
             {
-                s.Items.Add(BuildItem(_prices[line.PriceId], line.Quantity, s, now, now));
+                s.Items.Add(BillingStore.BuildItem(_catalog.Price(line.PriceId), line.Quantity, s, now, now));
             }
 
-            StartSubscriptionLocked(s, now);
+            _billing.StartSubscriptionLocked(s, now);
             cs.CustomerId = customer.Id;
             cs.Status = "complete";
             cs.PaymentStatus = cs.AmountTotal > 0 ? "paid" : "no_payment_required";
             cs.SubscriptionId = s.Id;
             cs.InvoiceId = s.LatestInvoiceId;
             cs.CompletedAt = now;
-            Emit("checkout.session.completed", Render(cs), now);
-            RecomputeNextDue();
+            _webhooks.Emit("checkout.session.completed", Render(cs), now);
+            _recomputeNextDue();
             return new CheckoutCompletion(cs.Id, s.Id, customer.Id, new Uri(SuccessRedirect(cs)));
         }
     }
@@ -394,19 +460,19 @@ internal sealed partial class StripeBackend
     {
         lock (_gate)
         {
-            ProcessDueLocked(Now);
-            if (!_checkout.TryGetValue(id, out var cs))
+            _processDue(_now());
+            if (!_sessions.TryGetValue(id, out var cs))
             {
                 return null;
             }
 
             var lines = cs.LineItems.Select(l =>
             {
-                var price = _prices[l.PriceId];
-                var name = _products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId;
+                var price = _catalog.Price(l.PriceId);
+                var name = _catalog.ProductName(price);
                 return new CheckoutPageLine(name, l.Quantity, l.Amount, price.IsMetered);
             }).ToList();
-            var email = cs.CustomerEmail ?? (cs.CustomerId is { } c && Customers.TryGet(c, out var customer) ? customer.Email : null);
+            var email = cs.CustomerEmail ?? (cs.CustomerId is { } c && _customers.TryGet(c, out var customer) ? customer.Email : null);
             return new CheckoutPageModel(cs.Id, cs.Status, cs.Currency, cs.AmountTotal, email, cs.CancelUrl, cs.ExpiresAt, lines);
         }
     }

@@ -12,16 +12,126 @@ internal sealed record InvoicePageLine(string Description, long Quantity, long A
 internal sealed record InvoicePageModel(
     string Id, string Number, string Status, string Currency, long Total, long PeriodStart, long PeriodEnd, IReadOnlyList<InvoicePageLine> Lines);
 
-internal sealed partial class StripeBackend
+/// <summary>
+/// The billing store: <c>/v1/subscriptions</c> and <c>/v1/invoices</c> — periods, the invoices they bill (the flat
+/// fee in advance, metered usage in arrears), finalization and payment, the hosted invoice page.
+/// </summary>
+/// <remarks>
+/// Guarded by <see cref="StripeBackend"/>'s one lock, like every store (see <see cref="WebhookStore"/>). The backend runs
+/// the due work (period ends, finalizations) across stores: each operation here first runs what is due
+/// (<c>processDue</c>) and, after a change to a period or a draft, has the backend recompute when work is next due
+/// (<c>recomputeNextDue</c>) — both under the lock the caller already holds.
+/// </remarks>
+internal sealed class BillingStore(
+    Lock gate,
+    EmulatorRuntime runtime,
+    Func<long> now,
+    CustomerStore customers,
+    CatalogStore catalog,
+    MeterStore meters,
+    WebhookStore webhooks,
+    Action<long> processDue,
+    Action recomputeNextDue)
 {
-    // ---------------------------------------------------------------- subscriptions
+    private readonly Lock _gate = gate;
+    private readonly EmulatorRuntime _runtime = runtime;
+    private readonly Func<long> _now = now;
+    private readonly CustomerStore _customers = customers;
+    private readonly CatalogStore _catalog = catalog;
+    private readonly MeterStore _meters = meters;
+    private readonly WebhookStore _webhooks = webhooks;
+    private readonly Action<long> _processDue = processDue;
+    private readonly Action _recomputeNextDue = recomputeNextDue;
+    private readonly Table<Subscription> _subscriptions = new(x => x.Id);
+    private readonly Table<Invoice> _invoices = new(x => x.Id);
+
+    /// <summary>Every subscription in creation order (the state file). Caller holds the lock.</summary>
+    public IEnumerable<Subscription> Subscriptions => _subscriptions;
+
+    /// <summary>Every invoice in creation order (the state file). Caller holds the lock.</summary>
+    public IEnumerable<Invoice> Invoices => _invoices;
+
+    /// <summary>Replaces the contents with the state file's. Caller holds the lock.</summary>
+    public void Load(IEnumerable<Subscription> subscriptions, IEnumerable<Invoice> invoices)
+    {
+        _subscriptions.Load(subscriptions);
+        _invoices.Load(invoices);
+    }
+
+    /// <summary>Forgets every subscription and invoice. Caller holds the lock.</summary>
+    public void Clear()
+    {
+        _subscriptions.Clear();
+        _invoices.Clear();
+    }
+
+    /// <summary>The live subscription whose period ends first, at or before <paramref name="now"/>, and that end (<see cref="long.MaxValue"/> when none). Caller holds the lock.</summary>
+    public (Subscription? Subscription, long At) FirstPeriodEnd(long now)
+    {
+        Subscription? dueSub = null;
+        var subAt = long.MaxValue;
+        foreach (var s in _subscriptions)
+        {
+            if (s.Status == "canceled" || s.Items.Count == 0)
+            {
+                continue;
+            }
+
+            var end = s.Items.Min(i => i.PeriodEnd);
+            if (end <= now && end < subAt)
+            {
+                subAt = end;
+                dueSub = s;
+            }
+        }
+
+        return (dueSub, subAt);
+    }
+
+    /// <summary>The draft due to finalize first, at or before <paramref name="now"/>. Caller holds the lock.</summary>
+    public Invoice? FirstFinalization(long now)
+    {
+        Invoice? dueInv = null;
+        foreach (var inv in _invoices)
+        {
+            if (inv.Status == "draft" && inv.FinalizeAt <= now && (dueInv is null || inv.FinalizeAt < dueInv.FinalizeAt))
+            {
+                dueInv = inv;
+            }
+        }
+
+        return dueInv;
+    }
+
+    /// <summary>When a period ends or a draft finalizes next (<see cref="long.MaxValue"/> when never). Caller holds the lock.</summary>
+    public long NextDue()
+    {
+        var next = long.MaxValue;
+        foreach (var s in _subscriptions)
+        {
+            if (s.Status != "canceled" && s.Items.Count > 0)
+            {
+                next = Math.Min(next, s.Items.Min(i => i.PeriodEnd));
+            }
+        }
+
+        foreach (var inv in _invoices)
+        {
+            if (inv.Status == "draft")
+            {
+                next = Math.Min(next, inv.FinalizeAt);
+            }
+        }
+
+        return next;
+    }
 
     private JsonObject Render(Subscription s)
     {
         var items = new JsonArray();
         foreach (var i in s.Items)
         {
-            var price = _prices[i.PriceId];
+            var price = _catalog.Price(i.PriceId);
             var o = new JsonObject
             {
                 ["id"] = i.Id,
@@ -29,8 +139,8 @@ internal sealed partial class StripeBackend
                 ["created"] = i.Created,
                 ["current_period_end"] = i.PeriodEnd,
                 ["current_period_start"] = i.PeriodStart,
-                ["metadata"] = Metadata(i.Metadata),
-                ["price"] = Render(price),
+                ["metadata"] = StripeBackend.Metadata(i.Metadata),
+                ["price"] = CatalogStore.Render(price),
                 ["subscription"] = s.Id,
             };
             if (!price.IsMetered)
@@ -65,7 +175,7 @@ internal sealed partial class StripeBackend
             },
             ["latest_invoice"] = s.LatestInvoiceId,
             ["livemode"] = false,
-            ["metadata"] = Metadata(s.Metadata),
+            ["metadata"] = StripeBackend.Metadata(s.Metadata),
             ["start_date"] = s.StartDate,
             ["status"] = s.Status,
         };
@@ -97,7 +207,7 @@ internal sealed partial class StripeBackend
     {
         it.AllowOnly("price", "quantity", "metadata");
         var priceId = it.Required("price");
-        var price = PriceOrThrow(priceId, it.Name("price"));
+        var price = _catalog.PriceOrThrow(priceId, it.Name("price"));
         if (!price.IsRecurring)
         {
             throw StripeApiException.Invalid($"The price specified ({priceId}) is not recurring.", it.Name("price"));
@@ -120,14 +230,14 @@ internal sealed partial class StripeBackend
         }
 
         var item = BuildItem(price, quantity, s, now, periodStart);
-        MergeMetadata(item.Metadata, it);
+        StripeBackend.MergeMetadata(item.Metadata, it);
         return item;
     }
 
     /// <summary>A subscription item of an already validated price (metered: no quantity; licensed: default 1).</summary>
-    private static SubscriptionItem BuildItem(Price price, long? quantity, Subscription s, long now, long periodStart) => new()
+    public static SubscriptionItem BuildItem(Price price, long? quantity, Subscription s, long now, long periodStart) => new()
     {
-        Id = NewId("si_", 14),
+        Id = StripeBackend.NewId("si_", 14),
         Created = now,
         PriceId = price.Id,
         Quantity = price.IsMetered ? null : quantity ?? 1,
@@ -146,17 +256,17 @@ internal sealed partial class StripeBackend
             throw StripeApiException.Missing("items");
         }
 
-        var now = Now;
+        var now = _now();
         lock (_gate)
         {
-            ProcessDueLocked(now);
-            Customers.OrThrow(customerId, "customer");
+            _processDue(now);
+            _customers.OrThrow(customerId, "customer");
             var currency = p.Str("currency") is { Length: > 0 } cur
                 ? cur.ToLowerInvariant()
-                : PriceOrThrow(items[0].Str("price") ?? string.Empty, items[0].Name("price")).Currency;
+                : _catalog.PriceOrThrow(items[0].Str("price") ?? string.Empty, items[0].Name("price")).Currency;
             var s = new Subscription
             {
-                Id = NewId("sub_", 14),
+                Id = StripeBackend.NewId("sub_", 14),
                 Created = now,
                 CustomerId = customerId,
                 StartDate = now,
@@ -170,7 +280,7 @@ internal sealed partial class StripeBackend
                 s.Items.Add(NewItem(it, s, now, now));
             }
 
-            MergeMetadata(s.Metadata, p);
+            StripeBackend.MergeMetadata(s.Metadata, p);
             StartSubscriptionLocked(s, now);
             return Render(s);
         }
@@ -180,22 +290,22 @@ internal sealed partial class StripeBackend
     /// Stores a new subscription, emits <c>customer.subscription.created</c> and bills the first period's flat fee.
     /// Shared by <c>POST /v1/subscriptions</c> and Checkout completion. Caller holds the lock.
     /// </summary>
-    private void StartSubscriptionLocked(Subscription s, long now)
+    public void StartSubscriptionLocked(Subscription s, long now)
     {
         _subscriptions.Add(s);
-        Emit("customer.subscription.created", Render(s), now);
+        _webhooks.Emit("customer.subscription.created", Render(s), now);
 
         // The flat fee is billed in advance: the first invoice holds the licensed items for the first period.
         var inv = NewInvoice(s, "subscription_create", now, now, finalizeAt: now);
-        foreach (var item in s.Items.Where(i => !_prices[i.PriceId].IsMetered))
+        foreach (var item in s.Items.Where(i => !_catalog.Price(i.PriceId).IsMetered))
         {
             inv.Lines.Add(FlatLine(inv, s, item, item.PeriodStart, item.PeriodEnd));
         }
 
         s.LatestInvoiceId = inv.Id;
-        Emit("invoice.created", Render(inv), now);
+        _webhooks.Emit("invoice.created", Render(inv), now);
         FinalizeLocked(inv, now);
-        RecomputeNextDue();
+        _recomputeNextDue();
     }
 
     private Subscription SubscriptionOrThrow(string id) =>
@@ -206,7 +316,7 @@ internal sealed partial class StripeBackend
         p.AllowOnly();
         lock (_gate)
         {
-            ProcessDueLocked(Now);
+            _processDue(_now());
             return Render(SubscriptionOrThrow(id));
         }
     }
@@ -214,10 +324,10 @@ internal sealed partial class StripeBackend
     public JsonObject UpdateSubscription(string id, Params p)
     {
         p.AllowOnly("items", "metadata", "cancel_at_period_end", "description", "proration_behavior", "payment_behavior");
-        var now = Now;
+        var now = _now();
         lock (_gate)
         {
-            ProcessDueLocked(now);
+            _processDue(now);
             var s = SubscriptionOrThrow(id);
             if (s.Status == "canceled")
             {
@@ -249,7 +359,7 @@ internal sealed partial class StripeBackend
 
                     if (it.Str("price") is { Length: > 0 } newPrice)
                     {
-                        var price = PriceOrThrow(newPrice, it.Name("price"));
+                        var price = _catalog.PriceOrThrow(newPrice, it.Name("price"));
                         if (!price.IsRecurring)
                         {
                             throw StripeApiException.Invalid($"The price specified ({newPrice}) is not recurring.", it.Name("price"));
@@ -261,7 +371,7 @@ internal sealed partial class StripeBackend
 
                     if (it.Long("quantity") is { } q)
                     {
-                        if (_prices[item.PriceId].IsMetered)
+                        if (_catalog.Price(item.PriceId).IsMetered)
                         {
                             throw StripeApiException.Invalid("Quantity should not be specified where usage_type is `metered`.", it.Name("quantity"));
                         }
@@ -269,7 +379,7 @@ internal sealed partial class StripeBackend
                         item.Quantity = q;
                     }
 
-                    MergeMetadata(item.Metadata, it);
+                    StripeBackend.MergeMetadata(item.Metadata, it);
                 }
 
                 if (s.Items.Count == 0)
@@ -287,17 +397,17 @@ internal sealed partial class StripeBackend
             if (p.Has("description"))
             {
                 previous["description"] = s.Description;
-                s.Description = NullIfEmpty(p.Str("description"));
+                s.Description = StripeBackend.NullIfEmpty(p.Str("description"));
             }
 
             if (p.Has("metadata"))
             {
-                previous["metadata"] = Metadata(s.Metadata);
-                MergeMetadata(s.Metadata, p);
+                previous["metadata"] = StripeBackend.Metadata(s.Metadata);
+                StripeBackend.MergeMetadata(s.Metadata, p);
             }
 
-            Emit("customer.subscription.updated", Render(s), now, previous);
-            RecomputeNextDue();
+            _webhooks.Emit("customer.subscription.updated", Render(s), now, previous);
+            _recomputeNextDue();
             return Render(s);
         }
     }
@@ -306,10 +416,10 @@ internal sealed partial class StripeBackend
     {
         p.AllowOnly("invoice_now", "prorate", "cancellation_details");
         var invoiceNow = p.Bool("invoice_now") ?? false;
-        var now = Now;
+        var now = _now();
         lock (_gate)
         {
-            ProcessDueLocked(now);
+            _processDue(now);
             var s = SubscriptionOrThrow(id);
             if (s.Status == "canceled")
             {
@@ -321,20 +431,20 @@ internal sealed partial class StripeBackend
                 // Final invoice for the usage of the unfinished period.
                 var start = s.Items.Min(i => i.PeriodStart);
                 var inv = NewInvoice(s, "subscription_cycle", start, now, now + GraceSeconds);
-                foreach (var item in s.Items.Where(i => _prices[i.PriceId].IsMetered))
+                foreach (var item in s.Items.Where(i => _catalog.Price(i.PriceId).IsMetered))
                 {
                     inv.Lines.Add(MeteredLine(inv, s, item, item.PeriodStart, now));
                 }
 
                 s.LatestInvoiceId = inv.Id;
-                Emit("invoice.created", Render(inv), now);
+                _webhooks.Emit("invoice.created", Render(inv), now);
             }
 
             s.Status = "canceled";
             s.CanceledAt = now;
             s.EndedAt = now;
-            Emit("customer.subscription.deleted", Render(s), now);
-            RecomputeNextDue();
+            _webhooks.Emit("customer.subscription.deleted", Render(s), now);
+            _recomputeNextDue();
             return Render(s);
         }
     }
@@ -347,8 +457,8 @@ internal sealed partial class StripeBackend
         var status = p.Enum("status", "active", "canceled", "all", "ended", "incomplete", "incomplete_expired", "past_due", "paused", "trialing", "unpaid");
         lock (_gate)
         {
-            ProcessDueLocked(Now);
-            var items = NewestFirst(_subscriptions, s =>
+            _processDue(_now());
+            var items = StripeBackend.NewestFirst(_subscriptions, s =>
                 (string.IsNullOrEmpty(customer) || s.CustomerId == customer)
                 && (string.IsNullOrEmpty(price) || s.Items.Any(i => i.PriceId == price))
                 && (status switch
@@ -358,19 +468,19 @@ internal sealed partial class StripeBackend
                     "ended" => s.Status == "canceled",
                     _ => s.Status == status,
                 }));
-            return ListOf(items, s => s.Id, Render, p, "/v1/subscriptions");
+            return StripeBackend.ListOf(items, s => s.Id, Render, p, "/v1/subscriptions");
         }
     }
 
     // ---------------------------------------------------------------- invoices
 
-    private long GraceSeconds => (long)Runtime.Options.InvoiceGracePeriod.TotalSeconds;
+    private long GraceSeconds => (long)_runtime.Options.InvoiceGracePeriod.TotalSeconds;
 
     private Invoice NewInvoice(Subscription s, string reason, long periodStart, long periodEnd, long finalizeAt)
     {
         var inv = new Invoice
         {
-            Id = NewId("in_", 14),
+            Id = StripeBackend.NewId("in_", 14),
             Created = periodEnd,
             CustomerId = s.CustomerId,
             SubscriptionId = s.Id,
@@ -386,12 +496,12 @@ internal sealed partial class StripeBackend
 
     private InvoiceLine FlatLine(Invoice inv, Subscription s, SubscriptionItem item, long start, long end)
     {
-        var price = _prices[item.PriceId];
+        var price = _catalog.Price(item.PriceId);
         var qty = item.Quantity ?? 1;
         return new InvoiceLine
         {
-            Id = NewId("il_", 14),
-            Description = $"{qty} × {_products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId}",
+            Id = StripeBackend.NewId("il_", 14),
+            Description = $"{qty} × {_catalog.ProductName(price)}",
             Amount = RoundAmount(qty * (price.UnitAmount ?? 0)),
             Quantity = qty,
             PeriodStart = start,
@@ -405,7 +515,7 @@ internal sealed partial class StripeBackend
     {
         var line = new InvoiceLine
         {
-            Id = NewId("il_", 14),
+            Id = StripeBackend.NewId("il_", 14),
             Description = string.Empty,
             PeriodStart = start,
             PeriodEnd = end,
@@ -420,17 +530,17 @@ internal sealed partial class StripeBackend
     /// <summary>Aggregates the meter over the line's period and prices it; a negative total bills 0.</summary>
     private void ComputeMetered(Invoice inv, InvoiceLine line)
     {
-        var price = _prices[line.PriceId];
-        var meter = price.MeterId is null ? null : _meters.GetValueOrDefault(price.MeterId);
-        var usage = meter is null ? 0 : Aggregate(meter, inv.CustomerId, line.PeriodStart, line.PeriodEnd);
+        var price = _catalog.Price(line.PriceId);
+        var meter = price.MeterId is null ? null : _meters.Find(price.MeterId);
+        var usage = meter is null ? 0 : _meters.Aggregate(meter, inv.CustomerId, line.PeriodStart, line.PeriodEnd);
         var qty = Math.Max(0, decimal.Floor(usage));
         line.Quantity = (long)qty;
         line.Amount = PriceAmount(price, qty);
-        line.Description = $"{qty.ToString(CultureInfo.InvariantCulture)} × {_products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId} (metered)";
+        line.Description = $"{qty.ToString(CultureInfo.InvariantCulture)} × {_catalog.ProductName(price)} (metered)";
     }
 
     /// <summary>Amount in minor units for a quantity under the price's billing scheme (per_unit, graduated or volume tiers).</summary>
-    internal static long PriceAmount(Price price, decimal qty)
+    public static long PriceAmount(Price price, decimal qty)
     {
         if (qty <= 0)
         {
@@ -484,7 +594,7 @@ internal sealed partial class StripeBackend
     {
         lock (_gate)
         {
-            ProcessDueLocked(Now);
+            _processDue(_now());
             if (!_invoices.TryGetValue(id, out var inv) || inv.Status == "draft")
             {
                 return null;
@@ -508,7 +618,7 @@ internal sealed partial class StripeBackend
         var lines = new JsonArray();
         foreach (var l in inv.Lines)
         {
-            var price = _prices[l.PriceId];
+            var price = _catalog.Price(l.PriceId);
             lines.Add(new JsonObject
             {
                 ["id"] = l.Id,
@@ -568,7 +678,7 @@ internal sealed partial class StripeBackend
             ["livemode"] = false,
             ["metadata"] = new JsonObject(),
             ["number"] = inv.Number,
-            ["hosted_invoice_url"] = inv.Status == "draft" || Runtime.PublicRoot is not { } root ? null : root + InvoicePagePath(inv.Id),
+            ["hosted_invoice_url"] = inv.Status == "draft" || _runtime.PublicRoot is not { } root ? null : root + InvoicePagePath(inv.Id),
             ["parent"] = inv.SubscriptionId is null
                 ? null
                 : new JsonObject
@@ -597,7 +707,7 @@ internal sealed partial class StripeBackend
         p.AllowOnly();
         lock (_gate)
         {
-            ProcessDueLocked(Now);
+            _processDue(_now());
             return _invoices.TryGetValue(id, out var inv) ? Render(inv) : throw StripeApiException.NoSuch("invoice", id);
         }
     }
@@ -610,17 +720,17 @@ internal sealed partial class StripeBackend
         var status = p.Enum("status", "draft", "open", "paid", "uncollectible", "void");
         lock (_gate)
         {
-            ProcessDueLocked(Now);
-            var items = NewestFirst(_invoices, i =>
+            _processDue(_now());
+            var items = StripeBackend.NewestFirst(_invoices, i =>
                 (string.IsNullOrEmpty(customer) || i.CustomerId == customer)
                 && (string.IsNullOrEmpty(subscription) || i.SubscriptionId == subscription)
                 && (string.IsNullOrEmpty(status) || i.Status == status));
-            return ListOf(items, i => i.Id, Render, p, "/v1/invoices");
+            return StripeBackend.ListOf(items, i => i.Id, Render, p, "/v1/invoices");
         }
     }
 
-    /// <summary>Freezes metered lines, finalizes (status open) and — test mode has no failing cards — pays the invoice.</summary>
-    private void FinalizeLocked(Invoice inv, long at)
+    /// <summary>Freezes metered lines, finalizes (status open) and — test mode has no failing cards — pays the invoice. Caller holds the lock.</summary>
+    public void FinalizeLocked(Invoice inv, long at)
     {
         foreach (var line in inv.Lines.Where(l => l.Metered))
         {
@@ -630,102 +740,18 @@ internal sealed partial class StripeBackend
         inv.Number ??= NextInvoiceNumber(inv.CustomerId);
         inv.Status = "open";
         inv.FinalizedAt = at;
-        Emit("invoice.finalized", Render(inv), at);
+        _webhooks.Emit("invoice.finalized", Render(inv), at);
         inv.Status = "paid";
         inv.PaidAt = at;
-        Emit("invoice.paid", Render(inv), at);
+        _webhooks.Emit("invoice.paid", Render(inv), at);
     }
 
-    // ---------------------------------------------------------------- the billing clock
-
-    /// <summary>Cheap check on every request; runs period ends and finalizations that are due.</summary>
-    public void ProcessDue(long now)
-    {
-        if (now < Volatile.Read(ref _nextDue))
-        {
-            return;
-        }
-
-        lock (_gate)
-        {
-            ProcessDueLocked(now);
-        }
-    }
-
-    /// <summary>Runs every due period end and invoice finalization in time order. Caller holds the lock.</summary>
-    private void ProcessDueLocked(long now)
-    {
-        if (now < _nextDue)
-        {
-            return;
-        }
-
-        while (true)
-        {
-            Subscription? dueSub = null;
-            var subAt = long.MaxValue;
-            foreach (var s in _subscriptions)
-            {
-                if (s.Status == "canceled" || s.Items.Count == 0)
-                {
-                    continue;
-                }
-
-                var end = s.Items.Min(i => i.PeriodEnd);
-                if (end <= now && end < subAt)
-                {
-                    subAt = end;
-                    dueSub = s;
-                }
-            }
-
-            Invoice? dueInv = null;
-            foreach (var inv in _invoices)
-            {
-                if (inv.Status == "draft" && inv.FinalizeAt <= now && (dueInv is null || inv.FinalizeAt < dueInv.FinalizeAt))
-                {
-                    dueInv = inv;
-                }
-            }
-
-            CheckoutSession? dueSession = null;
-            foreach (var cs in _checkout)
-            {
-                if (cs.Status == "open" && cs.ExpiresAt <= now && (dueSession is null || cs.ExpiresAt < dueSession.ExpiresAt))
-                {
-                    dueSession = cs;
-                }
-            }
-
-            if (dueSub is null && dueInv is null && dueSession is null)
-            {
-                break;
-            }
-
-            if (dueSession is not null
-                && (dueSub is null || dueSession.ExpiresAt <= subAt)
-                && (dueInv is null || dueSession.ExpiresAt <= dueInv.FinalizeAt))
-            {
-                ExpireLocked(dueSession, dueSession.ExpiresAt);
-            }
-            else if (dueInv is not null && (dueSub is null || dueInv.FinalizeAt <= subAt))
-            {
-                FinalizeLocked(dueInv, dueInv.FinalizeAt);
-            }
-            else
-            {
-                ClosePeriod(dueSub!, subAt);
-            }
-        }
-
-        RecomputeNextDue();
-    }
-
-    private void ClosePeriod(Subscription s, long end)
+    /// <summary>Ends the subscription's period at <paramref name="end"/>: its usage invoice, the next period (or the cancellation). Caller holds the lock.</summary>
+    public void ClosePeriod(Subscription s, long end)
     {
         var ended = s.Items.Where(i => i.PeriodEnd == end).ToList();
         var inv = NewInvoice(s, "subscription_cycle", ended.Min(i => i.PeriodStart), end, end + GraceSeconds);
-        foreach (var item in ended.Where(i => _prices[i.PriceId].IsMetered))
+        foreach (var item in ended.Where(i => _catalog.Price(i.PriceId).IsMetered))
         {
             inv.Lines.Add(MeteredLine(inv, s, item, item.PeriodStart, end));
         }
@@ -734,59 +760,29 @@ internal sealed partial class StripeBackend
         foreach (var item in ended)
         {
             item.PeriodStart = end;
-            item.PeriodEnd = NextBoundary(s.BillingCycleAnchor, _prices[item.PriceId], end);
+            item.PeriodEnd = NextBoundary(s.BillingCycleAnchor, _catalog.Price(item.PriceId), end);
         }
 
         if (!s.CancelAtPeriodEnd)
         {
-            foreach (var item in ended.Where(i => !_prices[i.PriceId].IsMetered))
+            foreach (var item in ended.Where(i => !_catalog.Price(i.PriceId).IsMetered))
             {
                 inv.Lines.Add(FlatLine(inv, s, item, item.PeriodStart, item.PeriodEnd));
             }
         }
 
         s.LatestInvoiceId = inv.Id;
-        Emit("invoice.created", Render(inv), end);
+        _webhooks.Emit("invoice.created", Render(inv), end);
         if (s.CancelAtPeriodEnd)
         {
             s.Status = "canceled";
             s.CanceledAt = end;
             s.EndedAt = end;
-            Emit("customer.subscription.deleted", Render(s), end);
+            _webhooks.Emit("customer.subscription.deleted", Render(s), end);
         }
         else
         {
-            Emit("customer.subscription.updated", Render(s), end, previous);
+            _webhooks.Emit("customer.subscription.updated", Render(s), end, previous);
         }
-    }
-
-    private void RecomputeNextDue()
-    {
-        var next = long.MaxValue;
-        foreach (var s in _subscriptions)
-        {
-            if (s.Status != "canceled" && s.Items.Count > 0)
-            {
-                next = Math.Min(next, s.Items.Min(i => i.PeriodEnd));
-            }
-        }
-
-        foreach (var inv in _invoices)
-        {
-            if (inv.Status == "draft")
-            {
-                next = Math.Min(next, inv.FinalizeAt);
-            }
-        }
-
-        foreach (var cs in _checkout)
-        {
-            if (cs.Status == "open")
-            {
-                next = Math.Min(next, cs.ExpiresAt);
-            }
-        }
-
-        Volatile.Write(ref _nextDue, next);
     }
 }

@@ -1,14 +1,48 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Text.Json.Nodes;
 using UsageBilling.StripeEmulator.Api;
 
 namespace UsageBilling.StripeEmulator.State;
 
-internal sealed partial class StripeBackend
+/// <summary>The catalog store: <c>/v1/products</c> and <c>/v1/prices</c>, and the price lookups subscriptions, invoices and Checkout make.</summary>
+/// <remarks>Guarded by <see cref="StripeBackend"/>'s one lock, like every store (see <see cref="WebhookStore"/>).</remarks>
+internal sealed class CatalogStore(Lock gate, Func<long> now, MeterStore meters)
 {
-    internal static string? NullIfEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+    private readonly Lock _gate = gate;
+    private readonly Func<long> _now = now;
+    private readonly MeterStore _meters = meters;
+    private readonly Table<Product> _products = new(x => x.Id);
+    private readonly Table<Price> _prices = new(x => x.Id);
 
-    // ---------------------------------------------------------------- products
+    /// <summary>Every product in creation order (the state file). Caller holds the lock.</summary>
+    public IEnumerable<Product> Products => _products;
+
+    /// <summary>Every price in creation order (the state file). Caller holds the lock.</summary>
+    public IEnumerable<Price> Prices => _prices;
+
+    /// <summary>A price known to exist (one a subscription item, invoice line or Checkout line names). Caller holds the lock.</summary>
+    public Price Price(string id) => _prices[id];
+
+    /// <summary>A price by id. Caller holds the lock.</summary>
+    public bool TryGetPrice(string id, [MaybeNullWhen(false)] out Price price) => _prices.TryGetValue(id, out price);
+
+    /// <summary>The name of the price's product (its id when the product is unknown), as invoice and Checkout lines show it. Caller holds the lock.</summary>
+    public string ProductName(Price price) => _products.GetValueOrDefault(price.ProductId)?.Name ?? price.ProductId;
+
+    /// <summary>Replaces the contents with the state file's. Caller holds the lock.</summary>
+    public void Load(IEnumerable<Product> products, IEnumerable<Price> prices)
+    {
+        _products.Load(products);
+        _prices.Load(prices);
+    }
+
+    /// <summary>Forgets every product and price. Caller holds the lock.</summary>
+    public void Clear()
+    {
+        _products.Clear();
+        _prices.Clear();
+    }
 
     private static JsonObject Render(Product x) => new()
     {
@@ -18,7 +52,7 @@ internal sealed partial class StripeBackend
         ["created"] = x.Created,
         ["description"] = x.Description,
         ["livemode"] = false,
-        ["metadata"] = Metadata(x.Metadata),
+        ["metadata"] = StripeBackend.Metadata(x.Metadata),
         ["name"] = x.Name,
         ["type"] = "service",
         ["updated"] = x.Updated,
@@ -27,17 +61,17 @@ internal sealed partial class StripeBackend
     public JsonObject CreateProduct(Params p)
     {
         p.AllowOnly("id", "name", "description", "active", "metadata");
-        var now = Now;
+        var now = _now();
         var x = new Product
         {
-            Id = NullIfEmpty(p.Str("id")) ?? NewId("prod_", 14),
+            Id = StripeBackend.NullIfEmpty(p.Str("id")) ?? StripeBackend.NewId("prod_", 14),
             Name = p.Required("name"),
             Description = p.Str("description"),
             Active = p.Bool("active") ?? true,
             Created = now,
             Updated = now,
         };
-        MergeMetadata(x.Metadata, p);
+        StripeBackend.MergeMetadata(x.Metadata, p);
         lock (_gate)
         {
             if (_products.ContainsKey(x.Id))
@@ -68,19 +102,19 @@ internal sealed partial class StripeBackend
         lock (_gate)
         {
             var x = ProductOrThrow(id);
-            if (NullIfEmpty(p.Str("name")) is { } name)
+            if (StripeBackend.NullIfEmpty(p.Str("name")) is { } name)
             {
                 x.Name = name;
             }
 
             if (p.Has("description"))
             {
-                x.Description = NullIfEmpty(p.Str("description"));
+                x.Description = StripeBackend.NullIfEmpty(p.Str("description"));
             }
 
             x.Active = p.Bool("active") ?? x.Active;
-            MergeMetadata(x.Metadata, p);
-            x.Updated = Now;
+            StripeBackend.MergeMetadata(x.Metadata, p);
+            x.Updated = _now();
             return Render(x);
         }
     }
@@ -92,14 +126,15 @@ internal sealed partial class StripeBackend
         var ids = p.StrArray("ids");
         lock (_gate)
         {
-            var items = NewestFirst(_products, x => (active is null || x.Active == active) && (ids is null || ids.Contains(x.Id)));
-            return ListOf(items, x => x.Id, x => Render(x), p, "/v1/products");
+            var items = StripeBackend.NewestFirst(_products, x => (active is null || x.Active == active) && (ids is null || ids.Contains(x.Id)));
+            return StripeBackend.ListOf(items, x => x.Id, x => Render(x), p, "/v1/products");
         }
     }
 
     // ---------------------------------------------------------------- prices
 
-    private static JsonObject Render(Price x)
+    /// <summary>A price as Stripe renders it (also inside subscription items and Checkout line items).</summary>
+    public static JsonObject Render(Price x)
     {
         var o = new JsonObject
         {
@@ -111,7 +146,7 @@ internal sealed partial class StripeBackend
             ["currency"] = x.Currency,
             ["livemode"] = false,
             ["lookup_key"] = x.LookupKey,
-            ["metadata"] = Metadata(x.Metadata),
+            ["metadata"] = StripeBackend.Metadata(x.Metadata),
             ["nickname"] = x.Nickname,
             ["product"] = x.ProductId,
             ["recurring"] = x.IsRecurring
@@ -191,7 +226,7 @@ internal sealed partial class StripeBackend
 
             usageType = r.Enum("usage_type", "licensed", "metered");
             usageType = string.IsNullOrEmpty(usageType) ? "licensed" : usageType;
-            meterId = NullIfEmpty(r.Str("meter"));
+            meterId = StripeBackend.NullIfEmpty(r.Str("meter"));
             if (usageType == "metered" && meterId is null)
             {
                 throw StripeApiException.Invalid("A meter is required for metered prices: pass recurring[meter].", "recurring[meter]");
@@ -268,14 +303,17 @@ internal sealed partial class StripeBackend
             throw StripeApiException.Missing("unit_amount");
         }
 
-        var lookupKey = NullIfEmpty(p.Str("lookup_key", 200));
+        var lookupKey = StripeBackend.NullIfEmpty(p.Str("lookup_key", 200));
         var transfer = p.Bool("transfer_lookup_key") ?? false;
         lock (_gate)
         {
             ProductOrThrow(productId, "product");
             if (meterId is not null)
             {
-                MeterOrThrowParam(meterId);
+                if (!_meters.Contains(meterId))
+                {
+                    throw StripeApiException.NoSuch("billing.meter", meterId, "recurring[meter]");
+                }
             }
 
             if (lookupKey is not null && _prices.FirstOrDefault(x => x.LookupKey == lookupKey) is { } holder)
@@ -293,8 +331,8 @@ internal sealed partial class StripeBackend
 
             var price = new Price
             {
-                Id = NewId("price_"),
-                Created = Now,
+                Id = StripeBackend.NewId("price_"),
+                Created = _now(),
                 ProductId = productId,
                 Currency = currency,
                 UnitAmount = unitAmount,
@@ -309,21 +347,14 @@ internal sealed partial class StripeBackend
                 TiersMode = tiersMode,
                 Tiers = tiers,
             };
-            MergeMetadata(price.Metadata, p);
+            StripeBackend.MergeMetadata(price.Metadata, p);
             _prices.Add(price);
             return Render(price);
         }
     }
 
-    private void MeterOrThrowParam(string meterId)
-    {
-        if (!_meters.ContainsKey(meterId))
-        {
-            throw StripeApiException.NoSuch("billing.meter", meterId, "recurring[meter]");
-        }
-    }
-
-    private Price PriceOrThrow(string id, string param = "id") =>
+    /// <summary>A price, or Stripe's 404 naming <paramref name="param"/>. Caller holds the lock.</summary>
+    public Price PriceOrThrow(string id, string param = "id") =>
         _prices.TryGetValue(id, out var x) ? x : throw StripeApiException.NoSuch("price", id, param);
 
     public JsonObject GetPrice(string id, Params p)
@@ -344,12 +375,12 @@ internal sealed partial class StripeBackend
             x.Active = p.Bool("active") ?? x.Active;
             if (p.Has("nickname"))
             {
-                x.Nickname = NullIfEmpty(p.Str("nickname"));
+                x.Nickname = StripeBackend.NullIfEmpty(p.Str("nickname"));
             }
 
             if (p.Has("lookup_key"))
             {
-                var key = NullIfEmpty(p.Str("lookup_key", 200));
+                var key = StripeBackend.NullIfEmpty(p.Str("lookup_key", 200));
                 if (key is not null && _prices.FirstOrDefault(o => o.LookupKey == key && o != x) is { } holder)
                 {
                     if (p.Bool("transfer_lookup_key") != true)
@@ -364,7 +395,7 @@ internal sealed partial class StripeBackend
                 x.LookupKey = key;
             }
 
-            MergeMetadata(x.Metadata, p);
+            StripeBackend.MergeMetadata(x.Metadata, p);
             return Render(x);
         }
     }
@@ -379,13 +410,13 @@ internal sealed partial class StripeBackend
         var lookupKeys = p.StrArray("lookup_keys");
         lock (_gate)
         {
-            var items = NewestFirst(_prices, x =>
+            var items = StripeBackend.NewestFirst(_prices, x =>
                 (active is null || x.Active == active)
                 && (string.IsNullOrEmpty(product) || x.ProductId == product)
                 && (string.IsNullOrEmpty(type) || (type == "recurring") == x.IsRecurring)
                 && (string.IsNullOrEmpty(currency) || x.Currency == currency)
                 && (lookupKeys is null || (x.LookupKey is not null && lookupKeys.Contains(x.LookupKey))));
-            return ListOf(items, x => x.Id, x => Render(x), p, "/v1/prices");
+            return StripeBackend.ListOf(items, x => x.Id, x => Render(x), p, "/v1/prices");
         }
     }
 }
