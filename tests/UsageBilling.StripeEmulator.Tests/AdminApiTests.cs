@@ -139,6 +139,38 @@ public sealed class PersistenceTests
     }
 
     [Fact]
+    public async Task StateFile_FilteredWebhookEndpoint_KeepsItsEnabledEventsAcrossRestarts()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"stripe-emulator-{Guid.NewGuid():N}.json");
+        try
+        {
+            string id;
+            var (first, time) = await Emu.StartAsync(o => o.StateFilePath = file);
+            await using (first)
+            {
+                var endpoint = await Emu.Client(first).V1.WebhookEndpoints.CreateAsync(
+                    new Stripe.WebhookEndpointCreateOptions { Url = "http://127.0.0.1:9/hook", EnabledEvents = ["invoice.paid"] }, cancellationToken: Emu.Ct);
+                id = endpoint.Id;
+            }
+
+            // Twice: each load once added the saved list to the default ["*"], so the endpoint came back receiving everything.
+            for (var restart = 0; restart < 2; restart++)
+            {
+                var server = await StripeEmulatorServer.StartAsync(new StripeEmulatorOptions { TimeProvider = time, StateFilePath = file }, Emu.Ct);
+                await using (server)
+                {
+                    var endpoint = await Emu.Client(server).V1.WebhookEndpoints.GetAsync(id, cancellationToken: Emu.Ct);
+                    Assert.Equal(["invoice.paid"], endpoint.EnabledEvents);
+                }
+            }
+        }
+        finally
+        {
+            System.IO.File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task AdminApi_CrossOriginBrowserPost_Refused403_SameOriginAndNonBrowserAllowed()
     {
         var (server, _) = await Emu.StartAsync();

@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using System.Text.Json.Nodes;
 
 namespace UsageBilling.StripeEmulator.State;
@@ -201,6 +202,7 @@ internal sealed class WebhookEndpoint
     public long Created { get; init; }
     public required string Url { get; set; }
     public required string Secret { get; init; }
+    [JsonObjectCreationHandling(JsonObjectCreationHandling.Replace)] // the state file's list, not added to the default
     public List<string> EnabledEvents { get; set; } = ["*"];
     public string Status { get; set; } = "enabled";
     public string? Description { get; set; }
