@@ -12,24 +12,6 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
 {
     public async Task<ClaimOutcome> ClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken)
     {
-        // The events are read unlocked; an event voided or deleted before the links are written makes the claim
-        // link fewer than it planned, and it starts over (its reports rolled back with it).
-        for (var attempt = 1; ; attempt++)
-        {
-            if (await TryClaimAsync(limit, userId, plan, cancellationToken).ConfigureAwait(false) is { } outcome)
-            {
-                return outcome;
-            }
-
-            if (attempt == 5)
-            {
-                throw new InvalidOperationException("Usage events kept changing under the flusher's claim (voided or deleted while it was being written) five times in a row; the next cycle claims again.");
-            }
-        }
-    }
-
-    private async Task<ClaimOutcome?> TryClaimAsync(int limit, Guid? userId, ReportPlanner plan, CancellationToken cancellationToken)
-    {
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         var connection = context.Database.GetDbConnection();
@@ -93,12 +75,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
             await dialect.ExtendReportsAsync(connection, dbTransaction, extended, cancellationToken).ConfigureAwait(false);
         }
 
-        if (await dialect.AssignReportsAsync(connection, dbTransaction, links, cancellationToken).ConfigureAwait(false) != links.Count)
-        {
-            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-            return null;
-        }
-
+        await dialect.AssignReportsAsync(connection, dbTransaction, links, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return new ClaimOutcome(events.Count, created.Count, extended.Count, created.Count(r => r.Status == UsageReportStatus.Dead));
     }

@@ -6,11 +6,7 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// <summary>The provider-specific SQL of the flusher's claim and lease.</summary>
 internal interface IFlushSqlDialect
 {
-    /// <summary>
-    /// Unclaimed events of users with a Stripe customer, oldest first. Not locked: claims serialize among themselves
-    /// (<see cref="BeginClaimAsync"/>), and <see cref="AssignReportsAsync"/> links only events still unclaimed, so an
-    /// event voided or deleted meanwhile shows as a shortfall the caller rolls back.
-    /// </summary>
+    /// <summary>Unclaimed events of users with a Stripe customer, oldest first, locked for this transaction where the database can.</summary>
     Task<List<ClaimableEvent>> SelectClaimableAsync(DbConnection connection, DbTransaction transaction, int limit, Guid? userId, CancellationToken cancellationToken);
 
     /// <summary>
@@ -22,8 +18,8 @@ internal interface IFlushSqlDialect
     /// <summary>Adds quantity and events to open reports; the timestamp becomes the latest event's.</summary>
     Task ExtendReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid ReportId, long Quantity, int Events, DateTimeOffset Timestamp)> growth, CancellationToken cancellationToken);
 
-    /// <summary>Links events to their reports, only those still unclaimed; returns how many it linked.</summary>
-    Task<int> AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken);
+    /// <summary>Links events to their reports.</summary>
+    Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken);
 
     /// <summary>
     /// <see langword="true"/> when the lease holds session locks on its own connection (PostgreSQL): the

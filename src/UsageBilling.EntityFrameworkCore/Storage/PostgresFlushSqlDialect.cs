@@ -21,6 +21,7 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
             WHERE e.report_id IS NULL {(userId is null ? "" : "AND e.user_id = @user")}
             ORDER BY e.created_at
             LIMIT @limit
+            FOR UPDATE OF e SKIP LOCKED
             """;
         await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
         command.Parameters.Add(new NpgsqlParameter<int>("limit", limit));
@@ -82,18 +83,17 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task<int> AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
+    public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
     {
-        // The condition is re-checked on a row another transaction changed meanwhile (a void's delete): it is skipped.
         const string sql = """
             UPDATE usage_events e SET report_id = v.report_id
             FROM unnest(@events, @reports) AS v(event_id, report_id)
-            WHERE e.id = v.event_id AND e.report_id IS NULL
+            WHERE e.id = v.event_id
             """;
         await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("events", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. links.Select(l => l.EventId)] });
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("reports", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. links.Select(l => l.ReportId)] });
-        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public bool HoldsSessionLocks => true;

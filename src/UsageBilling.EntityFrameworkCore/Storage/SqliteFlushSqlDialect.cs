@@ -86,22 +86,19 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
         }
     }
 
-    public async Task<int> AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
+    public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
     {
         await using var command = ((SqliteConnection)connection).CreateCommand();
         command.Transaction = (SqliteTransaction)transaction;
-        command.CommandText = "UPDATE usage_events SET report_id = $report WHERE id = $event AND report_id IS NULL";
-        var linked = 0;
+        command.CommandText = "UPDATE usage_events SET report_id = $report WHERE id = $event";
         var report = command.Parameters.Add("$report", SqliteType.Text);
         var evt = command.Parameters.Add("$event", SqliteType.Text);
         foreach (var (eventId, reportId) in links)
         {
             report.Value = SqliteUsageSqlDialect.GuidText(reportId);
             evt.Value = SqliteUsageSqlDialect.GuidText(eventId);
-            linked += await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
-
-        return linked;
     }
 
     public bool HoldsSessionLocks => false;
