@@ -125,6 +125,36 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
         Assert.Equal(40, await db.UsageDaily.SumAsync(d => d.EventCount, Ct));
     }
 
+    /// <summary>
+    /// A database from before the rollups, upgraded to the latest in one go, with stamped events in a report a thin
+    /// event later made dead: the UsageRollups migration counts them by stamp (as that schema did), AcknowledgedByReport
+    /// takes them out again (a dead report's events are not acknowledged) — once, not twice.
+    /// </summary>
+    [Fact]
+    public async Task PreRollupDatabase_StampedEventsInDeadReport_UpgradedInOneGo_NotAcknowledged()
+    {
+        await using var db = CreateContext();
+        var migrations = db.Database.GetMigrations().ToList();
+        var rollups = migrations.FindIndex(m => m.EndsWith("_UsageRollups", StringComparison.Ordinal));
+        await db.GetService<IMigrator>().MigrateAsync(migrations[rollups - 1], Ct);
+        var user = Guid.NewGuid();
+        await InsertAsync(db, "INSERT INTO users (id, email, created_at) VALUES ({0}, {1}, {2})", Id(user), null, Time(Now.AddDays(-10)));
+        var dead = Guid.CreateVersion7(Now);
+        await InsertReportAsync(db, dead, "dead", Now.AddMinutes(-30));
+        for (var i = 0; i < 4; i++)
+        {
+            await InsertAsync(
+                db,
+                "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, reported_at, created_at) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8})",
+                Id(Guid.CreateVersion7(Now)), Id(user), "ai_messages", 2L, Time(Now.AddMinutes(-i * 7)), $"d-{i}", Id(dead), Time(Now.AddMinutes(-30)), Time(Now.AddMinutes(-i * 7)));
+        }
+
+        await db.Database.MigrateAsync(Ct);
+
+        await RollupAssert.MatchesEventsAsync(db, Ct);
+        Assert.Equal((0, 0L, 8L), (await db.UsageHourly.SumAsync(h => h.ReportedCount, Ct), await db.UsageDaily.SumAsync(d => d.ReportedQuantity, Ct), await db.UsageDaily.SumAsync(d => d.Quantity, Ct)));
+    }
+
     private static readonly string[] StampedRollupsPostgres =
     [
         """

@@ -255,12 +255,11 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
 
                 // An event is acknowledged while its report is sent: moved to the pending resend, it is not, so the
                 // rollups' acknowledged columns give it back until the resend is marked sent (which adds it again).
-                var acknowledged = await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), [reportId], now, cancellationToken).ConfigureAwait(false);
-                var withdrawn = acknowledged.Select(d => d with { ReportedQuantity = -d.ReportedQuantity, ReportedCount = -d.ReportedCount, ReportedAt = null }).ToList();
-                withdrawn.Sort(UsageRollup.LockOrder);
-                await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), withdrawn, UsageRollup.ToDaily(withdrawn), cancellationToken).ConfigureAwait(false);
+                // Events before rollups, as a user delete's cascade goes.
+                var withdrawn = UsageRollup.Withdrawn(await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), [reportId], now, cancellationToken).ConfigureAwait(false));
                 await context.Set<UsageEvent>().Where(e => e.ReportId == rid)
                     .ExecuteUpdateAsync(s => s.SetProperty(e => e.ReportId, resend.Id), cancellationToken).ConfigureAwait(false);
+                await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), withdrawn, UsageRollup.ToDaily(withdrawn), cancellationToken).ConfigureAwait(false);
             }
         }
 

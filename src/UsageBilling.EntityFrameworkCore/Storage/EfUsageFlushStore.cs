@@ -392,6 +392,11 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         var ids = reportIds.Order().ToList();
         await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), ids, cancellationToken).ConfigureAwait(false);
+
+        // A sent report Stripe later rejected (a thin meter error): its events stop being acknowledged, so they leave the
+        // rollups' acknowledged columns in the same transaction.
+        var wasSent = await context.Set<UsageReport>().Where(r => ids.Contains(r.Id) && r.Status == UsageReportStatus.Sent)
+            .Select(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
         var changed = await context.Set<UsageReport>()
             .Where(r => ids.Contains(r.Id) && r.Status != UsageReportStatus.Dead)
             .ExecuteUpdateAsync(
@@ -400,6 +405,12 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
                     .SetProperty(r => r.LeaseOwner, (string?)null)
                     .SetProperty(r => r.LeaseExpiresAt, (DateTimeOffset?)null),
                 cancellationToken).ConfigureAwait(false);
+        if (wasSent.Count > 0)
+        {
+            var withdrawn = UsageRollup.Withdrawn(await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), wasSent, time.GetUtcNow(), cancellationToken).ConfigureAwait(false));
+            await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), withdrawn, UsageRollup.ToDaily(withdrawn), cancellationToken).ConfigureAwait(false);
+        }
+
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return changed;
     }

@@ -163,7 +163,8 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
           event_count = r.event_count + excluded.event_count,
           reported_quantity = r.reported_quantity + excluded.reported_quantity,
           reported_count = r.reported_count + excluded.reported_count,
-          last_reported_at = GREATEST(r.last_reported_at, excluded.last_reported_at)
+          last_reported_at = CASE WHEN r.reported_count + excluded.reported_count = 0 THEN NULL
+                                  ELSE GREATEST(r.last_reported_at, excluded.last_reported_at) END
         """;
 
     private static NpgsqlBatchCommand UpsertCommand(string sql, IReadOnlyList<RollupDelta> deltas)

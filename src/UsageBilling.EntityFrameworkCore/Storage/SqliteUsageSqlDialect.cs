@@ -124,7 +124,8 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
         await using var command = ((SqliteConnection)connection).CreateCommand();
         command.Transaction = (SqliteTransaction)transaction;
 
-        // SQLite's two-argument max() is NULL when either side is; the coalesces keep the known one.
+        // SQLite's two-argument max() is NULL when either side is; the coalesces keep the known one. A bucket left with
+        // nothing acknowledged (a void, a withdrawn report) has no acknowledgement time either.
         command.CommandText = $"""
             INSERT INTO {table} (user_id, {bucket}, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
             VALUES ($u, $b, $m, $q, $c, $rq, $rc, $at)
@@ -133,7 +134,8 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
               event_count = event_count + excluded.event_count,
               reported_quantity = reported_quantity + excluded.reported_quantity,
               reported_count = reported_count + excluded.reported_count,
-              last_reported_at = max(coalesce(last_reported_at, excluded.last_reported_at), coalesce(excluded.last_reported_at, last_reported_at))
+              last_reported_at = CASE WHEN reported_count + excluded.reported_count = 0 THEN NULL
+                                      ELSE max(coalesce(last_reported_at, excluded.last_reported_at), coalesce(excluded.last_reported_at, last_reported_at)) END
             """;
         var user = command.Parameters.Add("$u", SqliteType.Text);
         var bucketStart = command.Parameters.Add("$b", SqliteType.Integer);

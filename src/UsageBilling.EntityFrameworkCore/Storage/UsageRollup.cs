@@ -33,6 +33,17 @@ internal readonly record struct RollupRanges(
 internal static class UsageRollup
 {
     /// <summary>
+    /// Acknowledged deltas turned into their withdrawal (a sent report's events that stop being acknowledged: canceled
+    /// for a resend, or rejected by Stripe afterwards), in <see cref="LockOrder"/>.
+    /// </summary>
+    public static List<RollupDelta> Withdrawn(List<RollupDelta> acknowledged)
+    {
+        var withdrawn = acknowledged.ConvertAll(d => d with { ReportedQuantity = -d.ReportedQuantity, ReportedCount = -d.ReportedCount, ReportedAt = null });
+        withdrawn.Sort(LockOrder);
+        return withdrawn;
+    }
+
+    /// <summary>
     /// The one order every writer of a rollup table locks rows in (user, bucket, meter; Guid order
     /// equals PostgreSQL's uuid order), so concurrent upserts never deadlock. Every writer also
     /// writes <c>usage_hourly</c> before <c>usage_daily</c>.

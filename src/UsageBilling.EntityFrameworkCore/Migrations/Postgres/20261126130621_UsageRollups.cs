@@ -62,7 +62,27 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                 .Annotation("Npgsql:StorageParameter:fillfactor", 70);
 
             // Existing events: the rollups start in step with the buffer.
-            migrationBuilder.BackfillUsageRollups();
+            // The rollups filled from the events as this schema version had them: acknowledged = stamped (reported_at).
+            // Frozen here, not BackfillUsageRollups(), whose rule (the report is sent) belongs to later schemas; the
+            // AcknowledgedByReport migration reconciles the two.
+            migrationBuilder.Sql("""
+                INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+                SELECT user_id, date_bin('1 hour', occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), meter,
+                       SUM(quantity), COUNT(*),
+                       COALESCE(SUM(quantity) FILTER (WHERE reported_at IS NOT NULL), 0), COUNT(*) FILTER (WHERE reported_at IS NOT NULL),
+                       MAX(reported_at)
+                FROM usage_events
+                GROUP BY 1, 2, 3;
+                """);
+            migrationBuilder.Sql("""
+                INSERT INTO usage_daily (user_id, day, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+                SELECT user_id, date_bin('1 day', occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), meter,
+                       SUM(quantity), COUNT(*),
+                       COALESCE(SUM(quantity) FILTER (WHERE reported_at IS NOT NULL), 0), COUNT(*) FILTER (WHERE reported_at IS NOT NULL),
+                       MAX(reported_at)
+                FROM usage_events
+                GROUP BY 1, 2, 3;
+                """);
         }
 
         /// <inheritdoc />

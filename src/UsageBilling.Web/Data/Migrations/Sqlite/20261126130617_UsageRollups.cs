@@ -61,7 +61,27 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                 });
 
             // Existing events: the rollups start in step with the buffer.
-            migrationBuilder.BackfillUsageRollups();
+            // The rollups filled from the events as this schema version had them: acknowledged = stamped (reported_at).
+            // Frozen here, not BackfillUsageRollups(), whose rule (the report is sent) belongs to later schemas; the
+            // AcknowledgedByReport migration reconciles the two.
+            migrationBuilder.Sql("""
+                INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+                SELECT user_id, (occurred_at / 3600000000) * 3600000000, meter,
+                       SUM(quantity), COUNT(*),
+                       SUM(CASE WHEN reported_at IS NOT NULL THEN quantity ELSE 0 END), SUM(reported_at IS NOT NULL),
+                       MAX(reported_at)
+                FROM usage_events
+                GROUP BY 1, 2, 3;
+                """);
+            migrationBuilder.Sql("""
+                INSERT INTO usage_daily (user_id, day, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+                SELECT user_id, (occurred_at / 86400000000) * 86400000000, meter,
+                       SUM(quantity), COUNT(*),
+                       SUM(CASE WHEN reported_at IS NOT NULL THEN quantity ELSE 0 END), SUM(reported_at IS NOT NULL),
+                       MAX(reported_at)
+                FROM usage_events
+                GROUP BY 1, 2, 3;
+                """);
         }
 
         /// <inheritdoc />

@@ -14,9 +14,9 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
             // Before the stamps go: the rollups' acknowledged columns follow the reports' status from now on.
             migrationBuilder.AcknowledgeUsageByReport();
 
-            migrationBuilder.DropColumn(
-                name: "reported_at",
-                table: "usage_events");
+            // SQLite's own DROP COLUMN (the column is in no index here), not EF's table rebuild: the rebuild commits in
+            // steps of its own, so a crash between them left a database this migration could not run on again.
+            migrationBuilder.Sql("ALTER TABLE usage_events DROP COLUMN reported_at;");
         }
 
         /// <inheritdoc />
