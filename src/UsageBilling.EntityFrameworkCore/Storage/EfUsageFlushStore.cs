@@ -273,7 +273,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
                         .SetProperty(r => r.LeaseOwner, (string?)null)
                         .SetProperty(r => r.LeaseExpiresAt, (DateTimeOffset?)null),
                     cancellationToken).ConfigureAwait(false);
-            await MarkEventsReportedAsync(context, transaction.GetDbTransaction(), ids, at, cancellationToken).ConfigureAwait(false);
+            await AcknowledgeInRollupsAsync(context, transaction.GetDbTransaction(), ids, at, withdraw: false, cancellationToken).ConfigureAwait(false);
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -293,7 +293,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
                 cancellationToken).ConfigureAwait(false);
         if (changed == 1)
         {
-            await MarkEventsReportedAsync(context, transaction.GetDbTransaction(), [reportId], at, cancellationToken).ConfigureAwait(false);
+            await AcknowledgeInRollupsAsync(context, transaction.GetDbTransaction(), [reportId], at, withdraw: false, cancellationToken).ConfigureAwait(false);
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -345,15 +345,23 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
     }
 
     /// <summary>
-    /// Adds the reports' events to the rollups' acknowledged columns, in the caller's transaction, right after the
-    /// caller moved the reports to <c>sent</c> (whose row locks keep two flushers from counting the same events
-    /// twice: only a report this transaction changed gets here). The events themselves are not written: an event is
-    /// acknowledged when its report is <c>sent</c>.
+    /// Adds the reports' events to the rollups' acknowledged columns (or, <paramref name="withdraw"/>, takes them out),
+    /// in the caller's transaction, right after the caller moved the reports into <c>sent</c> (or out of it). The
+    /// reports' row locks keep two flushers from counting the same events twice: only a report this transaction
+    /// changed gets here. The events themselves are not written: an event is acknowledged when its report is <c>sent</c>.
     /// </summary>
-    private async Task MarkEventsReportedAsync(TContext context, System.Data.Common.DbTransaction transaction, List<Guid> reportIds, DateTimeOffset at, CancellationToken cancellationToken)
+    private async Task AcknowledgeInRollupsAsync(TContext context, System.Data.Common.DbTransaction transaction, List<Guid> reportIds, DateTimeOffset at, bool withdraw, CancellationToken cancellationToken)
     {
         var deltas = await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction, reportIds, at, cancellationToken).ConfigureAwait(false);
-        deltas.Sort(UsageRollup.LockOrder);
+        if (withdraw)
+        {
+            deltas = UsageRollup.Withdrawn(deltas);
+        }
+        else
+        {
+            deltas.Sort(UsageRollup.LockOrder);
+        }
+
         await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), transaction, deltas, UsageRollup.ToDaily(deltas), cancellationToken).ConfigureAwait(false);
     }
 
@@ -407,8 +415,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
                 cancellationToken).ConfigureAwait(false);
         if (wasSent.Count > 0)
         {
-            var withdrawn = UsageRollup.Withdrawn(await dialect.AcknowledgedHourlyAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), wasSent, time.GetUtcNow(), cancellationToken).ConfigureAwait(false));
-            await usageDialect.UpsertRollupsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), withdrawn, UsageRollup.ToDaily(withdrawn), cancellationToken).ConfigureAwait(false);
+            await AcknowledgeInRollupsAsync(context, transaction.GetDbTransaction(), wasSent, time.GetUtcNow(), withdraw: true, cancellationToken).ConfigureAwait(false);
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
