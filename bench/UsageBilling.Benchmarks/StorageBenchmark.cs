@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NpgsqlTypes;
 using UsageBilling.EntityFrameworkCore;
+using UsageBilling.EntityFrameworkCore.Storage;
 using UsageBilling.Storage;
 
 namespace UsageBilling.Benchmarks;
@@ -14,9 +15,9 @@ namespace UsageBilling.Benchmarks;
 /// <c>usage_daily</c>: <c>pg_total_relation_size</c>) for months of acknowledged usage, then
 /// <see cref="IUsageRetention.PruneAsync"/> with a window: its time, what it removed, the bytes after (plain
 /// VACUUM, and VACUUM FULL for what the rows now need), the usage read's p50/p99 before and after, and the
-/// answers of every sampled account's periods before and after (they must be equal, or the run fails). Beside
-/// the batched delete, the time to drop one month's rows as a table of their own (a month-sized copy with the
-/// same indexes: what dropping a native partition does) and the size of candidate slimmer indexes.
+/// answers of every sampled account's periods before and after (they must be equal, or the run fails). Before
+/// that, on the same data, the prune's two ways of removing events timed apart: batched deletes (the partial first
+/// month) against dropping the monthly partitions (the first whole month); and the size of a candidate slimmer index.
 /// </summary>
 public static class StorageBenchmark
 {
@@ -71,6 +72,15 @@ public static class StorageBenchmark
         await connection.OpenAsync();
         var now = DateTimeOffset.UtcNow;
         var clock = Stopwatch.StartNew();
+
+        // usage_events is partitioned by month: the months of the history loaded here get their partitions first
+        // (a database migrated with its history gets them from the migration; new months from the retention service).
+        foreach (var m in Months(now.AddDays(-days), now))
+        {
+            await ExecuteAsync(connection, string.Create(CultureInfo.InvariantCulture,
+                $"CREATE TABLE IF NOT EXISTS usage_events_y{m.Start:yyyy}m{m.Start:MM} PARTITION OF usage_events FOR VALUES FROM ('{m.Start:yyyy-MM-dd}T00:00:00Z') TO ('{m.End:yyyy-MM-dd}T00:00:00Z')"));
+        }
+
         var chunks = (totalRows + ChunkRows - 1) / ChunkRows;
         for (var c = 0; c < chunks; c++)
         {
@@ -112,15 +122,20 @@ public static class StorageBenchmark
             await MeasureAsync(iterations, () => store.GetUsageByDayAsync(probe, oldest.Start, oldest.End, default)),
         };
 
-        // A native partition holds one month: a month-sized table with the same indexes, dropped, is what dropping it costs.
+        // Batched deletes against partition drops, on the same data: the partial first month's events by batched deletes
+        // (partition drops off), then the first whole month's by dropping its partition (and the first month's, emptied);
+        // the hourly fold is left to the full prune below, so each step times the events alone.
+        var steps = (IUsageRetentionSteps)db.Services.GetRequiredService<IUsageRetentionStore>();
+        var batch = db.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<UsageBillingOptions>>().Value.Retention.BatchSize;
         var month = oldest;
-        await ExecuteAsync(connection, "CREATE TABLE bench_month (LIKE usage_events INCLUDING ALL)");
-        await ExecuteAsync(connection, $"INSERT INTO bench_month SELECT * FROM usage_events WHERE occurred_at >= '{month.Start:O}' AND occurred_at < '{month.End:O}'");
-        var monthRows = await ScalarAsync(connection, "SELECT count(*) FROM bench_month");
-        var monthBytes = await ScalarAsync(connection, "SELECT pg_total_relation_size('bench_month')");
-        var drop = Stopwatch.StartNew();
-        await ExecuteAsync(connection, "DROP TABLE bench_month");
-        drop.Stop();
+        var monthRows = await ScalarAsync(connection, $"SELECT count(*) FROM usage_events_y{month.Start:yyyy}m{month.Start:MM}");
+        var monthBytes = await ScalarAsync(connection, $"SELECT pg_total_relation_size('usage_events_y{month.Start:yyyy}m{month.Start:MM}')");
+        var batched = Stopwatch.StartNew();
+        var byBatches = await steps.PruneAsync(months[0].End, batch, dropPartitions: false, foldHourly: false, default);
+        batched.Stop();
+        var dropping = Stopwatch.StartNew();
+        var byDrops = await steps.PruneAsync(month.End, batch, dropPartitions: true, foldHourly: false, default);
+        dropping.Stop();
 
         // Candidate slimmer indexes, measured beside the real ones (not shipped: see docs/benchmarks.md).
         var slim = await IndexSizeAsync(connection, "CREATE INDEX bench_slim_user_time ON usage_events (user_id, occurred_at, meter)", "bench_slim_user_time");
@@ -142,7 +157,8 @@ public static class StorageBenchmark
         var afterFull = await SizesAsync(connection);
 
         Console.WriteLine($"# prune --keep {keepDays}d (cutoff {result.Cutoff:yyyy-MM-dd HH:mm}): {result.EventsDeleted:N0} events and {result.HourlyRowsFolded:N0} hourly rows removed across {result.Accounts:N0} accounts in {prune.Elapsed.TotalSeconds:N1} s ({result.EventsDeleted / prune.Elapsed.TotalSeconds:N0} events/s, batched deletes of {db.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<UsageBillingOptions>>().Value.Retention.BatchSize:N0})");
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# one month as its own table ({month.Start:yyyy-MM}, {monthRows:N0} rows, {monthBytes / 1048576.0:N0} MB with indexes): DROP TABLE {drop.Elapsed.TotalMilliseconds:N1} ms"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# batched deletes of {batch:N0} (partition drops off), {months[0].Start:yyyy-MM} (partial month) up to {months[0].End:yyyy-MM-dd}: {byBatches.EventsDeleted:N0} events in {batched.Elapsed.TotalSeconds:N1} s ({byBatches.EventsDeleted / batched.Elapsed.TotalSeconds:N0} events/s)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# partition drops up to {month.End:yyyy-MM-dd} ({month.Start:yyyy-MM}: {monthRows:N0} rows, {monthBytes / 1048576.0:N0} MB with indexes): {byDrops.PartitionsDropped} partitions, {byDrops.EventsDeleted:N0} events in {dropping.Elapsed.TotalSeconds:N2} s ({byDrops.EventsDeleted / dropping.Elapsed.TotalSeconds:N0} events/s, {byDrops.EventsDeleted / dropping.Elapsed.TotalSeconds / Math.Max(1, byBatches.EventsDeleted / batched.Elapsed.TotalSeconds):N0}x the batched deletes)"));
         Console.WriteLine($"# candidate: ix_usage_events_user_time without INCLUDE (quantity, report_id): {slim / 1048576.0:N0} MB against {before.Indexes["ix_usage_events_user_time"] / 1048576.0:N0} MB");
         Console.WriteLine();
         Console.WriteLine("| | events held | usage_events heap MB | its indexes MB | usage_hourly MB (rows) | usage_daily MB (rows) | total MB | B per event held | B per event recorded |");
@@ -223,7 +239,14 @@ public static class StorageBenchmark
     private static async Task<Sizes> SizesAsync(NpgsqlConnection connection)
     {
         var indexes = new Dictionary<string, long>(StringComparer.Ordinal);
-        await using (var command = new NpgsqlCommand("SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index WHERE indrelid = 'usage_events'::regclass", connection))
+        // usage_events is partitioned: each index's size is the sum of its partitions' copies.
+        const string indexesSql = """
+            SELECT p.indexrelid::regclass::text, COALESCE(sum(pg_relation_size(i.inhrelid)), 0)::bigint
+            FROM pg_index p LEFT JOIN pg_inherits i ON i.inhparent = p.indexrelid
+            WHERE p.indrelid = 'usage_events'::regclass GROUP BY 1
+            UNION ALL SELECT 'usage_event_keys (table and key)', pg_total_relation_size('usage_event_keys')
+            """;
+        await using (var command = new NpgsqlCommand(indexesSql, connection))
         await using (var reader = await command.ExecuteReaderAsync())
         {
             while (await reader.ReadAsync())
@@ -235,7 +258,7 @@ public static class StorageBenchmark
         // The heap with its TOAST and free-space/visibility maps: the table's total minus its indexes.
         return new Sizes(
             await ScalarAsync(connection, "SELECT count(*) FROM usage_events"),
-            await ScalarAsync(connection, "SELECT pg_total_relation_size('usage_events') - pg_indexes_size('usage_events')"),
+            await ScalarAsync(connection, "SELECT sum(pg_total_relation_size(relid) - pg_indexes_size(relid))::bigint FROM pg_partition_tree('usage_events') WHERE isleaf"),
             indexes,
             await ScalarAsync(connection, "SELECT pg_total_relation_size('usage_hourly')"),
             await ScalarAsync(connection, "SELECT count(*) FROM usage_hourly"),

@@ -68,4 +68,55 @@ public static class UsageBillingMigrationBuilderExtensions
 
         return migrationBuilder;
     }
+
+    /// <summary>
+    /// Moves the idempotency keys' uniqueness out of <c>usage_events</c> and, on PostgreSQL, partitions that table by
+    /// month: call it in the <c>Up</c> of the migration that creates <c>usage_event_keys</c> and drops
+    /// <c>ux_usage_events_user_key</c>, after both. It copies every event's key into <c>usage_event_keys</c> (both
+    /// providers), then on PostgreSQL rebuilds <c>usage_events</c> range-partitioned by month of <c>occurred_at</c>
+    /// (<see cref="UsageBillingMigrationSql.PartitionUsageEventsPostgres"/>): the rows are copied once, so on a large
+    /// table run it in a quiet hour. Later months' partitions are created ahead by the retention service
+    /// (<see cref="IUsageRetention.EnsurePartitionsAsync"/>); a default partition takes anything outside them.
+    /// </summary>
+    /// <param name="migrationBuilder">The migration's builder.</param>
+    /// <returns>The same builder.</returns>
+    /// <exception cref="NotSupportedException">The migration targets a provider other than SQLite or PostgreSQL.</exception>
+    public static MigrationBuilder PartitionUsageEvents(this MigrationBuilder migrationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(migrationBuilder);
+        if (migrationBuilder.IsSqlite())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.CopyUsageEventKeys);
+        }
+        else if (migrationBuilder.IsNpgsql())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.CopyUsageEventKeys);
+            migrationBuilder.Sql(UsageBillingMigrationSql.PartitionUsageEventsPostgres);
+        }
+        else
+        {
+            throw new NotSupportedException(
+                $"UsageBilling stores usage on SQLite (Microsoft.EntityFrameworkCore.Sqlite) or PostgreSQL (Npgsql.EntityFrameworkCore.PostgreSQL); this migration targets '{migrationBuilder.ActiveProvider}'.");
+        }
+
+        return migrationBuilder;
+    }
+
+    /// <summary>
+    /// The <c>Down</c> of <see cref="PartitionUsageEvents"/>: call it first, before <c>ux_usage_events_user_key</c> is
+    /// created again. On PostgreSQL it rebuilds <c>usage_events</c> as one plain table; on SQLite it does nothing
+    /// (the keys are still on the events).
+    /// </summary>
+    /// <param name="migrationBuilder">The migration's builder.</param>
+    /// <returns>The same builder.</returns>
+    public static MigrationBuilder UnpartitionUsageEvents(this MigrationBuilder migrationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(migrationBuilder);
+        if (migrationBuilder.IsNpgsql())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.UnpartitionUsageEventsPostgres);
+        }
+
+        return migrationBuilder;
+    }
 }

@@ -106,4 +106,87 @@ public static class UsageBillingMigrationSql
         WHERE usage_daily.user_id = x.user_id AND usage_daily.day = x.day AND usage_daily.meter = x.meter;
         DROP TABLE temp.ub_ack_fix;
         """;
+
+    /// <summary>Both providers: copies the events' idempotency keys into <c>usage_event_keys</c>, which holds their uniqueness from now on.</summary>
+    public const string CopyUsageEventKeys = """
+        INSERT INTO usage_event_keys (user_id, idempotency_key, event_id)
+        SELECT user_id, idempotency_key, id FROM usage_events WHERE idempotency_key IS NOT NULL;
+        """;
+
+    // Rebuilds usage_events as {kind} from its old self renamed to {old}: the table's columns, defaults and checks
+    // (LIKE), its indexes and foreign keys as they are (read from the catalog, so an app's own indexes move too),
+    // the primary key as {pk}. {partitions} runs after the new table exists and before the rows are copied.
+    private const string RebuildUsageEventsTemplate = """
+        DO $ub$
+        DECLARE
+            d record;
+            m timestamptz;
+            last_month timestamptz;
+        BEGIN
+            IF {skip} THEN
+                RETURN;
+            END IF;
+
+            ALTER TABLE usage_events RENAME TO {old};
+            CREATE TEMP TABLE ub_definitions AS
+                SELECT 'f' AS kind, c.conname::text AS name, pg_get_constraintdef(c.oid) AS def
+                FROM pg_constraint c WHERE c.conrelid = '{old}'::regclass AND c.contype = 'f'
+                UNION ALL
+                SELECT 'i', i.relname::text, pg_get_indexdef(i.oid)
+                FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                WHERE x.indrelid = '{old}'::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid);
+            FOR d IN SELECT c.conname::text AS name FROM pg_constraint c WHERE c.conrelid = '{old}'::regclass AND c.contype IN ('p', 'f') LOOP
+                EXECUTE format('ALTER TABLE {old} DROP CONSTRAINT %I', d.name);
+            END LOOP;
+            FOR d IN SELECT name FROM ub_definitions WHERE kind = 'i' LOOP
+                EXECUTE format('DROP INDEX %I', d.name);
+            END LOOP;
+
+            CREATE TABLE usage_events (LIKE {old} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS) {kind};
+            {partitions}
+            INSERT INTO usage_events SELECT * FROM {old};
+            ALTER TABLE usage_events ADD CONSTRAINT pk_usage_events PRIMARY KEY ({pk});
+            FOR d IN SELECT def FROM ub_definitions WHERE kind = 'i' LOOP
+                EXECUTE regexp_replace(d.def, ' ON (ONLY )?\S*{old} ', ' ON usage_events ');
+            END LOOP;
+            FOR d IN SELECT name, def FROM ub_definitions WHERE kind = 'f' LOOP
+                EXECUTE format('ALTER TABLE usage_events ADD CONSTRAINT %I %s', d.name, d.def);
+            END LOOP;
+            DROP TABLE ub_definitions;
+            DROP TABLE {old};
+        END
+        $ub$;
+        """;
+
+    /// <summary>
+    /// PostgreSQL: rebuilds <c>usage_events</c> range-partitioned by month of <c>occurred_at</c> (UTC), with one
+    /// partition per month from the oldest event's to two months ahead, a default partition for anything else, its
+    /// indexes and foreign keys as they were and the primary key <c>(id, occurred_at)</c> (a partitioned table's
+    /// unique keys include the partition key; ids stay unique on their own). Run after <see cref="CopyUsageEventKeys"/>
+    /// and after the idempotency keys' unique index left <c>usage_events</c>. Does nothing on a partitioned table.
+    /// </summary>
+    public static readonly string PartitionUsageEventsPostgres = RebuildUsageEventsTemplate
+        .Replace("{skip}", "EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'usage_events'::regclass)", StringComparison.Ordinal)
+        .Replace("{old}", "usage_events_unpartitioned", StringComparison.Ordinal)
+        .Replace("{kind}", "PARTITION BY RANGE (occurred_at)", StringComparison.Ordinal)
+        .Replace("{pk}", "id, occurred_at", StringComparison.Ordinal)
+        .Replace("{partitions}", """
+            SELECT date_trunc('month', min(occurred_at), 'UTC') INTO m FROM usage_events_unpartitioned;
+                last_month := date_trunc('month', now(), 'UTC') + interval '2 months';
+                m := LEAST(COALESCE(m, last_month), date_trunc('month', now(), 'UTC'));
+                WHILE m <= last_month LOOP
+                    EXECUTE format('CREATE TABLE %I PARTITION OF usage_events FOR VALUES FROM (%L) TO (%L)',
+                        'usage_events_y' || to_char(m AT TIME ZONE 'UTC', 'YYYY"m"MM'), m, (m AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC');
+                    m := (m AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC';
+                END LOOP;
+                CREATE TABLE usage_events_default PARTITION OF usage_events DEFAULT;
+            """, StringComparison.Ordinal);
+
+    /// <summary>PostgreSQL: the reverse of <see cref="PartitionUsageEventsPostgres"/>: one plain table again, primary key <c>id</c>. Does nothing on a plain table.</summary>
+    public static readonly string UnpartitionUsageEventsPostgres = RebuildUsageEventsTemplate
+        .Replace("{skip}", "NOT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'usage_events'::regclass)", StringComparison.Ordinal)
+        .Replace("{old}", "usage_events_partitioned", StringComparison.Ordinal)
+        .Replace("{kind}", "", StringComparison.Ordinal)
+        .Replace("{pk}", "id", StringComparison.Ordinal)
+        .Replace("{partitions}", "", StringComparison.Ordinal);
 }

@@ -8,7 +8,7 @@ namespace UsageBilling.EntityFrameworkCore;
 public static class UsageBillingModelBuilderExtensions
 {
     /// <summary>
-    /// Maps <c>usage_events</c>, <c>usage_hourly</c>, <c>usage_daily</c>, <c>usage_period_totals</c>, <c>usage_account_limits</c>,
+    /// Maps <c>usage_events</c>, <c>usage_event_keys</c>, <c>usage_hourly</c>, <c>usage_daily</c>, <c>usage_period_totals</c>, <c>usage_account_limits</c>,
     /// <c>usage_alerts</c>, <c>usage_reports</c>, <c>usage_api_keys</c>, <c>usage_corrections</c>, <c>billing_customers</c>, <c>billing_subscription_items</c> and
     /// <c>stripe_webhook_events</c>, with foreign keys (cascade delete) to <typeparamref name="TUser"/>,
     /// whose primary key must be a single <see cref="Guid"/> (ASP.NET Core Identity with Guid keys fits).
@@ -35,7 +35,6 @@ public static class UsageBillingModelBuilderExtensions
             e.Property(x => x.CreatedAt).HasColumnName("created_at");
             e.Property(x => x.RequestFingerprint).HasColumnName("request_fingerprint").HasMaxLength(128);
             e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_events_user");
-            e.HasIndex(x => new { x.UserId, x.IdempotencyKey }).IsUnique().HasDatabaseName("ux_usage_events_user_key");
 
             // Serves the summary: one user's range of one or all meters, covering the aggregated columns on PostgreSQL
             // (the report id leads to the report's status: acknowledged or not).
@@ -45,6 +44,17 @@ public static class UsageBillingModelBuilderExtensions
             // Serves the claim: unassigned events only, oldest first; shrinks as events are claimed.
             e.HasIndex(x => x.CreatedAt).HasFilter("report_id IS NULL").HasDatabaseName("ix_usage_events_unclaimed");
             e.HasIndex(x => x.ReportId).HasDatabaseName("ix_usage_events_report");
+        });
+
+        // The idempotency keys' uniqueness, out of usage_events so that table can be partitioned by month.
+        modelBuilder.Entity<UsageEventKey>(e =>
+        {
+            e.ToTable("usage_event_keys");
+            e.HasKey(x => new { x.UserId, x.IdempotencyKey }).HasName("pk_usage_event_keys");
+            e.Property(x => x.UserId).HasColumnName("user_id");
+            e.Property(x => x.IdempotencyKey).HasColumnName("idempotency_key").HasMaxLength(255);
+            e.Property(x => x.EventId).HasColumnName("event_id");
+            e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_event_keys_user");
         });
 
         // The rollups the summaries read: whole days, the whole hours of the ragged days, and only the

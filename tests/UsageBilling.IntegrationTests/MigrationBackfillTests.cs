@@ -187,6 +187,118 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
         """,
     ];
 
+    /// <summary>
+    /// The MonthlyPartitions migration on a populated database: the idempotency keys move to <c>usage_event_keys</c>,
+    /// and on PostgreSQL <c>usage_events</c> is rebuilt partitioned by month, every event in its month's partition, with
+    /// its indexes and foreign key; its <c>Down</c> gives back one plain table with the same rows, and <c>Up</c> runs again.
+    /// </summary>
+    [Fact]
+    public async Task MonthlyPartitionsMigration_OnPopulatedDatabase_SameEventsKeysMovedAndDownRestores()
+    {
+        await using var db = CreateContext();
+        var migrations = db.Database.GetMigrations().ToList();
+        var target = migrations.FindIndex(m => m.EndsWith("_MonthlyPartitions", StringComparison.Ordinal));
+        Assert.True(target > 0, $"No MonthlyPartitions migration after an earlier one in [{string.Join(", ", migrations)}]");
+        await db.GetService<IMigrator>().MigrateAsync(migrations[target - 1], Ct);
+
+        var users = new[] { Guid.NewGuid(), Guid.NewGuid() };
+        foreach (var u in users)
+        {
+            await InsertAsync(db, "INSERT INTO users (id, email, created_at) VALUES ({0}, {1}, {2})", Id(u), null, Time(Now.AddDays(-200)));
+        }
+
+        var report = Guid.CreateVersion7(Now);
+        await InsertReportAsync(db, report, "sent", Now.AddDays(-1));
+
+        // Five months of events, one every 12 hours; every fifth without a key, a third in a report.
+        for (var i = 0; i < 300; i++)
+        {
+            await InsertAsync(
+                db,
+                "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, created_at, request_fingerprint) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8})",
+                Id(Guid.CreateVersion7(Now)), Id(users[i % 2]), i % 3 == 0 ? "api_calls" : "ai_messages", (long)(i % 7 + 1), Time(Now.AddHours(-i * 12)),
+                i % 5 == 0 ? null : $"p-{i}", i % 3 == 0 ? Id(report) : null, Time(Now.AddHours(-i * 12)), i % 10 == 1 ? $"fp-{i}" : null);
+        }
+
+        var before = await EventsAsync(db);
+        Assert.Equal(300, before.Count);
+
+        await db.Database.MigrateAsync(Ct);
+
+        Assert.Empty(await db.Database.GetPendingMigrationsAsync(Ct));
+        Assert.Equal(before, await EventsAsync(db));
+        var keys = await db.Set<UsageEventKey>().AsNoTracking().ToListAsync(Ct);
+        Assert.Equal(
+            before.Where(e => e.IdempotencyKey is not null).Select(e => (e.UserId, e.IdempotencyKey!, e.Id)).Order(),
+            keys.Select(k => (k.UserId, k.IdempotencyKey, k.EventId)).Order());
+        Assert.Equal(240, keys.Count);
+
+        if (provider == Provider.Postgres)
+        {
+            // One partition per month from the oldest event's, each event in its own month's, the default one empty.
+            var placed = await ScalarsAsync(db, "SELECT DISTINCT tableoid::regclass::text || '=' || to_char(date_trunc('month', occurred_at, 'UTC') AT TIME ZONE 'UTC', '\"usage_events_y\"YYYY\"m\"MM') FROM usage_events");
+            Assert.NotEmpty(placed);
+            Assert.All(placed, p => Assert.Equal(p.Split('=')[0], p.Split('=')[1]));
+            Assert.Equal(6, placed.Count);
+            Assert.Equal(["id, occurred_at"], await ScalarsAsync(db, "SELECT string_agg(a.attname, ', ' ORDER BY k.ord) FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum WHERE c.conname = 'pk_usage_events' GROUP BY c.oid"));
+            Assert.Equal(
+                ["ck_usage_events_quantity", "fk_usage_events_user", "ix_usage_events_report", "ix_usage_events_unclaimed", "ix_usage_events_user_time", "pk_usage_events"],
+                await ScalarsAsync(db, "SELECT relname::text FROM pg_class WHERE oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'usage_events'::regclass) UNION SELECT conname::text FROM pg_constraint WHERE conrelid = 'usage_events'::regclass ORDER BY 1"));
+            Assert.Empty(await ScalarsAsync(db, "SELECT relname::text FROM pg_class WHERE relname LIKE 'usage_events_unpartitioned%'"));
+        }
+
+        // A second use of a stored key is refused by the key table now.
+        await Assert.ThrowsAnyAsync<DbUpdateException>(async () =>
+        {
+            db.Set<UsageEventKey>().Add(new UsageEventKey { UserId = keys[0].UserId, IdempotencyKey = keys[0].IdempotencyKey, EventId = Guid.NewGuid() });
+            await db.SaveChangesAsync(Ct);
+        });
+        db.ChangeTracker.Clear();
+
+        await db.GetService<IMigrator>().MigrateAsync(migrations[target - 1], Ct);
+        Assert.Equal(before, await EventsAsync(db));
+        if (provider == Provider.Postgres)
+        {
+            Assert.Empty(await ScalarsAsync(db, "SELECT partrelid::regclass::text FROM pg_partitioned_table WHERE partrelid = to_regclass('usage_events')"));
+            Assert.Equal(["id"], await ScalarsAsync(db, "SELECT string_agg(a.attname, ', ') FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY(c.conkey) WHERE c.conname = 'pk_usage_events' GROUP BY c.oid"));
+        }
+
+        await db.Database.MigrateAsync(Ct);
+        Assert.Equal(before, await EventsAsync(db));
+        Assert.Equal(240, await db.Set<UsageEventKey>().CountAsync(Ct));
+    }
+
+    /// <summary>Every event's columns, in id order (the columns this and the previous schema share).</summary>
+    private static async Task<List<EventRow>> EventsAsync(UsageBillingDbContext db) =>
+        await db.UsageEvents.AsNoTracking().OrderBy(e => e.Id)
+            .Select(e => new EventRow(e.Id, e.UserId, e.Meter, e.Quantity, e.OccurredAt, e.IdempotencyKey, e.ReportId, e.CreatedAt, e.RequestFingerprint))
+            .ToListAsync(Ct);
+
+    private sealed record EventRow(Guid Id, Guid UserId, string Meter, long Quantity, DateTimeOffset OccurredAt, string? IdempotencyKey, Guid? ReportId, DateTimeOffset CreatedAt, string? RequestFingerprint);
+
+    private static async Task<List<string>> ScalarsAsync(UsageBillingDbContext db, string sql)
+    {
+        var connection = db.Database.GetDbConnection();
+        await db.Database.OpenConnectionAsync(Ct);
+        try
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            var values = new List<string>();
+            await using var reader = await command.ExecuteReaderAsync(Ct);
+            while (await reader.ReadAsync(Ct))
+            {
+                values.Add(reader.GetString(0));
+            }
+
+            return values;
+        }
+        finally
+        {
+            await db.Database.CloseConnectionAsync();
+        }
+    }
+
     /// <summary>A report row in the columns every schema version has; <paramref name="sentAt"/> only for a sent one.</summary>
     private Task<int> InsertReportAsync(UsageBillingDbContext db, Guid id, string status, DateTimeOffset? sentAt) => InsertAsync(
         db,

@@ -74,6 +74,19 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
         Assert.True(result.HourlyRowsFolded > hourlyBefore / 3, $"folded {result.HourlyRowsFolded} of {hourlyBefore}");
         Assert.Equal(eventsBefore - result.EventsDeleted, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
         Assert.Equal(before, await SnapshotAsync(user, customer));
+        if (Provider == Provider.Postgres)
+        {
+            // usage_events is partitioned by month: the months that ended by the cutoff went whole, their edge-hour events moved aside.
+            Assert.True(result.PartitionsDropped >= 2, $"dropped {result.PartitionsDropped} partitions");
+        }
+
+        // The idempotency keys went with their events, no more, no less.
+        await using (var db = Host.CreateContext())
+        {
+            var keyed = await db.UsageEvents.AsNoTracking().Where(e => e.IdempotencyKey != null).Select(e => new { e.Id, e.UserId, e.IdempotencyKey }).ToListAsync(Ct);
+            var keys = await db.Set<UsageEventKey>().AsNoTracking().ToListAsync(Ct);
+            Assert.Equal(keyed.Select(e => (e.UserId, e.IdempotencyKey!, e.Id)).Order(), keys.Select(k => (k.UserId, k.IdempotencyKey, k.EventId)).Order());
+        }
 
         // What stays of the periods that ended by the cutoff: the events of their partial edge hours; and everything unacknowledged.
         var lastEnded = Enumerable.Range(-1, 7).Select(k => Anchor.AddMonths(k)).Where(edge => edge <= result.Cutoff).Max();
@@ -178,6 +191,43 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
         Assert.Equal(0, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
         var summary = await Host.Get<IUsageStore>().GetUsageByDayAsync(user, Now.AddDays(-30), Now, Ct);
         Assert.Equal(11, summary.Sum(d => d.Total));
+    }
+
+    /// <summary>
+    /// The retention service creates the monthly partitions ahead even with <c>Keep</c> unset: months 35 days back to two
+    /// ahead, with what the default partition held for them moved in (PostgreSQL); SQLite has nothing to create.
+    /// </summary>
+    [Fact]
+    public async Task BackgroundRetention_MonthsWithoutPartition_CreatedAheadDefaultRowsMovedIn()
+    {
+        var (user, _) = await NewCustomerAsync();
+        Time.Advance(TimeSpan.FromDays(150));
+        var now = Time.GetUtcNow();
+        for (var i = 0; i < 20; i++)
+        {
+            await Recorder.RecordAsync(user, "ai_messages", 1 + i, $"ahead-{i}", now.AddDays(-i * 1.7), Ct);
+        }
+
+        var before = await Host.Get<IUsageStore>().GetUsageByDayAsync(user, now.AddDays(-35), now.AddDays(1), Ct);
+        await RunHostedServicesAsync(Host, TimeSpan.FromMilliseconds(500));
+
+        Assert.Equal(20, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+        Assert.Equal(before, await Host.Get<IUsageStore>().GetUsageByDayAsync(user, now.AddDays(-35), now.AddDays(1), Ct));
+        Assert.Empty(await Retention.EnsurePartitionsAsync(Ct));
+        if (Provider == Provider.Postgres)
+        {
+            await using var db = Host.CreateContext();
+            await db.Database.OpenConnectionAsync(Ct);
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            command.CommandText = """
+                SELECT (SELECT count(*) FROM usage_events WHERE tableoid::regclass::text <> to_char(date_trunc('month', occurred_at, 'UTC') AT TIME ZONE 'UTC', '"usage_events_y"YYYY"m"MM')),
+                       (SELECT count(*) FROM pg_class WHERE relname IN ('usage_events_y2027m03', 'usage_events_y2027m04', 'usage_events_y2027m05', 'usage_events_y2027m06')
+                          AND oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'usage_events'::regclass))
+                """;
+            await using var reader = await command.ExecuteReaderAsync(Ct);
+            await reader.ReadAsync(Ct);
+            Assert.Equal((0L, 4L), (reader.GetInt64(0), reader.GetInt64(1)));
+        }
     }
 
     private static async Task RunHostedServicesAsync(BillingHost host, TimeSpan wait, Func<Task>? until = null)

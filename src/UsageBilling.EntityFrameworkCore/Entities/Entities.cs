@@ -37,6 +37,23 @@ public sealed class UsageEvent
 }
 
 /// <summary>
+/// A row of <c>usage_event_keys</c>: an idempotency key a user's event was recorded under. The key's uniqueness
+/// lives here, not on <c>usage_events</c>, so that table can be partitioned by month on PostgreSQL (a partitioned
+/// table's unique indexes must include the partition key). It goes with its event (void, retention, refusal).
+/// </summary>
+public sealed class UsageEventKey
+{
+    /// <summary>The app's user; deleting the user deletes their keys.</summary>
+    public Guid UserId { get; set; }
+
+    /// <summary>The caller's key, unique per user.</summary>
+    public string IdempotencyKey { get; set; } = "";
+
+    /// <summary>The event recorded under the key (<see cref="UsageEvent.Id"/>).</summary>
+    public Guid EventId { get; set; }
+}
+
+/// <summary>
 /// A row of <c>usage_period_totals</c>: one account's recorded usage of one meter in one billing period.
 /// The recorder locks it in every recording transaction and checks limits against it, so concurrent
 /// writers (threads, processes, app instances) serialize per account·meter·period and never overshoot.

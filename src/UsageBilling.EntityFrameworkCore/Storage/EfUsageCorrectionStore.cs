@@ -139,6 +139,12 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
         await context.Set<UsageDaily>().Where(d => d.UserId == evt.UserId && d.Day == day && d.Meter == evt.Meter && d.EventCount == 0)
             .ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
         await context.Set<UsageEvent>().Where(e => e.Id == evt.Id).ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
+        if (evt.IdempotencyKey is { } key)
+        {
+            // The key goes with its event, as it did when its uniqueness lived on usage_events.
+            await context.Set<UsageEventKey>().Where(k => k.UserId == evt.UserId && k.IdempotencyKey == key && k.EventId == evt.Id)
+                .ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
+        }
         context.Set<UsageCorrection>().Add(correction);
         await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
         return ToInfo(correction);

@@ -36,7 +36,8 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         var open = keys.Count == 0 ? [] : await dialect.LockOpenReportsAsync(connection, dbTransaction, keys, cancellationToken).ConfigureAwait(false);
         var created = new List<NewUsageReport>();
         var extended = new List<(Guid, long, int, DateTimeOffset)>();
-        var links = new List<(Guid, Guid)>(events.Count);
+        var occurred = events.ToDictionary(e => e.Id, e => e.OccurredAt);
+        var links = new List<(Guid, DateTimeOffset, Guid)>(events.Count);
         foreach (var report in planned)
         {
             var target = report.Id;
@@ -50,7 +51,7 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
                 created.Add(report);
             }
 
-            links.AddRange(report.EventIds.Select(e => (e, target)));
+            links.AddRange(report.EventIds.Select(e => (e, occurred[e], target)));
         }
 
         var now = time.GetUtcNow();

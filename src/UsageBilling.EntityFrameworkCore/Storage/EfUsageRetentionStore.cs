@@ -25,14 +25,16 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// days' hours are ever read.</item>
 /// </list>
 /// </remarks>
-internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext> contexts, bool postgres) : IUsageRetentionStore
+internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext> contexts, bool postgres) : IUsageRetentionStore, IUsageRetentionSteps
     where TContext : DbContext
 {
     private const int AccountsPerPage = 200;
 
+    // The events' idempotency keys go in the same statement (one transaction).
     private const string PostgresEventsSql = """
-        DELETE FROM usage_events WHERE id IN (
-            SELECT e.id FROM usage_events e
+        WITH gone AS (
+        DELETE FROM usage_events WHERE (id, occurred_at) IN (
+            SELECT e.id, e.occurred_at FROM usage_events e
             JOIN usage_reports r ON r.id = e.report_id
             WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff AND r.sent_at < @cutoff
               AND r.status = 'sent' AND r.period_end <= @cutoff
@@ -40,6 +42,9 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
               AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
               AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
             LIMIT @batch)
+        RETURNING user_id, idempotency_key),
+        keys AS (DELETE FROM usage_event_keys k USING gone g WHERE k.user_id = g.user_id AND k.idempotency_key = g.idempotency_key)
+        SELECT count(*) FROM gone
         """;
 
     private const string PostgresHourlySql = """
@@ -66,6 +71,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
               AND (r.period_end % 3600000000 = 0 OR e.occurred_at < r.period_end - r.period_end % 3600000000)
               AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
             LIMIT @batch)
+        RETURNING user_id, idempotency_key
         """;
 
     private const string SqliteHourlySql = """
@@ -81,7 +87,10 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             LIMIT @batch)
         """;
 
-    public async Task<UsagePruneResult> PruneAsync(DateTimeOffset cutoff, int batchSize, CancellationToken cancellationToken)
+    public Task<UsagePruneResult> PruneAsync(DateTimeOffset cutoff, int batchSize, CancellationToken cancellationToken) =>
+        PruneAsync(cutoff, batchSize, dropPartitions: true, foldHourly: true, cancellationToken);
+
+    public async Task<UsagePruneResult> PruneAsync(DateTimeOffset cutoff, int batchSize, bool dropPartitions, bool foldHourly, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var cutoffDay = UsageRollup.FloorDay(cutoff);
@@ -90,7 +99,10 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            long events = 0, hourly = 0;
+            var (partitions, dropped) = postgres && dropPartitions
+                ? await DropPartitionsAsync((Npgsql.NpgsqlConnection)connection, cutoff, cancellationToken).ConfigureAwait(false)
+                : (0, 0L);
+            long events = dropped, hourly = 0;
             var accounts = 0;
             object? after = null;
             while (true)
@@ -100,7 +112,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                 {
                     accounts += page.Count;
                     events += await DeleteInBatchesAsync(connection, postgres ? PostgresEventsSql : SqliteEventsSql, page, cutoff, cutoffDay, batchSize, cancellationToken).ConfigureAwait(false);
-                    hourly += await DeleteInBatchesAsync(connection, postgres ? PostgresHourlySql : SqliteHourlySql, page, cutoff, cutoffDay, batchSize, cancellationToken).ConfigureAwait(false);
+                    hourly += !foldHourly ? 0 : await DeleteInBatchesAsync(connection, postgres ? PostgresHourlySql : SqliteHourlySql, page, cutoff, cutoffDay, batchSize, cancellationToken).ConfigureAwait(false);
                 }
 
                 if (page.Count < AccountsPerPage)
@@ -111,12 +123,186 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                 after = page[^1];
             }
 
-            return new UsagePruneResult(cutoff, events, hourly, accounts);
+            return new UsagePruneResult(cutoff, events, hourly, accounts) { PartitionsDropped = partitions };
         }
         finally
         {
             await context.Database.CloseConnectionAsync().ConfigureAwait(false);
         }
+    }
+
+    public async Task<IReadOnlyList<string>> EnsurePartitionsAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (!postgres)
+        {
+            return [];
+        }
+
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = (Npgsql.NpgsqlConnection)context.Database.GetDbConnection();
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await ExecuteAsync(connection, transaction, $"SELECT pg_advisory_xact_lock({PartitionLockKey})", cancellationToken).ConfigureAwait(false);
+        var (partitioned, existing, defaultPartition) = await PartitionsAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        var created = new List<string>();
+        if (partitioned)
+        {
+            var first = FloorMonth(now - UsageRules.MaxAge);
+            var last = FloorMonth(now).AddMonths(2);
+            for (var month = first; month <= last; month = month.AddMonths(1))
+            {
+                var name = PartitionName(month);
+                if (existing.ContainsKey(name))
+                {
+                    continue;
+                }
+
+                // A new table, filled with what the default partition held for its month, then attached (which
+                // builds the parent's indexes on it and checks the default partition holds no row of its range).
+                var (from, to) = (Literal(month), Literal(month.AddMonths(1)));
+                var sql = $"CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);";
+                if (defaultPartition is not null)
+                {
+                    sql += $" WITH moved AS (DELETE FROM {defaultPartition} WHERE occurred_at >= {from} AND occurred_at < {to} RETURNING *) INSERT INTO {name} SELECT * FROM moved;";
+                }
+
+                sql += $" ALTER TABLE usage_events ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});";
+                await ExecuteAsync(connection, transaction, sql, cancellationToken).ConfigureAwait(false);
+                created.Add(name);
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return created;
+    }
+
+    /// <summary>
+    /// PostgreSQL: drops whole the monthly partitions of <c>usage_events</c> that ended by <paramref name="cutoff"/>, one
+    /// transaction each. Under an exclusive lock on the partition (no writer can change its rows), the events that must
+    /// stay — the same conditions as the batched delete, negated — are set aside, the idempotency keys of the others go,
+    /// the partition is detached (which leaves its range to the default partition), the kept events are inserted again
+    /// (into the default partition) and the partition is dropped. A partition whose locks cannot be had within a few
+    /// seconds is left to the batched delete.
+    /// </summary>
+    private static async Task<(int Partitions, long Events)> DropPartitionsAsync(Npgsql.NpgsqlConnection connection, DateTimeOffset cutoff, CancellationToken cancellationToken)
+    {
+        Dictionary<string, DateTimeOffset> existing;
+        await using (var read = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false))
+        {
+            (_, existing, _) = await PartitionsAsync(connection, read, cancellationToken).ConfigureAwait(false);
+            await read.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        var partitions = 0;
+        long events = 0;
+        foreach (var (name, month) in existing.Where(p => p.Value.AddMonths(1) <= cutoff).OrderBy(p => p.Value))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '5s'; LOCK TABLE {name} IN EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+                var keep = $"""
+                    CREATE TEMP TABLE ub_kept ON COMMIT DROP AS
+                    SELECT e.* FROM {name} e
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM usage_reports r
+                        WHERE r.id = e.report_id AND r.status = 'sent' AND r.sent_at < @cutoff AND r.period_end <= @cutoff
+                          AND (r.period_start = date_trunc('hour', r.period_start, 'UTC') OR e.occurred_at >= date_trunc('hour', r.period_start, 'UTC') + interval '1 hour')
+                          AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
+                          AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending'));
+                    DELETE FROM usage_event_keys k USING {name} e
+                    WHERE k.user_id = e.user_id AND k.idempotency_key = e.idempotency_key
+                      AND NOT EXISTS (SELECT 1 FROM ub_kept x WHERE x.id = e.id);
+                    """;
+                await using (var command = new Npgsql.NpgsqlCommand(keep, connection, transaction) { CommandTimeout = 0 })
+                {
+                    command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset>("cutoff", cutoff));
+                    await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                long total, kept;
+                await using (var command = new Npgsql.NpgsqlCommand($"SELECT (SELECT count(*) FROM {name}), (SELECT count(*) FROM ub_kept)", connection, transaction))
+                await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                    (total, kept) = (reader.GetInt64(0), reader.GetInt64(1));
+                }
+
+                await ExecuteAsync(connection, transaction, $"ALTER TABLE usage_events DETACH PARTITION {name}; INSERT INTO usage_events SELECT * FROM ub_kept; DROP TABLE {name}", cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                partitions++;
+                events += total - kept;
+            }
+            catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.UndefinedTable)
+            {
+                // Busy: this run's batched delete takes what it may from the partition, a later run drops it.
+                // Gone: another instance dropped it first.
+                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        return (partitions, events);
+    }
+
+    /// <summary>The advisory lock partition creation serializes on.</summary>
+    private const long PartitionLockKey = 7817_0000_0003;
+
+    /// <summary>Whether usage_events is partitioned, its monthly partitions (by name, with their month) and its default partition.</summary>
+    private static async Task<(bool Partitioned, Dictionary<string, DateTimeOffset> Months, string? Default)> PartitionsAsync(Npgsql.NpgsqlConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        const string sql = """
+            SELECT c.relname, c.oid = p.partdefid
+            FROM pg_partitioned_table p
+            JOIN pg_inherits i ON i.inhparent = p.partrelid
+            JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE p.partrelid = to_regclass('usage_events')
+            UNION ALL
+            SELECT NULL, NULL FROM pg_partitioned_table p WHERE p.partrelid = to_regclass('usage_events')
+            """;
+        var months = new Dictionary<string, DateTimeOffset>(StringComparer.Ordinal);
+        string? fallback = null;
+        var partitioned = false;
+        await using var command = new Npgsql.NpgsqlCommand(sql, connection, (Npgsql.NpgsqlTransaction)transaction);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            partitioned = true;
+            if (reader.IsDBNull(0))
+            {
+                continue;
+            }
+
+            var name = reader.GetString(0);
+            if (reader.GetBoolean(1))
+            {
+                fallback = name;
+            }
+            else if (System.Text.RegularExpressions.Regex.Match(name, "^usage_events_y([0-9]{4})m([0-9]{2})$") is { Success: true } m)
+            {
+                months[name] = new DateTimeOffset(int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture), 1, 0, 0, 0, TimeSpan.Zero);
+            }
+        }
+
+        return (partitioned, months, fallback);
+    }
+
+    private static DateTimeOffset FloorMonth(DateTimeOffset at)
+    {
+        var utc = at.UtcDateTime;
+        return new DateTimeOffset(utc.Year, utc.Month, 1, 0, 0, 0, TimeSpan.Zero);
+    }
+
+    private static string PartitionName(DateTimeOffset month) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"usage_events_y{month.Year:D4}m{month.Month:D2}");
+
+    private static string Literal(DateTimeOffset at) =>
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"'{at.UtcDateTime:yyyy-MM-dd HH:mm:ss}+00'::timestamptz");
+
+    private static async Task ExecuteAsync(Npgsql.NpgsqlConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = new Npgsql.NpgsqlCommand(sql, connection, (Npgsql.NpgsqlTransaction)transaction) { CommandTimeout = 0 };
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     // The user id is passed back as the database returned it (uuid on PostgreSQL, the stored text on SQLite).
@@ -159,12 +345,58 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         do
         {
             cancellationToken.ThrowIfCancellationRequested();
-            deleted = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            deleted = sql switch
+            {
+                PostgresEventsSql => Convert.ToInt32(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture),
+                SqliteEventsSql => await DeleteSqliteEventsAsync(connection, command, cancellationToken).ConfigureAwait(false),
+                _ => await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false),
+            };
             total += deleted;
         }
         while (deleted >= batchSize);
 
         return total;
+    }
+
+    /// <summary>SQLite: a batch of events and their idempotency keys, in one transaction.</summary>
+    private static async Task<int> DeleteSqliteEventsAsync(DbConnection connection, DbCommand command, CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        command.Transaction = transaction;
+        var keys = new List<(object User, string Key)>();
+        var deleted = 0;
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                deleted++;
+                if (!reader.IsDBNull(1))
+                {
+                    keys.Add((reader.GetValue(0), reader.GetString(1)));
+                }
+            }
+        }
+
+        await using (var delete = connection.CreateCommand())
+        {
+            delete.Transaction = transaction;
+            delete.CommandText = "DELETE FROM usage_event_keys WHERE user_id = @user AND idempotency_key = @key";
+            var user = delete.CreateParameter();
+            user.ParameterName = "user";
+            var key = delete.CreateParameter();
+            key.ParameterName = "key";
+            delete.Parameters.Add(user);
+            delete.Parameters.Add(key);
+            foreach (var (u, k) in keys)
+            {
+                (user.Value, key.Value) = (u, k);
+                await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        command.Transaction = null;
+        return deleted;
     }
 
     private object Time(DateTimeOffset value) => postgres ? value : UsageBillingSqliteConventions.ToUnixMicroseconds(value);
@@ -176,4 +408,11 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         parameter.Value = value;
         command.Parameters.Add(parameter);
     }
+}
+
+/// <summary>The prune's steps one at a time, for the storage benchmark (batched deletes against partition drops).</summary>
+internal interface IUsageRetentionSteps
+{
+    /// <summary><see cref="IUsageRetentionStore.PruneAsync"/> with partition drops and the hourly fold each on or off.</summary>
+    Task<UsagePruneResult> PruneAsync(DateTimeOffset cutoff, int batchSize, bool dropPartitions, bool foldHourly, CancellationToken cancellationToken);
 }

@@ -19,7 +19,7 @@ internal interface IFlushSqlDialect
     Task ExtendReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid ReportId, long Quantity, int Events, DateTimeOffset Timestamp)> growth, CancellationToken cancellationToken);
 
     /// <summary>Links events to their reports.</summary>
-    Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken);
+    Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, DateTimeOffset OccurredAt, Guid ReportId)> links, CancellationToken cancellationToken);
 
     /// <summary>
     /// <see langword="true"/> when the lease holds session locks on its own connection (PostgreSQL): the

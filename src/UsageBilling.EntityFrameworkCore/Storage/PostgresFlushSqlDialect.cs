@@ -83,15 +83,17 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
+    public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, DateTimeOffset OccurredAt, Guid ReportId)> links, CancellationToken cancellationToken)
     {
+        // occurred_at too: usage_events is partitioned by it, so each row is looked up in its own month's partition only.
         const string sql = """
             UPDATE usage_events e SET report_id = v.report_id
-            FROM unnest(@events, @reports) AS v(event_id, report_id)
-            WHERE e.id = v.event_id
+            FROM unnest(@events, @occurred, @reports) AS v(event_id, occurred_at, report_id)
+            WHERE e.id = v.event_id AND e.occurred_at = v.occurred_at
             """;
         await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("events", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. links.Select(l => l.EventId)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("occurred", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. links.Select(l => l.OccurredAt)] });
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("reports", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. links.Select(l => l.ReportId)] });
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }

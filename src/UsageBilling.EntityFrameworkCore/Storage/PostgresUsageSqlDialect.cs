@@ -8,18 +8,31 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// <summary>PostgreSQL: one <c>INSERT … SELECT FROM unnest(arrays)</c> per batch, whatever its size.</summary>
 internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
 {
+    // The key is taken first (usage_event_keys holds its uniqueness: usage_events is partitioned by month, and a
+    // partitioned table's unique index would have to include occurred_at); only events that got their key, or have
+    // none, are inserted. A key taken by a concurrent uncommitted writer waits for it, as a unique index would.
     private const string InsertSql = """
+        WITH input AS (
+            SELECT * FROM unnest(@ids, @users, @meters, @quantities, @occurred, @keys, @created, @fingerprints)
+                AS v(id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint)),
+        taken AS (
+            INSERT INTO usage_event_keys (user_id, idempotency_key, event_id)
+            SELECT user_id, idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL
+            ON CONFLICT DO NOTHING
+            RETURNING event_id)
         INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint)
-        SELECT * FROM unnest(@ids, @users, @meters, @quantities, @occurred, @keys, @created, @fingerprints)
-        ON CONFLICT (user_id, idempotency_key) DO NOTHING
+        SELECT i.id, i.user_id, i.meter, i.quantity, i.occurred_at, i.idempotency_key, i.created_at, i.request_fingerprint
+        FROM input i
+        WHERE i.idempotency_key IS NULL OR i.id IN (SELECT event_id FROM taken)
         RETURNING id
         """;
 
     private const string FindSql = """
-        SELECT e.id, e.user_id, e.idempotency_key, e.meter, e.quantity, e.occurred_at, e.request_fingerprint
-        FROM usage_events e
-        JOIN unnest(@users, @keys) AS k(user_id, idempotency_key)
-          ON e.user_id = k.user_id AND e.idempotency_key = k.idempotency_key
+        SELECT e.id, k.user_id, k.idempotency_key, e.meter, e.quantity, e.occurred_at, e.request_fingerprint
+        FROM usage_event_keys k
+        JOIN unnest(@users, @keys) AS x(user_id, idempotency_key)
+          ON k.user_id = x.user_id AND k.idempotency_key = x.idempotency_key
+        JOIN usage_events e ON e.id = k.event_id
         """;
 
     // Rows are fed in lock order (UsageRollup.LockOrder) and an INSERT processes them in input order,
@@ -382,7 +395,11 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
 
     public async Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
     {
-        await using var command = new NpgsqlCommand("DELETE FROM usage_events WHERE id = ANY(@ids)", (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
+        const string sql = """
+            WITH gone AS (DELETE FROM usage_events WHERE id = ANY(@ids) RETURNING user_id, idempotency_key)
+            DELETE FROM usage_event_keys k USING gone g WHERE k.user_id = g.user_id AND k.idempotency_key = g.idempotency_key
+            """;
+        await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
         command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. ids] });
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }

@@ -86,14 +86,14 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
         }
     }
 
-    public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, Guid ReportId)> links, CancellationToken cancellationToken)
+    public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, DateTimeOffset OccurredAt, Guid ReportId)> links, CancellationToken cancellationToken)
     {
         await using var command = ((SqliteConnection)connection).CreateCommand();
         command.Transaction = (SqliteTransaction)transaction;
         command.CommandText = "UPDATE usage_events SET report_id = $report WHERE id = $event";
         var report = command.Parameters.Add("$report", SqliteType.Text);
         var evt = command.Parameters.Add("$event", SqliteType.Text);
-        foreach (var (eventId, reportId) in links)
+        foreach (var (eventId, _, reportId) in links)
         {
             report.Value = SqliteUsageSqlDialect.GuidText(reportId);
             evt.Value = SqliteUsageSqlDialect.GuidText(eventId);

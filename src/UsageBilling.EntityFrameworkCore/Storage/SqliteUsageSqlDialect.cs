@@ -20,16 +20,44 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
 
     public async Task<HashSet<Guid>> InsertAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<NewUsageEvent> events, CancellationToken cancellationToken)
     {
-        var inserted = new HashSet<Guid>(events.Count);
-        for (var offset = 0; offset < events.Count; offset += RowsPerStatement)
+        // Keys first (usage_event_keys holds their uniqueness); an event whose key was taken already is not inserted.
+        var taken = new HashSet<Guid>(events.Count);
+        var keyed = events.Where(e => e.IdempotencyKey is not null).ToList();
+        for (var offset = 0; offset < keyed.Count; offset += RowsPerStatement)
         {
-            var count = Math.Min(RowsPerStatement, events.Count - offset);
+            var count = Math.Min(RowsPerStatement, keyed.Count - offset);
+            await using var command = ((SqliteConnection)connection).CreateCommand();
+            command.Transaction = (SqliteTransaction)transaction;
+            var sql = new StringBuilder("INSERT INTO usage_event_keys (user_id, idempotency_key, event_id) VALUES ");
+            for (var i = 0; i < count; i++)
+            {
+                var e = keyed[offset + i];
+                sql.Append(i > 0 ? "," : "").Append("($u").Append(i).Append(",$k").Append(i).Append(",$i").Append(i).Append(')');
+                command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(e.UserId) });
+                command.Parameters.Add(new SqliteParameter("$k" + i, SqliteType.Text) { Value = e.IdempotencyKey });
+                command.Parameters.Add(new SqliteParameter("$i" + i, SqliteType.Text) { Value = GuidText(e.Id) });
+            }
+
+            sql.Append(" ON CONFLICT DO NOTHING RETURNING event_id");
+            command.CommandText = sql.ToString();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                taken.Add(Guid.Parse(reader.GetString(0)));
+            }
+        }
+
+        var rows = events.Where(e => e.IdempotencyKey is null || taken.Contains(e.Id)).ToList();
+        var inserted = new HashSet<Guid>(rows.Count);
+        for (var offset = 0; offset < rows.Count; offset += RowsPerStatement)
+        {
+            var count = Math.Min(RowsPerStatement, rows.Count - offset);
             await using var command = ((SqliteConnection)connection).CreateCommand();
             command.Transaction = (SqliteTransaction)transaction;
             var sql = new StringBuilder("INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint) VALUES ");
             for (var i = 0; i < count; i++)
             {
-                var e = events[offset + i];
+                var e = rows[offset + i];
                 if (i > 0)
                 {
                     sql.Append(',');
@@ -47,7 +75,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
                 command.Parameters.Add(new SqliteParameter("$f" + i, SqliteType.Text) { Value = (object?)e.RequestFingerprint ?? DBNull.Value });
             }
 
-            sql.Append(" ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id");
+            sql.Append(" RETURNING id");
             command.CommandText = sql.ToString();
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -67,7 +95,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             var count = Math.Min(RowsPerStatement, keys.Count - offset);
             await using var command = ((SqliteConnection)connection).CreateCommand();
             command.Transaction = (SqliteTransaction)transaction;
-            var sql = new StringBuilder("SELECT id, user_id, idempotency_key, meter, quantity, occurred_at, request_fingerprint FROM usage_events WHERE ");
+            var sql = new StringBuilder("SELECT e.id, k.user_id, k.idempotency_key, e.meter, e.quantity, e.occurred_at, e.request_fingerprint FROM usage_event_keys k JOIN usage_events e ON e.id = k.event_id WHERE ");
             for (var i = 0; i < count; i++)
             {
                 if (i > 0)
@@ -75,7 +103,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
                     sql.Append(" OR ");
                 }
 
-                sql.Append("(user_id = $u").Append(i).Append(" AND idempotency_key = $k").Append(i).Append(')');
+                sql.Append("(k.user_id = $u").Append(i).Append(" AND k.idempotency_key = $k").Append(i).Append(')');
                 command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(keys[offset + i].UserId) });
                 command.Parameters.Add(new SqliteParameter("$k" + i, SqliteType.Text) { Value = keys[offset + i].Key });
             }
@@ -356,7 +384,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
     {
         await using var delete = ((SqliteConnection)connection).CreateCommand();
         delete.Transaction = (SqliteTransaction)transaction;
-        delete.CommandText = "DELETE FROM usage_events WHERE id = $id";
+        delete.CommandText = "DELETE FROM usage_event_keys WHERE event_id = $id AND (user_id, idempotency_key) IN (SELECT user_id, idempotency_key FROM usage_events WHERE id = $id); DELETE FROM usage_events WHERE id = $id";
         var id = delete.Parameters.Add("$id", SqliteType.Text);
         foreach (var value in ids)
         {

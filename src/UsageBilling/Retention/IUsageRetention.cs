@@ -23,6 +23,16 @@ public interface IUsageRetention
     Task<UsagePruneResult> PruneAsync(TimeSpan keep, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// On PostgreSQL with <c>usage_events</c> partitioned by month, creates the partitions for this month and the
+    /// next two (and any month back to 35 days ago that lacks one), moving in what the default partition held
+    /// for them; elsewhere does nothing. The retention service runs it at start and every
+    /// <see cref="RetentionOptions.Interval"/>, and <see cref="PruneAsync"/> runs it first.
+    /// </summary>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The names of the partitions created.</returns>
+    Task<IReadOnlyList<string>> EnsurePartitionsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// The shortest <c>keep</c>: Stripe's 35-day meter-event window. Younger events may still be recorded late,
     /// sent, cancelled within 24 h of sending or compensated by a negative event.
     /// </summary>
@@ -31,10 +41,17 @@ public interface IUsageRetention
 
 /// <summary>What one prune removed.</summary>
 /// <param name="Cutoff">Events that occurred (and were acknowledged) before this instant were candidates.</param>
-/// <param name="EventsDeleted">Rows deleted from <c>usage_events</c>.</param>
+/// <param name="EventsDeleted">Rows deleted from <c>usage_events</c>, one by one or with their partition.</param>
 /// <param name="HourlyRowsFolded">Rows deleted from <c>usage_hourly</c> whose days are read from <c>usage_daily</c>.</param>
 /// <param name="Accounts">Accounts (billing customers) examined.</param>
-public sealed record UsagePruneResult(DateTimeOffset Cutoff, long EventsDeleted, long HourlyRowsFolded, int Accounts);
+public sealed record UsagePruneResult(DateTimeOffset Cutoff, long EventsDeleted, long HourlyRowsFolded, int Accounts)
+{
+    /// <summary>
+    /// Monthly partitions of <c>usage_events</c> dropped whole (PostgreSQL): months that ended by the cutoff. The events
+    /// they held that must stay moved to the default partition first; the dropped ones count in <see cref="EventsDeleted"/>.
+    /// </summary>
+    public int PartitionsDropped { get; init; }
+}
 
 /// <summary>
 /// Background pruning (<c>UsageBilling:Retention</c>): off unless <see cref="Keep"/> is set. The same work as

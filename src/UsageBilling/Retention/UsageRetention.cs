@@ -15,14 +15,23 @@ internal sealed class UsageRetention(IUsageRetentionStore store, IOptions<UsageB
             throw new ArgumentOutOfRangeException(nameof(keep), keep, $"Retention must keep at least {IUsageRetention.MinimumKeep.TotalDays:0} days (Stripe's meter-event window: younger events can still be recorded, sent or corrected); got {Describe(keep)}.");
         }
 
-        return store.PruneAsync(time.GetUtcNow() - keep, options.Value.Retention.BatchSize, cancellationToken);
+        return PruneAfterPartitionsAsync(keep, cancellationToken);
     }
+
+    private async Task<UsagePruneResult> PruneAfterPartitionsAsync(TimeSpan keep, CancellationToken cancellationToken)
+    {
+        await EnsurePartitionsAsync(cancellationToken).ConfigureAwait(false);
+        return await store.PruneAsync(time.GetUtcNow() - keep, options.Value.Retention.BatchSize, cancellationToken).ConfigureAwait(false);
+    }
+
+    public Task<IReadOnlyList<string>> EnsurePartitionsAsync(CancellationToken cancellationToken = default) =>
+        store.EnsurePartitionsAsync(time.GetUtcNow(), cancellationToken);
 
     internal static string Describe(TimeSpan keep) =>
         keep.Ticks % TimeSpan.TicksPerDay == 0 ? $"{keep.TotalDays:0} days" : keep.ToString();
 }
 
-/// <summary>Prunes every <see cref="RetentionOptions.Interval"/> when <see cref="RetentionOptions.Keep"/> is set; one failing run is logged, the loop goes on.</summary>
+/// <summary>At start and every <see cref="RetentionOptions.Interval"/>: creates the monthly partitions ahead, then prunes when <see cref="RetentionOptions.Keep"/> is set; one failing run is logged, the loop goes on.</summary>
 internal sealed partial class UsageRetentionBackgroundService(
     IUsageRetention retention,
     IOptions<UsageBillingOptions> options,
@@ -31,21 +40,27 @@ internal sealed partial class UsageRetentionBackgroundService(
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (options.Value.Retention.Keep is not { } keep)
-        {
-            return;
-        }
-
+        // Runs without Keep too: the monthly partitions must exist ahead whether anything is pruned or not.
+        var keep = options.Value.Retention.Keep;
         await Task.Yield();
         using var timer = new PeriodicTimer(options.Value.Retention.Interval, time);
         do
         {
             try
             {
-                var result = await retention.PruneAsync(keep, stoppingToken).ConfigureAwait(false);
-                if (result.EventsDeleted > 0 || result.HourlyRowsFolded > 0)
+                var created = await retention.EnsurePartitionsAsync(stoppingToken).ConfigureAwait(false);
+                if (created.Count > 0)
                 {
-                    LogPruned(result.EventsDeleted, result.HourlyRowsFolded, result.Cutoff);
+                    LogPartitions(string.Join(", ", created));
+                }
+
+                if (keep is { } window)
+                {
+                    var result = await retention.PruneAsync(window, stoppingToken).ConfigureAwait(false);
+                    if (result.EventsDeleted > 0 || result.HourlyRowsFolded > 0)
+                    {
+                        LogPruned(result.EventsDeleted, result.HourlyRowsFolded, result.PartitionsDropped, result.Cutoff);
+                    }
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -60,8 +75,11 @@ internal sealed partial class UsageRetentionBackgroundService(
         while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
     }
 
-    [LoggerMessage(EventId = 2401, Level = LogLevel.Information, Message = "Retention: {Events} acknowledged events and {Hourly} hourly rollup rows from before {Cutoff:O} removed")]
-    private partial void LogPruned(long events, long hourly, DateTimeOffset cutoff);
+    [LoggerMessage(EventId = 2401, Level = LogLevel.Information, Message = "Retention: {Events} acknowledged events ({Partitions} monthly partitions dropped whole) and {Hourly} hourly rollup rows from before {Cutoff:O} removed")]
+    private partial void LogPruned(long events, long hourly, int partitions, DateTimeOffset cutoff);
+
+    [LoggerMessage(EventId = 2403, Level = LogLevel.Information, Message = "Retention: created the usage_events partitions {Partitions}")]
+    private partial void LogPartitions(string partitions);
 
     [LoggerMessage(EventId = 2402, Level = LogLevel.Error, Message = "A retention run failed; the next tick retries")]
     private partial void LogFailed(Exception exception);

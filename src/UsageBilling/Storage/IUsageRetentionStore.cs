@@ -15,4 +15,15 @@ public interface IUsageRetentionStore
     /// <param name="cancellationToken">Stops between batches.</param>
     /// <returns>What was removed.</returns>
     Task<UsagePruneResult> PruneAsync(DateTimeOffset cutoff, int batchSize, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Where <c>usage_events</c> is partitioned by month (PostgreSQL), creates the partitions missing from the month
+    /// 35 days before <paramref name="now"/> to two months after it, moving into each the rows the default partition
+    /// held for its month; elsewhere does nothing. Concurrent callers serialize.
+    /// </summary>
+    /// <param name="now">The current instant.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The partitions created.</returns>
+    Task<IReadOnlyList<string>> EnsurePartitionsAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
+        Task.FromResult<IReadOnlyList<string>>([]);
 }

@@ -524,10 +524,6 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     b.HasIndex("ReportId")
                         .HasDatabaseName("ix_usage_events_report");
 
-                    b.HasIndex("UserId", "IdempotencyKey")
-                        .IsUnique()
-                        .HasDatabaseName("ux_usage_events_user_key");
-
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time");
 
@@ -537,6 +533,27 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         {
                             t.HasCheckConstraint("ck_usage_events_quantity", "quantity >= 1");
                         });
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEventKey", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("IdempotencyKey")
+                        .HasMaxLength(255)
+                        .HasColumnType("character varying(255)")
+                        .HasColumnName("idempotency_key");
+
+                    b.Property<Guid>("EventId")
+                        .HasColumnType("uuid")
+                        .HasColumnName("event_id");
+
+                    b.HasKey("UserId", "IdempotencyKey")
+                        .HasName("pk_usage_event_keys");
+
+                    b.ToTable("usage_event_keys", (string)null);
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>
@@ -774,6 +791,16 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_usage_events_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEventKey", b =>
+                {
+                    b.HasOne("UsageBilling.EntityFrameworkCore.Entities.BillingUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_event_keys_user");
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>

@@ -624,10 +624,6 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                     b.HasIndex("ReportId")
                         .HasDatabaseName("ix_usage_events_report");
 
-                    b.HasIndex("UserId", "IdempotencyKey")
-                        .IsUnique()
-                        .HasDatabaseName("ux_usage_events_user_key");
-
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time")
                         .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportId" });
@@ -636,6 +632,27 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                         {
                             t.HasCheckConstraint("ck_usage_events_quantity", "quantity >= 1");
                         });
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEventKey", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("IdempotencyKey")
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("idempotency_key");
+
+                    b.Property<Guid>("EventId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("event_id");
+
+                    b.HasKey("UserId", "IdempotencyKey")
+                        .HasName("pk_usage_event_keys");
+
+                    b.ToTable("usage_event_keys", (string)null);
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>
@@ -992,6 +1009,16 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_usage_events_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEventKey", b =>
+                {
+                    b.HasOne("UsageBilling.Web.Data.AppUser", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_event_keys_user");
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>
