@@ -269,7 +269,7 @@ public static class StorageBenchmark
     private static async Task<long> IndexSizeAsync(NpgsqlConnection connection, string create, string name)
     {
         await ExecuteAsync(connection, create);
-        var size = await ScalarAsync(connection, $"SELECT pg_relation_size('{name}')");
+        var size = await ScalarAsync(connection, $"SELECT COALESCE(sum(pg_relation_size(inhrelid)), 0)::bigint FROM pg_inherits WHERE inhparent = '{name}'::regclass");
         await ExecuteAsync(connection, $"DROP INDEX {name}");
         return size;
     }

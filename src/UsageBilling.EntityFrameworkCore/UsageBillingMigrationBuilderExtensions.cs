@@ -76,7 +76,10 @@ public static class UsageBillingMigrationBuilderExtensions
     /// providers), then on PostgreSQL rebuilds <c>usage_events</c> range-partitioned by month of <c>occurred_at</c>
     /// (<see cref="UsageBillingMigrationSql.PartitionUsageEventsPostgres"/>): the rows are copied once, so on a large
     /// table run it in a quiet hour. Later months' partitions are created ahead by the retention service
-    /// (<see cref="IUsageRetention.EnsurePartitionsAsync"/>); a default partition takes anything outside them.
+    /// (<see cref="IUsageRetention.EnsurePartitionsAsync"/>); a default partition takes anything outside them. That
+    /// service and the prune's partition drops run DDL, so the app's database role must own <c>usage_events</c>. Refused
+    /// with a PostgreSQL error naming them: foreign keys referencing <c>usage_events</c>, unique or exclusion constraints
+    /// and triggers on it (an app's own; UsageBilling has none), and a table outside the current schema.
     /// </summary>
     /// <param name="migrationBuilder">The migration's builder.</param>
     /// <returns>The same builder.</returns>

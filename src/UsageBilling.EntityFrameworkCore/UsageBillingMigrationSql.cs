@@ -127,6 +127,18 @@ public static class UsageBillingMigrationSql
                 RETURN;
             END IF;
 
+            -- What the rebuild cannot carry over is refused by name rather than lost.
+            IF (SELECT relnamespace FROM pg_class WHERE oid = 'usage_events'::regclass) <> (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) THEN
+                RAISE EXCEPTION 'usage_events is not in the current schema (%): run the migration with its schema first in search_path', current_schema();
+            END IF;
+            IF EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = 'usage_events'::regclass OR (conrelid = 'usage_events'::regclass AND contype IN ('u', 'x'))) THEN
+                RAISE EXCEPTION 'usage_events has constraints the rebuild cannot carry over (foreign keys referencing it, unique or exclusion constraints): %',
+                    (SELECT string_agg(conname, ', ') FROM pg_constraint WHERE confrelid = 'usage_events'::regclass OR (conrelid = 'usage_events'::regclass AND contype IN ('u', 'x')));
+            END IF;
+            IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'usage_events'::regclass AND NOT tgisinternal) THEN
+                RAISE EXCEPTION 'usage_events has triggers the rebuild cannot carry over: %', (SELECT string_agg(tgname, ', ') FROM pg_trigger WHERE tgrelid = 'usage_events'::regclass AND NOT tgisinternal);
+            END IF;
+
             ALTER TABLE usage_events RENAME TO {old};
             CREATE TEMP TABLE ub_definitions AS
                 SELECT 'f' AS kind, c.conname::text AS name, pg_get_constraintdef(c.oid) AS def
@@ -151,6 +163,12 @@ public static class UsageBillingMigrationSql
             END LOOP;
             FOR d IN SELECT name, def FROM ub_definitions WHERE kind = 'f' LOOP
                 EXECUTE format('ALTER TABLE usage_events ADD CONSTRAINT %I %s', d.name, d.def);
+            END LOOP;
+            -- The grants other roles had on the table (its owner, who runs this, owns the new one).
+            FOR d IN SELECT a.privilege_type AS privilege, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS grantee
+                     FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a
+                     WHERE c.oid = '{old}'::regclass AND a.grantee <> c.relowner LOOP
+                EXECUTE format('GRANT %s ON usage_events TO %s', d.privilege, d.grantee);
             END LOOP;
             DROP TABLE ub_definitions;
             DROP TABLE {old};

@@ -522,10 +522,6 @@ namespace ExistingApp.Migrations
                     b.HasIndex("ReportId")
                         .HasDatabaseName("ix_usage_events_report");
 
-                    b.HasIndex("UserId", "IdempotencyKey")
-                        .IsUnique()
-                        .HasDatabaseName("ux_usage_events_user_key");
-
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time")
                         .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportId" });
@@ -534,6 +530,27 @@ namespace ExistingApp.Migrations
                         {
                             t.HasCheckConstraint("ck_usage_events_quantity", "quantity >= 1");
                         });
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEventKey", b =>
+                {
+                    b.Property<Guid>("UserId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("user_id");
+
+                    b.Property<string>("IdempotencyKey")
+                        .HasMaxLength(255)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("idempotency_key");
+
+                    b.Property<Guid>("EventId")
+                        .HasColumnType("TEXT")
+                        .HasColumnName("event_id");
+
+                    b.HasKey("UserId", "IdempotencyKey")
+                        .HasName("pk_usage_event_keys");
+
+                    b.ToTable("usage_event_keys", (string)null);
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>
@@ -771,6 +788,16 @@ namespace ExistingApp.Migrations
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired()
                         .HasConstraintName("fk_usage_events_user");
+                });
+
+            modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageEventKey", b =>
+                {
+                    b.HasOne("ExistingApp.Account", null)
+                        .WithMany()
+                        .HasForeignKey("UserId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired()
+                        .HasConstraintName("fk_usage_event_keys_user");
                 });
 
             modelBuilder.Entity("UsageBilling.EntityFrameworkCore.Entities.UsageHourly", b =>

@@ -51,7 +51,8 @@ internal static class DbCommand
         await using var services = CliServices.Build(settings, Needs.Database | Needs.Meters);
         var result = await services.Get<IUsageRetention>().PruneAsync(keep, cancellationToken).ConfigureAwait(false);
         Output.Console.WriteLine(
-            $"Pruned {result.EventsDeleted:N0} acknowledged event(s) and {result.HourlyRowsFolded:N0} hourly rollup row(s) from before {result.Cutoff:yyyy-MM-dd HH:mm} UTC across {result.Accounts:N0} account(s); the daily rollup and the reports keep their totals.");
+            $"Pruned {result.EventsDeleted:N0} acknowledged event(s) and {result.HourlyRowsFolded:N0} hourly rollup row(s) from before {result.Cutoff:yyyy-MM-dd HH:mm} UTC across {result.Accounts:N0} account(s); the daily rollup and the reports keep their totals."
+            + (result.PartitionsDropped > 0 ? $" {result.PartitionsDropped:N0} monthly partition(s) of usage_events were dropped whole." : ""));
         return ExitCodes.Ok;
     }
 

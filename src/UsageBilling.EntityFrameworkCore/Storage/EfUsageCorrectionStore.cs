@@ -138,7 +138,7 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
             .ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
         await context.Set<UsageDaily>().Where(d => d.UserId == evt.UserId && d.Day == day && d.Meter == evt.Meter && d.EventCount == 0)
             .ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
-        await context.Set<UsageEvent>().Where(e => e.Id == evt.Id).ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
+        await context.Set<UsageEvent>().Where(e => e.Id == evt.Id && e.OccurredAt == evt.OccurredAt).ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
         if (evt.IdempotencyKey is { } key)
         {
             // The key goes with its event, as it did when its uniqueness lived on usage_events.

@@ -42,8 +42,8 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
               AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
               AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
             LIMIT @batch)
-        RETURNING user_id, idempotency_key),
-        keys AS (DELETE FROM usage_event_keys k USING gone g WHERE k.user_id = g.user_id AND k.idempotency_key = g.idempotency_key)
+        RETURNING id, user_id, idempotency_key),
+        keys AS (DELETE FROM usage_event_keys k USING gone g WHERE k.user_id = g.user_id AND k.idempotency_key = g.idempotency_key AND k.event_id = g.id)
         SELECT count(*) FROM gone
         """;
 
@@ -178,11 +178,19 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
 
     /// <summary>
     /// PostgreSQL: drops whole the monthly partitions of <c>usage_events</c> that ended by <paramref name="cutoff"/>, one
-    /// transaction each. Under an exclusive lock on the partition (no writer can change its rows), the events that must
-    /// stay — the same conditions as the batched delete, negated — are set aside, the idempotency keys of the others go,
-    /// the partition is detached (which leaves its range to the default partition), the kept events are inserted again
-    /// (into the default partition) and the partition is dropped. A partition whose locks cannot be had within a few
-    /// seconds is left to the batched delete.
+    /// transaction each, in two steps so that writers are held up only for the second, short one:
+    /// <list type="number">
+    /// <item>without locking out anyone, the ids of the events that must stay (the batched delete's conditions,
+    /// negated) are set aside and the idempotency keys of the others deleted. A month keeping more than a tenth of its
+    /// events (and over <see cref="KeptRowsAlwaysMoved"/>) is left to the batched delete: its kept rows would only
+    /// pile up in the default partition.</item>
+    /// <item>the partition is detached (an exclusive lock on <c>usage_events</c>, waited for at most 2 s, else the month
+    /// is left for a later run), the kept events are inserted again as they are now (into the default partition, which
+    /// the detached range falls to; a kept event claimed or voided meanwhile comes as it is) and the table dropped.</item>
+    /// </list>
+    /// Why the set aside in step 1 is still right in step 2: an event that may go is acknowledged more than 35 days ago,
+    /// so Stripe can neither cancel nor compensate it — a void is refused and no correction can make it pending — and
+    /// no event that old is recorded or claimed again; writers only claim or void kept ones, which step 2 re-reads.
     /// </summary>
     private static async Task<(int Partitions, long Events)> DropPartitionsAsync(Npgsql.NpgsqlConnection connection, DateTimeOffset cutoff, CancellationToken cancellationToken)
     {
@@ -201,38 +209,49 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '5s'; LOCK TABLE {name} IN EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
                 var keep = $"""
                     CREATE TEMP TABLE ub_kept ON COMMIT DROP AS
-                    SELECT e.* FROM {name} e
+                    SELECT e.id FROM {name} e
                     WHERE NOT EXISTS (
                         SELECT 1 FROM usage_reports r
-                        WHERE r.id = e.report_id AND r.status = 'sent' AND r.sent_at < @cutoff AND r.period_end <= @cutoff
+                        WHERE EXISTS (SELECT 1 FROM billing_customers bc WHERE bc.user_id = e.user_id)
+                          AND r.id = e.report_id AND r.status = 'sent' AND r.sent_at < @cutoff AND r.period_end <= @cutoff
                           AND (r.period_start = date_trunc('hour', r.period_start, 'UTC') OR e.occurred_at >= date_trunc('hour', r.period_start, 'UTC') + interval '1 hour')
                           AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
                           AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending'));
-                    DELETE FROM usage_event_keys k USING {name} e
-                    WHERE k.user_id = e.user_id AND k.idempotency_key = e.idempotency_key
-                      AND NOT EXISTS (SELECT 1 FROM ub_kept x WHERE x.id = e.id);
+                    SELECT (SELECT count(*) FROM {name}), (SELECT count(*) FROM ub_kept);
                     """;
+                long total, kept;
                 await using (var command = new Npgsql.NpgsqlCommand(keep, connection, transaction) { CommandTimeout = 0 })
                 {
                     command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset>("cutoff", cutoff));
-                    await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                long total, kept;
-                await using (var command = new Npgsql.NpgsqlCommand($"SELECT (SELECT count(*) FROM {name}), (SELECT count(*) FROM ub_kept)", connection, transaction))
-                await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-                {
+                    await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                     await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
                     (total, kept) = (reader.GetInt64(0), reader.GetInt64(1));
                 }
 
-                await ExecuteAsync(connection, transaction, $"ALTER TABLE usage_events DETACH PARTITION {name}; INSERT INTO usage_events SELECT * FROM ub_kept; DROP TABLE {name}", cancellationToken).ConfigureAwait(false);
+                if (kept > KeptRowsAlwaysMoved && kept * 10 > total)
+                {
+                    await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                await ExecuteAsync(connection, transaction, $"""
+                    DELETE FROM usage_event_keys k USING {name} e
+                    WHERE k.user_id = e.user_id AND k.idempotency_key = e.idempotency_key AND k.event_id = e.id
+                      AND NOT EXISTS (SELECT 1 FROM ub_kept x WHERE x.id = e.id)
+                    """, cancellationToken).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '2s'; ALTER TABLE usage_events DETACH PARTITION {name}", cancellationToken).ConfigureAwait(false);
+                int moved;
+                await using (var command = new Npgsql.NpgsqlCommand($"INSERT INTO usage_events SELECT e.* FROM {name} e WHERE e.id IN (SELECT id FROM ub_kept)", connection, transaction) { CommandTimeout = 0 })
+                {
+                    moved = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                await ExecuteAsync(connection, transaction, $"DROP TABLE {name}", cancellationToken).ConfigureAwait(false);
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 partitions++;
-                events += total - kept;
+                events += total - moved;
             }
             catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.UndefinedTable)
             {
@@ -244,6 +263,9 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
 
         return (partitions, events);
     }
+
+    /// <summary>A month with at most this many events to keep is always dropped (its kept events moved), whatever their share.</summary>
+    private const int KeptRowsAlwaysMoved = 10_000;
 
     /// <summary>The advisory lock partition creation serializes on.</summary>
     private const long PartitionLockKey = 7817_0000_0003;

@@ -166,7 +166,7 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             if (decision.Refused.Count > 0)
             {
                 var ids = decision.Refused.Keys.Select(i => events[i].Id).ToList();
-                await dialect.DeleteEventsAsync(connection, transaction, ids, cancellationToken).ConfigureAwait(false);
+                await dialect.DeleteEventsAsync(connection, transaction, [.. decision.Refused.Keys.Select(i => (events[i].Id, events[i].OccurredAt))], cancellationToken).ConfigureAwait(false);
                 inserted.ExceptWith(ids);
                 refused = decision.Refused;
             }

@@ -393,14 +393,16 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
         }
     }
 
-    public async Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
+    public async Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid Id, DateTimeOffset OccurredAt)> events, CancellationToken cancellationToken)
     {
+        // occurred_at = ANY(…) lets PostgreSQL plan for (and lock) only the partitions the events are in.
         const string sql = """
-            WITH gone AS (DELETE FROM usage_events WHERE id = ANY(@ids) RETURNING user_id, idempotency_key)
-            DELETE FROM usage_event_keys k USING gone g WHERE k.user_id = g.user_id AND k.idempotency_key = g.idempotency_key
+            WITH gone AS (DELETE FROM usage_events WHERE id = ANY(@ids) AND occurred_at = ANY(@occurred) RETURNING id, user_id, idempotency_key)
+            DELETE FROM usage_event_keys k USING gone g WHERE k.user_id = g.user_id AND k.idempotency_key = g.idempotency_key AND k.event_id = g.id
             """;
         await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
-        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. ids] });
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. events.Select(e => e.Id)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("occurred", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. events.Select(e => e.OccurredAt)] });
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 

@@ -380,13 +380,13 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
         }
     }
 
-    public async Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<Guid> ids, CancellationToken cancellationToken)
+    public async Task DeleteEventsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid Id, DateTimeOffset OccurredAt)> events, CancellationToken cancellationToken)
     {
         await using var delete = ((SqliteConnection)connection).CreateCommand();
         delete.Transaction = (SqliteTransaction)transaction;
         delete.CommandText = "DELETE FROM usage_event_keys WHERE event_id = $id AND (user_id, idempotency_key) IN (SELECT user_id, idempotency_key FROM usage_events WHERE id = $id); DELETE FROM usage_events WHERE id = $id";
         var id = delete.Parameters.Add("$id", SqliteType.Text);
-        foreach (var value in ids)
+        foreach (var (value, _) in events)
         {
             id.Value = GuidText(value);
             await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
