@@ -239,6 +239,13 @@ public abstract class CliComplianceTests(Provider provider) : IAsyncLifetime
         var reportId = Guid.CreateVersion7();
         await using (var db = _world.Database.CreateContext())
         {
+            if (provider == Provider.Postgres)
+            {
+                // That month's own partition, as a database migrated with its history has: the prune drops it whole.
+                await db.Database.ExecuteSqlRawAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"CREATE TABLE usage_events_y{old.Start:yyyy}m{old.Start:MM} PARTITION OF usage_events FOR VALUES FROM ('{old.Start:O}') TO ('{old.End:O}')"), TestContext.Current.CancellationToken);
+            }
+
             var at = old.Start.AddDays(3);
             db.UsageReports.Add(new UsageBilling.EntityFrameworkCore.Entities.UsageReport
             {
@@ -257,6 +264,12 @@ public abstract class CliComplianceTests(Provider provider) : IAsyncLifetime
         var prune = await _world.RunOkAsync("db", "prune", "--keep", "40d");
 
         Assert.Contains("Pruned 2 acknowledged event(s) and 0 hourly rollup row(s) from before", prune.Stdout, StringComparison.Ordinal);
+        if (provider == Provider.Postgres)
+        {
+            // The console wraps long lines: compare with the whitespace collapsed.
+            Assert.Contains("1 monthly partition(s) of usage_events were dropped whole.", System.Text.RegularExpressions.Regex.Replace(prune.Stdout, @"\s+", " "), StringComparison.Ordinal);
+        }
+
         await using var after = _world.Database.CreateContext();
         Assert.Equal([7L], await after.UsageEvents.Where(e => e.UserId == alice).Select(e => e.Quantity).ToListAsync(TestContext.Current.CancellationToken));
         Assert.Equal(5, (await after.UsageReports.SingleAsync(r => r.Id == reportId, TestContext.Current.CancellationToken)).Quantity);

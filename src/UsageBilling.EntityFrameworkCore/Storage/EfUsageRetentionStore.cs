@@ -209,6 +209,17 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             try
             {
+                // One instance drops partitions at a time (two would wait on each other's key deletes and the detach);
+                // the other leaves the months to its batched deletes and a later run.
+                await using (var gate = new Npgsql.NpgsqlCommand($"SELECT pg_try_advisory_xact_lock({PartitionLockKey})", connection, transaction))
+                {
+                    if (await gate.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not true)
+                    {
+                        await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                        break;
+                    }
+                }
+
                 var keep = $"""
                     CREATE TEMP TABLE ub_kept ON COMMIT DROP AS
                     SELECT e.id FROM {name} e
@@ -267,7 +278,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     /// <summary>A month with at most this many events to keep is always dropped (its kept events moved), whatever their share.</summary>
     private const int KeptRowsAlwaysMoved = 10_000;
 
-    /// <summary>The advisory lock partition creation serializes on.</summary>
+    /// <summary>The advisory lock partition creation waits for and partition drops try (one instance changes partitions at a time).</summary>
     private const long PartitionLockKey = 7817_0000_0003;
 
     /// <summary>Whether usage_events is partitioned, its monthly partitions (by name, with their month) and its default partition.</summary>
