@@ -86,7 +86,7 @@ public static class SummaryBenchmark
             ? await GenerateAsync(db, connection, totalRows, heavyRows, userCount, recorded)
             : await FindCustomersAsync(connection);
 
-        Console.WriteLine($"# usage_events: {await ScalarAsync(connection, "SELECT count(*) FROM usage_events"):N0} rows, {await ScalarAsync(connection, "SELECT pg_total_relation_size('usage_events') / 1048576"):N0} MB with indexes; " +
+        Console.WriteLine($"# usage_events: {await ScalarAsync(connection, "SELECT count(*) FROM usage_events"):N0} rows, {await ScalarAsync(connection, "SELECT (sum(pg_total_relation_size(relid)) / 1048576)::bigint FROM pg_partition_tree('usage_events') WHERE isleaf"):N0} MB with indexes; " +
             $"usage_hourly: {await ScalarAsync(connection, "SELECT count(*) FROM usage_hourly"):N0} rows, {await ScalarAsync(connection, "SELECT pg_total_relation_size('usage_hourly') / 1048576"):N0} MB; " +
             $"usage_daily: {await ScalarAsync(connection, "SELECT count(*) FROM usage_daily"):N0} rows, {await ScalarAsync(connection, "SELECT pg_total_relation_size('usage_daily') / 1048576"):N0} MB; " +
             $"heavy customer's events in period: {await ScalarAsync(connection, $"SELECT count(*) FROM usage_events WHERE user_id = '{heavy}' AND occurred_at >= '{periodStart:O}'"):N0}");
