@@ -97,8 +97,18 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         var connection = context.Database.GetDbConnection();
         await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var locked = false;
         try
         {
+            if (postgres)
+            {
+                // One prune at a time across instances (a session lock, waited for): a partition drop beside another
+                // instance's batched deletes of the same month would count its events twice and could deadlock with them.
+                await using var gate = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_lock({PruneLockKey})", (Npgsql.NpgsqlConnection)connection) { CommandTimeout = 0 };
+                await gate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                locked = true;
+            }
+
             var (partitions, dropped) = postgres && dropPartitions
                 ? await DropPartitionsAsync((Npgsql.NpgsqlConnection)connection, cutoff, cancellationToken).ConfigureAwait(false)
                 : (0, 0L);
@@ -127,9 +137,18 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         }
         finally
         {
+            if (locked)
+            {
+                await using var release = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_unlock({PruneLockKey})", (Npgsql.NpgsqlConnection)connection);
+                await release.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+
             await context.Database.CloseConnectionAsync().ConfigureAwait(false);
         }
     }
+
+    /// <summary>The session advisory lock a PostgreSQL prune holds from start to end.</summary>
+    private const long PruneLockKey = 7817_0000_0004;
 
     public async Task<IReadOnlyList<string>> EnsurePartitionsAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -209,8 +228,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                // One instance drops partitions at a time (two would wait on each other's key deletes and the detach);
-                // the other leaves the months to its batched deletes and a later run.
+                // Not while partitions are being created (EnsurePartitionsAsync holds this lock): left for a later run.
                 await using (var gate = new Npgsql.NpgsqlCommand($"SELECT pg_try_advisory_xact_lock({PartitionLockKey})", connection, transaction))
                 {
                     if (await gate.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not true)
@@ -253,6 +271,13 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                       AND NOT EXISTS (SELECT 1 FROM ub_kept x WHERE x.id = e.id)
                     """, cancellationToken).ConfigureAwait(false);
                 await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '2s'; ALTER TABLE usage_events DETACH PARTITION {name}", cancellationToken).ConfigureAwait(false);
+
+                // What the partition holds now (a kept event may have been voided meanwhile): the count of what goes is exact.
+                await using (var command = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {name}", connection, transaction) { CommandTimeout = 0 })
+                {
+                    total = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+                }
+
                 int moved;
                 await using (var command = new Npgsql.NpgsqlCommand($"INSERT INTO usage_events SELECT e.* FROM {name} e WHERE e.id IN (SELECT id FROM ub_kept)", connection, transaction) { CommandTimeout = 0 })
                 {
