@@ -113,7 +113,7 @@ public sealed class PastPeriodsTests(ClockedBrowserWebApp app) : IClassFixture<C
         await page.GetByTestId("email").FillAsync(email);
         await page.GetByTestId("password").FillAsync("correct-horse-1");
         await page.GetByTestId("register").ClickAsync();
-        await page.WaitForURLAsync("**/plans");
+        await page.WaitForURLAsync("**/plans", new() { WaitUntil = Microsoft.Playwright.WaitUntilState.DOMContentLoaded });
         await page.GetByTestId("choose-tiny").ClickAsync();
         await Expect(page.GetByTestId("current-plan")).ToHaveTextAsync("Tiny");
         await using var db = app.CreateDbContext();
@@ -131,7 +131,7 @@ public sealed class PastPeriodsTests(ClockedBrowserWebApp app) : IClassFixture<C
         await page.GetByTestId("login").ClickAsync();
         try
         {
-            await page.WaitForURLAsync("**" + landing);
+            await page.WaitForURLAsync("**" + landing, new() { WaitUntil = Microsoft.Playwright.WaitUntilState.DOMContentLoaded });
         }
         catch (TimeoutException ex)
         {

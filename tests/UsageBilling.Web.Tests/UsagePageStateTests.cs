@@ -123,7 +123,7 @@ public sealed class UsagePageStateTests(BrowserWebApp app) : IClassFixture<Brows
         await page.GetByTestId("email").FillAsync(email);
         await page.GetByTestId("password").FillAsync("correct-horse-1");
         await page.GetByTestId("register").ClickAsync();
-        await page.WaitForURLAsync("**/plans");
+        await page.WaitForURLAsync("**/plans", new() { WaitUntil = WaitUntilState.DOMContentLoaded });
         if (plan is not null)
         {
             await page.GetByTestId($"choose-{plan}").ClickAsync();
@@ -232,7 +232,7 @@ public sealed class UsageChartBrowserTests(DemoWebApp app) : IClassFixture<DemoW
         await page.GetByTestId("login").ClickAsync();
         try
         {
-            await page.WaitForURLAsync("**/usage");
+            await page.WaitForURLAsync("**/usage", new() { WaitUntil = WaitUntilState.DOMContentLoaded });
         }
         catch (TimeoutException ex)
         {
