@@ -30,17 +30,23 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
 {
     private const int AccountsPerPage = 200;
 
+    // PostgreSQL: when event e (occurred before the cutoff) may go, given its report r — for the batched deletes and,
+    // negated, for the events a partition drop keeps: one text, so the two can never disagree.
+    private const string PostgresMayGo = """
+        r.id = e.report_id AND r.status = 'sent' AND r.sent_at < @cutoff AND r.period_end <= @cutoff
+              AND (r.period_start = date_trunc('hour', r.period_start, 'UTC') OR e.occurred_at >= date_trunc('hour', r.period_start, 'UTC') + interval '1 hour')
+              AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
+              AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
+        """;
+
     // The events' idempotency keys go in the same statement (one transaction).
-    private const string PostgresEventsSql = """
+    private const string PostgresEventsSql = $$"""
         WITH gone AS (
         DELETE FROM usage_events WHERE (id, occurred_at) IN (
             SELECT e.id, e.occurred_at FROM usage_events e
             JOIN usage_reports r ON r.id = e.report_id
-            WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff AND r.sent_at < @cutoff
-              AND r.status = 'sent' AND r.period_end <= @cutoff
-              AND (r.period_start = date_trunc('hour', r.period_start, 'UTC') OR e.occurred_at >= date_trunc('hour', r.period_start, 'UTC') + interval '1 hour')
-              AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
-              AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
+            WHERE e.user_id IN ({users}) AND e.occurred_at < @cutoff
+              AND {{PostgresMayGo}}
             LIMIT @batch)
         RETURNING id, user_id, idempotency_key),
         keys AS (DELETE FROM usage_event_keys k USING gone g WHERE k.user_id = g.user_id AND k.idempotency_key = g.idempotency_key AND k.event_id = g.id)
@@ -244,10 +250,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                     WHERE NOT EXISTS (
                         SELECT 1 FROM usage_reports r
                         WHERE EXISTS (SELECT 1 FROM billing_customers bc WHERE bc.user_id = e.user_id)
-                          AND r.id = e.report_id AND r.status = 'sent' AND r.sent_at < @cutoff AND r.period_end <= @cutoff
-                          AND (r.period_start = date_trunc('hour', r.period_start, 'UTC') OR e.occurred_at >= date_trunc('hour', r.period_start, 'UTC') + interval '1 hour')
-                          AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
-                          AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending'));
+                          AND {PostgresMayGo});
                     SELECT (SELECT count(*) FROM {name}), (SELECT count(*) FROM ub_kept);
                     """;
                 long total, kept;

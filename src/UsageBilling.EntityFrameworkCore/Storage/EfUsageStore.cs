@@ -165,9 +165,9 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
             IReadOnlyDictionary<int, UsageLimitExceededException>? refused = null;
             if (decision.Refused.Count > 0)
             {
-                var ids = decision.Refused.Keys.Select(i => events[i].Id).ToList();
-                await dialect.DeleteEventsAsync(connection, transaction, [.. decision.Refused.Keys.Select(i => (events[i].Id, events[i].OccurredAt))], cancellationToken).ConfigureAwait(false);
-                inserted.ExceptWith(ids);
+                var gone = decision.Refused.Keys.Select(i => (events[i].Id, events[i].OccurredAt)).ToList();
+                await dialect.DeleteEventsAsync(connection, transaction, gone, cancellationToken).ConfigureAwait(false);
+                inserted.ExceptWith(gone.Select(e => e.Id));
                 refused = decision.Refused;
             }
 

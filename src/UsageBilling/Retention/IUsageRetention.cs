@@ -26,7 +26,7 @@ public interface IUsageRetention
     /// On PostgreSQL with <c>usage_events</c> partitioned by month, creates the partitions for this month and the
     /// next two (and any month back to 35 days ago that lacks one), moving in what the default partition held
     /// for them; elsewhere does nothing. The retention service runs it at start and every
-    /// <see cref="RetentionOptions.Interval"/>, and <see cref="PruneAsync"/> runs it first.
+    /// <see cref="RetentionOptions.Interval"/>, before pruning.
     /// </summary>
     /// <param name="cancellationToken">Cancels the call.</param>
     /// <returns>The names of the partitions created.</returns>

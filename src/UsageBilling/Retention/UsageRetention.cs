@@ -15,13 +15,7 @@ internal sealed class UsageRetention(IUsageRetentionStore store, IOptions<UsageB
             throw new ArgumentOutOfRangeException(nameof(keep), keep, $"Retention must keep at least {IUsageRetention.MinimumKeep.TotalDays:0} days (Stripe's meter-event window: younger events can still be recorded, sent or corrected); got {Describe(keep)}.");
         }
 
-        return PruneAfterPartitionsAsync(keep, cancellationToken);
-    }
-
-    private async Task<UsagePruneResult> PruneAfterPartitionsAsync(TimeSpan keep, CancellationToken cancellationToken)
-    {
-        await EnsurePartitionsAsync(cancellationToken).ConfigureAwait(false);
-        return await store.PruneAsync(time.GetUtcNow() - keep, options.Value.Retention.BatchSize, cancellationToken).ConfigureAwait(false);
+        return store.PruneAsync(time.GetUtcNow() - keep, options.Value.Retention.BatchSize, cancellationToken);
     }
 
     public Task<IReadOnlyList<string>> EnsurePartitionsAsync(CancellationToken cancellationToken = default) =>
