@@ -15,7 +15,8 @@ namespace UsageBilling.Benchmarks;
 /// <c>usage_daily</c>: <c>pg_total_relation_size</c>) for months of acknowledged usage, then
 /// <see cref="IUsageRetention.PruneAsync"/> with a window: its time, what it removed, the bytes after (plain
 /// VACUUM, and VACUUM FULL for what the rows now need), the usage read's p50/p99 before and after, and the
-/// answers of every sampled account's periods before and after (they must be equal, or the run fails). Before
+/// answers of every sampled account's periods before and after (they must be equal, or the run fails). Before the
+/// prune, the fold of closed sparse days' hours (<see cref="IUsageRetention.FoldHoursAsync"/>): its bytes, its answers. Before
 /// that, on the same data, the prune's two ways of removing events timed apart: batched deletes (the partial first
 /// month) against dropping the monthly partitions (the first whole month); and the size of a candidate slimmer index.
 /// </summary>
@@ -115,8 +116,24 @@ public static class StorageBenchmark
         var probe = db.Users[0];
         var months = Months(now.AddDays(-days), now);
         var oldest = months[1]; // the first whole month: pruned with any --keep below --days - 31
-        var answersBefore = await AnswersAsync(store, db.Users.Take(sample), months);
+        var answersBefore = await AnswersAsync(store, db.Users.Take(sample), months, ragged: true);
         var readsBefore = new[]
+        {
+            await MeasureAsync(iterations, () => summaries.GetCurrentPeriodAsync(probe)),
+            await MeasureAsync(iterations, () => store.GetUsageByDayAsync(probe, oldest.Start, oldest.End, default)),
+        };
+
+        // The fold of the closed sparse days' hours into the daily rollup (what the retention service does every tick),
+        // then compacted again: the bytes it saves, and the same answers and read times from the folded days.
+        var foldClock = Stopwatch.StartNew();
+        var folded = await db.Services.GetRequiredService<IUsageRetention>().FoldHoursAsync();
+        foldClock.Stop();
+        await ExecuteAsync(connection, "VACUUM FULL ANALYZE usage_hourly");
+        await ExecuteAsync(connection, "VACUUM FULL ANALYZE usage_daily");
+        var afterFold = await SizesAsync(connection);
+        var answersFolded = await AnswersAsync(store, db.Users.Take(sample), months, ragged: true);
+        var answersBeforePrune = await AnswersAsync(store, db.Users.Take(sample), months, ragged: false);
+        var readsFolded = new[]
         {
             await MeasureAsync(iterations, () => summaries.GetCurrentPeriodAsync(probe)),
             await MeasureAsync(iterations, () => store.GetUsageByDayAsync(probe, oldest.Start, oldest.End, default)),
@@ -146,7 +163,7 @@ public static class StorageBenchmark
         prune.Stop();
         await ExecuteAsync(connection, "VACUUM ANALYZE");
         var afterVacuum = await SizesAsync(connection);
-        var answersAfter = await AnswersAsync(store, db.Users.Take(sample), months);
+        var answersAfter = await AnswersAsync(store, db.Users.Take(sample), months, ragged: false);
         var readsAfter = new[]
         {
             await MeasureAsync(iterations, () => summaries.GetCurrentPeriodAsync(probe)),
@@ -156,6 +173,7 @@ public static class StorageBenchmark
         await ExecuteAsync(connection, "VACUUM FULL usage_hourly");
         var afterFull = await SizesAsync(connection);
 
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# fold: the hours of {folded.DaysFolded:N0} closed account·meter·days folded into the daily rollup, {folded.HourlyRowsDeleted:N0} hourly rows deleted, in {foldClock.Elapsed.TotalSeconds:N1} s"));
         Console.WriteLine($"# prune --keep {keepDays}d (cutoff {result.Cutoff:yyyy-MM-dd HH:mm}): {result.EventsDeleted:N0} events and {result.HourlyRowsFolded:N0} hourly rows removed across {result.Accounts:N0} accounts in {prune.Elapsed.TotalSeconds:N1} s ({result.EventsDeleted / prune.Elapsed.TotalSeconds:N0} events/s, batched deletes of {db.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<UsageBillingOptions>>().Value.Retention.BatchSize:N0})");
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# batched deletes of {batch:N0} (partition drops off), {months[0].Start:yyyy-MM} (partial month) up to {months[0].End:yyyy-MM-dd}: {byBatches.EventsDeleted:N0} events in {batched.Elapsed.TotalSeconds:N1} s ({byBatches.EventsDeleted / batched.Elapsed.TotalSeconds:N0} events/s)"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# partition drops up to {month.End:yyyy-MM-dd} ({month.Start:yyyy-MM}: {monthRows:N0} rows, {monthBytes / 1048576.0:N0} MB with indexes): {byDrops.PartitionsDropped} partitions, {byDrops.EventsDeleted:N0} events in {dropping.Elapsed.TotalSeconds:N2} s ({byDrops.EventsDeleted / dropping.Elapsed.TotalSeconds:N0} events/s, {byDrops.EventsDeleted / dropping.Elapsed.TotalSeconds / Math.Max(1, byBatches.EventsDeleted / batched.Elapsed.TotalSeconds):N0}x the batched deletes)"));
@@ -163,7 +181,7 @@ public static class StorageBenchmark
         Console.WriteLine();
         Console.WriteLine("| | events held | usage_events heap MB | its indexes MB | usage_hourly MB (rows) | usage_daily MB (rows) | total MB | B per event held | B per event recorded |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-        foreach (var (name, s) in new[] { ("before, as written", written), ("before, compacted (VACUUM FULL)", before), ("after prune + VACUUM", afterVacuum), ("after prune + VACUUM FULL", afterFull) })
+        foreach (var (name, s) in new[] { ("before, as written", written), ("before, compacted (VACUUM FULL)", before), ("after the fold, compacted", afterFold), ("after the fold and prune + VACUUM", afterVacuum), ("after the fold and prune + VACUUM FULL", afterFull) })
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {name} | {s.Events:N0} | {s.EventsHeap / 1048576.0:N0} | {s.Indexes.Values.Sum() / 1048576.0:N0} | {s.Hourly / 1048576.0:N0} ({s.HourlyRows:N0}) | {s.Daily / 1048576.0:N0} ({s.DailyRows:N0}) | {s.Total / 1048576.0:N0} | {s.Total / (double)Math.Max(1, s.Events):N0} | {s.Total / (double)written.Events:N0} |"));
@@ -178,17 +196,17 @@ public static class StorageBenchmark
         }
 
         Console.WriteLine();
-        Console.WriteLine("| Read (one account) | before p50 ms | before p99 ms | after p50 ms | after p99 ms |");
-        Console.WriteLine("|---|---:|---:|---:|---:|");
+        Console.WriteLine("| Read (one account) | before p50 ms | before p99 ms | folded p50 ms | folded p99 ms | folded and pruned p50 ms | folded and pruned p99 ms |");
+        Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
         var names = new[] { "GetCurrentPeriodAsync", $"GetUsageByDayAsync, first whole month ({oldest.Start:yyyy-MM}, pruned)" };
         for (var i = 0; i < names.Length; i++)
         {
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {names[i]} | {readsBefore[i].P50:F2} | {readsBefore[i].P99:F2} | {readsAfter[i].P50:F2} | {readsAfter[i].P99:F2} |"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {names[i]} | {readsBefore[i].P50:F2} | {readsBefore[i].P99:F2} | {readsFolded[i].P50:F2} | {readsFolded[i].P99:F2} | {readsAfter[i].P50:F2} | {readsAfter[i].P99:F2} |"));
         }
 
-        var same = answersBefore == answersAfter;
+        var same = answersBefore == answersFolded && answersBeforePrune == answersAfter;
         Console.WriteLine();
-        Console.WriteLine($"# {sample:N0} accounts' usage by day in each of {months.Count} months: {(same ? "identical before and after the prune" : "DIFFERENT after the prune")} ({answersBefore.Length:N0} characters compared)");
+        Console.WriteLine($"# {sample:N0} accounts' usage by day in each of {months.Count} months and in ranges from 09:17 on their first day to 09:17 on the next month's: {(answersBefore == answersFolded ? "identical before and after the fold" : "DIFFERENT after the fold")} ({answersBefore.Length:N0} characters compared); the months' (the periods'): {(answersBeforePrune == answersAfter ? "identical before and after the prune" : "DIFFERENT after the prune")} ({answersAfter.Length:N0} characters)");
         Console.WriteLine($"# load average at end: {BenchInfo.LoadAverage()}");
         return same ? 0 : 1;
     }
@@ -213,17 +231,25 @@ public static class StorageBenchmark
         return months;
     }
 
-    private static async Task<string> AnswersAsync(IUsageStore store, IEnumerable<Guid> users, List<BillingPeriod> months)
+    // Pruned history answers exactly for its billing periods (here calendar months); a ragged range's edge day in it no
+    // longer has the events or hours it would need, so ragged ranges are compared across the fold only.
+    private static async Task<string> AnswersAsync(IUsageStore store, IEnumerable<Guid> users, List<BillingPeriod> months, bool ragged)
     {
         var text = new StringBuilder();
         foreach (var user in users)
         {
             foreach (var m in months)
             {
-                var rows = await store.GetUsageByDayAsync(user, m.Start, m.End, default);
-                foreach (var r in rows.OrderBy(r => r.Meter, StringComparer.Ordinal).ThenBy(r => r.Day))
+                // The month, and a range with ragged edges (both edge days read hour by hour: from the hourly rollup, or from
+                // the events once folded).
+                var ranges = ragged ? new[] { (m.Start, m.End), (m.Start.AddHours(9).AddMinutes(17), m.End.AddHours(9).AddMinutes(17)) } : [(m.Start, m.End)];
+                foreach (var (from, to) in ranges)
                 {
-                    text.Append(user).Append(' ').Append(r).Append('\n');
+                    var rows = await store.GetUsageByDayAsync(user, from, to, default);
+                    foreach (var r in rows.OrderBy(r => r.Meter, StringComparer.Ordinal).ThenBy(r => r.Day))
+                    {
+                        text.Append(user).Append(' ').Append(from.ToString("O", CultureInfo.InvariantCulture)).Append(' ').Append(r).Append('\n');
+                    }
                 }
             }
         }

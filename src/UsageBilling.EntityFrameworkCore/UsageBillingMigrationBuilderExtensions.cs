@@ -122,4 +122,33 @@ public static class UsageBillingMigrationBuilderExtensions
 
         return migrationBuilder;
     }
+
+    /// <summary>
+    /// The <c>Down</c> of the migration that adds <c>usage_daily.hours_folded</c>: call it first, before the column is
+    /// dropped. It gives every folded day its <c>usage_hourly</c> rows back, rebuilt from the day's events (an event
+    /// counts as acknowledged when its report is <c>sent</c>), because code before the fold reads a ragged day's hours
+    /// from <c>usage_hourly</c>.
+    /// </summary>
+    /// <param name="migrationBuilder">The migration's builder.</param>
+    /// <returns>The same builder.</returns>
+    /// <exception cref="NotSupportedException">The migration targets a provider other than SQLite or PostgreSQL.</exception>
+    public static MigrationBuilder UnfoldUsageHours(this MigrationBuilder migrationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(migrationBuilder);
+        if (migrationBuilder.IsSqlite())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.UnfoldUsageHoursSqlite);
+        }
+        else if (migrationBuilder.IsNpgsql())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.UnfoldUsageHoursPostgres);
+        }
+        else
+        {
+            throw new NotSupportedException(
+                $"UsageBilling stores usage on SQLite (Microsoft.EntityFrameworkCore.Sqlite) or PostgreSQL (Npgsql.EntityFrameworkCore.PostgreSQL); this migration targets '{migrationBuilder.ActiveProvider}'.");
+        }
+
+        return migrationBuilder;
+    }
 }

@@ -31,6 +31,37 @@ public static class UsageBillingMigrationSql
         GROUP BY 1, 2, 3;
         """;
 
+    /// <summary>PostgreSQL: the folded days' hourly rows (stray ones included) rebuilt from their events, for the fold's <c>Down</c>.</summary>
+    public const string UnfoldUsageHoursPostgres = """
+        DELETE FROM usage_hourly h USING usage_daily d
+        WHERE d.hours_folded AND d.user_id = h.user_id AND d.meter = h.meter AND h.hour >= d.day AND h.hour < d.day + interval '1 day';
+        INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+        SELECT e.user_id, date_bin('1 hour', e.occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), e.meter,
+               SUM(e.quantity), COUNT(*),
+               COALESCE(SUM(e.quantity) FILTER (WHERE r.sent_at IS NOT NULL), 0), COUNT(*) FILTER (WHERE r.sent_at IS NOT NULL),
+               MAX(r.sent_at)
+        FROM usage_events e
+        JOIN usage_daily d ON d.user_id = e.user_id AND d.meter = e.meter AND d.day = date_trunc('day', e.occurred_at, 'UTC') AND d.hours_folded
+        LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
+        GROUP BY 1, 2, 3;
+        """;
+
+    /// <summary>SQLite: the folded days' hourly rows (stray ones included) rebuilt from their events, for the fold's <c>Down</c>.</summary>
+    public const string UnfoldUsageHoursSqlite = """
+        DELETE FROM usage_hourly
+        WHERE EXISTS (SELECT 1 FROM usage_daily d WHERE d.hours_folded AND d.user_id = usage_hourly.user_id AND d.meter = usage_hourly.meter
+                        AND d.day = usage_hourly.hour - usage_hourly.hour % 86400000000);
+        INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
+        SELECT e.user_id, (e.occurred_at / 3600000000) * 3600000000, e.meter,
+               SUM(e.quantity), COUNT(*),
+               SUM(CASE WHEN r.sent_at IS NOT NULL THEN e.quantity ELSE 0 END), SUM(r.sent_at IS NOT NULL),
+               MAX(r.sent_at)
+        FROM usage_events e
+        JOIN usage_daily d ON d.user_id = e.user_id AND d.meter = e.meter AND d.day = e.occurred_at - e.occurred_at % 86400000000 AND d.hours_folded
+        LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
+        GROUP BY 1, 2, 3;
+        """;
+
     /// <summary>PostgreSQL: fills <c>usage_daily</c> from the events already stored (run once, right after the table is created); an event counts as acknowledged when its report is <c>sent</c>.</summary>
     public const string BackfillUsageDailyPostgres = """
         INSERT INTO usage_daily (user_id, day, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)

@@ -72,6 +72,10 @@ public static class UsageBillingModelBuilderExtensions
             e.ToTable("usage_daily");
             e.HasKey(x => new { x.UserId, x.Day, x.Meter }).HasName("pk_usage_daily");
             e.Property(x => x.Day).HasColumnName("day");
+            e.Property(x => x.HoursFolded).HasColumnName("hours_folded").HasDefaultValue(false);
+
+            // The closed days retention may still fold (few of them: a day is folded once, or stays dense).
+            e.HasIndex(x => new { x.Day, x.UserId, x.Meter }).HasDatabaseName("ix_usage_daily_unfolded").HasFilter("NOT hours_folded");
             MapRollup<TUser, UsageDaily>(e, "usage_daily");
         });
 

@@ -258,12 +258,17 @@ public abstract class CliComplianceTests(Provider provider) : IAsyncLifetime
             }
 
             db.UsageEvents.Add(new UsageBilling.EntityFrameworkCore.Entities.UsageEvent { Id = Guid.CreateVersion7(), UserId = alice, Meter = "ai_messages", Quantity = 7, OccurredAt = at, CreatedAt = at });
+
+            // The day's rollups, as the recorder and the flusher leave them: a closed sparse day, which the prune folds first.
+            db.UsageDaily.Add(new UsageBilling.EntityFrameworkCore.Entities.UsageDaily { UserId = alice, Day = at, Meter = "ai_messages", Quantity = 12, EventCount = 3, ReportedQuantity = 5, ReportedCount = 2, LastReportedAt = at });
+            db.UsageHourly.Add(new UsageBilling.EntityFrameworkCore.Entities.UsageHourly { UserId = alice, Hour = at, Meter = "ai_messages", Quantity = 12, EventCount = 3, ReportedQuantity = 5, ReportedCount = 2, LastReportedAt = at });
             await db.SaveChangesAsync(TestContext.Current.CancellationToken);
         }
 
         var prune = await _world.RunOkAsync("db", "prune", "--keep", "40d");
 
         Assert.Contains("Pruned 2 acknowledged event(s) and 0 hourly rollup row(s) from before", prune.Stdout, StringComparison.Ordinal);
+        Assert.Contains("The hours of 1 closed account·meter·day(s) were folded into the daily rollup (1 hourly row(s)).", System.Text.RegularExpressions.Regex.Replace(prune.Stdout, @"\s+", " "), StringComparison.Ordinal);
         if (provider == Provider.Postgres)
         {
             // The console wraps long lines: compare with the whitespace collapsed.
@@ -275,6 +280,8 @@ public abstract class CliComplianceTests(Provider provider) : IAsyncLifetime
         Assert.Equal(5, (await after.UsageReports.SingleAsync(r => r.Id == reportId, TestContext.Current.CancellationToken)).Quantity);
         var again = await _world.RunOkAsync("db", "prune", "--keep", "40d");
         Assert.Contains("Pruned 0 acknowledged event(s)", again.Stdout, StringComparison.Ordinal);
+        Assert.DoesNotContain("folded", again.Stdout, StringComparison.Ordinal);
+        Assert.True((await after.UsageDaily.SingleAsync(d => d.UserId == alice, TestContext.Current.CancellationToken)).HoursFolded);
     }
 }
 

@@ -268,6 +268,62 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
         Assert.Equal(240, await db.Set<UsageEventKey>().CountAsync(Ct));
     }
 
+    /// <summary>
+    /// The FoldedHours migration's <c>Down</c> (<c>UnfoldUsageHours()</c>): code before it reads a ragged day's hours from
+    /// <c>usage_hourly</c>, so every folded day gets its hourly rows back from its events, and a stray row written into
+    /// a folded day after the fold (never read while folded) goes.
+    /// </summary>
+    [Fact]
+    public async Task FoldedHoursMigration_DownAfterAFold_HourlyRowsRebuiltFromTheEvents()
+    {
+        await using var db = CreateContext();
+        await db.Database.MigrateAsync(Ct);
+        var migrations = db.Database.GetMigrations().ToList();
+        var target = migrations.FindIndex(m => m.EndsWith("_FoldedHours", StringComparison.Ordinal));
+        Assert.True(target > 0, $"No FoldedHours migration after an earlier one in [{string.Join(", ", migrations)}]");
+
+        var users = new[] { Guid.NewGuid(), Guid.NewGuid() };
+        foreach (var u in users)
+        {
+            await InsertAsync(db, "INSERT INTO users (id, email, created_at) VALUES ({0}, {1}, {2})", Id(u), null, Time(Now.AddDays(-100)));
+        }
+
+        var report = Guid.CreateVersion7(Now);
+        await InsertReportAsync(db, report, "sent", Now.AddDays(-1));
+        for (var i = 0; i < 200; i++)
+        {
+            await InsertAsync(
+                db,
+                "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, created_at, request_fingerprint) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8})",
+                Id(Guid.CreateVersion7(Now)), Id(users[i % 2]), i % 3 == 0 ? "api_calls" : "ai_messages", (long)(i % 7 + 1), Time(Now.AddHours(-i * 7).AddMinutes(-i)),
+                null, i % 3 == 1 ? Id(report) : null, Time(Now.AddHours(-i * 7)), null);
+        }
+
+        var (hourly, daily) = provider == Provider.Sqlite
+            ? (UsageBillingMigrationSql.BackfillUsageHourlySqlite, UsageBillingMigrationSql.BackfillUsageDailySqlite)
+            : (UsageBillingMigrationSql.BackfillUsageHourlyPostgres, UsageBillingMigrationSql.BackfillUsageDailyPostgres);
+        await db.Database.ExecuteSqlRawAsync(hourly, Ct);
+        await db.Database.ExecuteSqlRawAsync(daily, Ct);
+        await RollupAssert.MatchesEventsAsync(db, Ct);
+
+        // A fold of everything before the cutoff, then a stray hourly row in a folded day.
+        var cutoff = new DateTimeOffset(Now.UtcDateTime.Date.AddDays(-10), TimeSpan.Zero);
+        var folded = await InsertAsync(db, "UPDATE usage_daily SET hours_folded = TRUE WHERE day < {0}", Time(cutoff));
+        Assert.True(folded > 50, $"folded {folded}");
+        await InsertAsync(db, "DELETE FROM usage_hourly WHERE hour < {0}", Time(cutoff));
+        await InsertAsync(
+            db,
+            "INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7})",
+            Id(users[0]), Time(cutoff.AddDays(-3).AddHours(5)), "ai_messages", -4L, -1L, 0L, 0L, null);
+
+        await db.GetService<IMigrator>().MigrateAsync(migrations[target - 1], Ct);
+        await db.Database.MigrateAsync(Ct);
+
+        Assert.Empty(await db.Database.GetPendingMigrationsAsync(Ct));
+        await RollupAssert.MatchesEventsAsync(db, Ct);
+        Assert.Equal(0, await db.UsageDaily.CountAsync(d => d.HoursFolded, Ct));
+    }
+
     /// <summary>Every event's columns, in id order (the columns this and the previous schema share).</summary>
     private static async Task<List<EventRow>> EventsAsync(UsageBillingDbContext db) =>
         await db.UsageEvents.AsNoTracking().OrderBy(e => e.Id)

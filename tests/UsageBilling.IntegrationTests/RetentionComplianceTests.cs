@@ -109,6 +109,104 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
     }
 
     [Fact]
+    public async Task FoldHours_ClosedSparseDays_SameAnswersFromTheEvents_ThroughLateWritesVoidsAndPrune()
+    {
+        var (user, customer) = await NewCustomerAsync();
+        await AddItemsAsync(user);
+        var random = new Random(18);
+        for (var round = 0; round < 14; round++)
+        {
+            var now = Time.GetUtcNow();
+            var times = Enumerable.Range(0, 30).Select(_ => now.AddMinutes(-random.Next(1, 9 * 24 * 60))).ToList();
+            for (var k = -1; k <= 5; k++)
+            {
+                var edge = Anchor.AddMonths(k);
+                if (edge > now.AddDays(-9) && edge < now.AddMinutes(-1))
+                {
+                    times.AddRange([edge.AddMinutes(-5), edge.AddMinutes(5), edge.AddHours(-2), edge.AddHours(3), edge.AddHours(-9)]);
+                }
+            }
+
+            for (var i = 0; i < times.Count; i++)
+            {
+                await Recorder.RecordAsync(user, i % 3 == 0 ? "api_calls" : "ai_messages", 1 + (i % 4), $"r{round}-{i}", times[i], Ct);
+            }
+
+            await FlushUntilDoneAsync();
+            Time.Advance(TimeSpan.FromDays(9));
+        }
+
+        await Recorder.RecordAsync(user, "ai_messages", 2, "today", Time.GetUtcNow().AddMinutes(-30), Ct);
+
+        // Ragged ranges anywhere in the last 60 days (every event still stored): the answer must be the events' own.
+        var ranges = Enumerable.Range(0, 25).Select(_ =>
+        {
+            var from = Time.GetUtcNow().AddMinutes(-random.Next(2 * 24 * 60, 60 * 24 * 60));
+            return (from, from.AddMinutes(random.Next(30, 20 * 24 * 60)));
+        }).ToList();
+        var before = await SnapshotAsync(user, customer);
+        await AssertRangesMatchEventsAsync(user, ranges);
+        var closed = Time.GetUtcNow().UtcDateTime.Date.AddDays(-1);
+        var hourlyClosed = await CountAsync(db => db.UsageHourly.Where(h => h.UserId == user && h.Hour < closed));
+
+        var folded = await Retention.FoldHoursAsync(Ct);
+
+        Assert.True(folded.DaysFolded > 100, $"folded {folded.DaysFolded} days");
+        Assert.Equal(hourlyClosed, folded.HourlyRowsDeleted);
+        Assert.Equal(0, await CountAsync(db => db.UsageHourly.Where(h => h.UserId == user && h.Hour < closed)));
+        Assert.Equal(0, await CountAsync(db => db.UsageDaily.Where(d => d.UserId == user && d.Day < closed && !d.HoursFolded)));
+        Assert.True(await CountAsync(db => db.UsageHourly.Where(h => h.UserId == user)) > 0, "the open days keep their hours");
+        Assert.Equal(before, await SnapshotAsync(user, customer));
+        await AssertRangesMatchEventsAsync(user, ranges);
+        Assert.Equal(new UsageFoldResult(0, 0), await Retention.FoldHoursAsync(Ct));
+
+        // Writes into folded days afterwards (a late event, a void, a flush acknowledging them) leave hourly rows there
+        // that are never read: the answers still follow the events.
+        var day = new DateTimeOffset(closed.AddDays(-12), TimeSpan.Zero);
+        await Recorder.RecordAsync(user, "ai_messages", 6, "late-into-folded", day.AddHours(14).AddMinutes(30), Ct);
+        Guid voided;
+        await using (var db = Host.CreateContext())
+        {
+            voided = await db.UsageEvents.AsNoTracking().Where(e => e.UserId == user && e.OccurredAt >= day && e.OccurredAt < day.AddDays(1) && e.IdempotencyKey != "late-into-folded")
+                .OrderBy(e => e.OccurredAt).Select(e => e.Id).FirstAsync(Ct);
+        }
+
+        await Host.Get<IUsageCorrections>().VoidAsync(voided, "ops", "fold test", Ct);
+        await FlushUntilDoneAsync();
+        ranges.Add((day.AddHours(9).AddMinutes(17), day.AddDays(2).AddHours(4)));
+        ranges.Add((day.AddDays(-2).AddMinutes(41), day.AddHours(22)));
+        await AssertRangesMatchEventsAsync(user, ranges);
+
+        // The prune keeps the events of folded days that hold a period edge (their hours are read from them): same answers.
+        var beforePrune = await SnapshotAsync(user, customer);
+        var pruned = await Retention.PruneAsync(TimeSpan.FromDays(40), Ct);
+        Assert.True(pruned.EventsDeleted > 100, $"deleted {pruned.EventsDeleted}");
+        Assert.Equal(beforePrune, await SnapshotAsync(user, customer));
+        Assert.Equal(new UsageFoldResult(0, 0), await Retention.FoldHoursAsync(Ct));
+        Assert.Equal(beforePrune, await SnapshotAsync(user, customer));
+    }
+
+    // Each range's per-day answer against the one computed from the events themselves (pending: not in a sent report).
+    private async Task AssertRangesMatchEventsAsync(Guid user, List<(DateTimeOffset From, DateTimeOffset To)> ranges)
+    {
+        var store = Host.Get<IUsageStore>();
+        await using var db = Host.CreateContext();
+        foreach (var (from, to) in ranges)
+        {
+            var events = await db.UsageEvents.AsNoTracking().Where(e => e.UserId == user && e.OccurredAt >= from && e.OccurredAt < to)
+                .Select(e => new { e.Meter, e.OccurredAt, e.Quantity, Sent = db.UsageReports.Any(r => r.Id == e.ReportId && r.Status == UsageReportStatus.Sent) })
+                .ToListAsync(Ct);
+            var expected = events.GroupBy(e => (e.Meter, Day: DateOnly.FromDateTime(e.OccurredAt.UtcDateTime)))
+                .Select(g => $"{g.Key.Meter} {g.Key.Day:O} {g.Sum(e => e.Quantity)} {g.Count()} {g.Where(e => !e.Sent).Sum(e => e.Quantity)} {g.Count(e => !e.Sent)}")
+                .Order(StringComparer.Ordinal);
+            var actual = (await store.GetUsageByDayAsync(user, from, to, Ct))
+                .Select(d => $"{d.Meter} {d.Day:O} {d.Total} {d.Count} {d.PendingTotal} {d.PendingCount}")
+                .Order(StringComparer.Ordinal);
+            Assert.Equal(string.Join('\n', expected), string.Join('\n', actual));
+        }
+    }
+
+    [Fact]
     public async Task Prune_TwoInstancesAtOnceWhileRecording_EachEventDeletedOnceSameAnswers()
     {
         var (user, customer) = await NewCustomerAsync();

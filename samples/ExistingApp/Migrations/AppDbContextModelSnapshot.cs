@@ -446,6 +446,12 @@ namespace ExistingApp.Migrations
                         .HasColumnType("INTEGER")
                         .HasColumnName("event_count");
 
+                    b.Property<bool>("HoursFolded")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER")
+                        .HasDefaultValue(false)
+                        .HasColumnName("hours_folded");
+
                     b.Property<long?>("LastReportedAt")
                         .HasColumnType("INTEGER")
                         .HasColumnName("last_reported_at");
@@ -464,6 +470,10 @@ namespace ExistingApp.Migrations
 
                     b.HasKey("UserId", "Day", "Meter")
                         .HasName("pk_usage_daily");
+
+                    b.HasIndex("Day", "UserId", "Meter")
+                        .HasDatabaseName("ix_usage_daily_unfolded")
+                        .HasFilter("NOT hours_folded");
 
                     b.ToTable("usage_daily", (string)null);
 

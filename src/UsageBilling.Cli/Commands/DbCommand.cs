@@ -20,7 +20,7 @@ internal static class DbCommand
         db.Subcommands.Add(migrate);
 
         var keep = new Option<string>("--keep") { Description = "History to keep, in days (for example 90d; at least 35d, Stripe's meter-event window).", Required = true };
-        var prune = new Command("prune", "Delete events Stripe acknowledged before the window (never pending or unacknowledged ones) and the hourly rollup rows no summary reads; summaries, past periods and reconcile answer the same from the rollups and reports.");
+        var prune = new Command("prune", "Fold the hourly rollup rows of closed sparse days into the daily rollup, then delete events Stripe acknowledged before the window (never pending or unacknowledged ones) and the hourly rollup rows no summary reads; summaries, past periods and reconcile answer the same from the rollups and reports.");
         prune.Options.Add(keep);
         CliApp.SetHandler(prune, globals, (result, settings, ct) => PruneAsync(ParseKeep(result.GetValue(keep)), settings, ct));
         db.Subcommands.Add(prune);
@@ -49,10 +49,15 @@ internal static class DbCommand
     private static async Task<int> PruneAsync(TimeSpan keep, CliSettings settings, CancellationToken cancellationToken)
     {
         await using var services = CliServices.Build(settings, Needs.Database | Needs.Meters);
-        var result = await services.Get<IUsageRetention>().PruneAsync(keep, cancellationToken).ConfigureAwait(false);
+        var retention = services.Get<IUsageRetention>();
+
+        // The fold first (as the retention service does): a folded day that holds a period edge keeps its events.
+        var folded = await retention.FoldHoursAsync(cancellationToken).ConfigureAwait(false);
+        var result = await retention.PruneAsync(keep, cancellationToken).ConfigureAwait(false);
         Output.Console.WriteLine(
             $"Pruned {result.EventsDeleted:N0} acknowledged event(s) and {result.HourlyRowsFolded:N0} hourly rollup row(s) from before {result.Cutoff:yyyy-MM-dd HH:mm} UTC across {result.Accounts:N0} account(s); the daily rollup and the reports keep their totals."
-            + (result.PartitionsDropped > 0 ? $" {result.PartitionsDropped:N0} monthly partition(s) of usage_events were dropped whole." : ""));
+            + (result.PartitionsDropped > 0 ? $" {result.PartitionsDropped:N0} monthly partition(s) of usage_events were dropped whole." : "")
+            + (folded.DaysFolded > 0 ? $" The hours of {folded.DaysFolded:N0} closed account·meter·day(s) were folded into the daily rollup ({folded.HourlyRowsDeleted:N0} hourly row(s))." : ""));
         return ExitCodes.Ok;
     }
 

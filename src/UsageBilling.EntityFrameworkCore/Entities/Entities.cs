@@ -254,6 +254,13 @@ public sealed class UsageDaily : UsageRollupRow
 {
     /// <summary>The start (midnight UTC) of the day.</summary>
     public DateTimeOffset Day { get; set; }
+
+    /// <summary>
+    /// The day's hours were folded into this row: its <c>usage_hourly</c> rows are deleted and never read again,
+    /// and a summary whose range starts or ends inside the day reads those hours from <c>usage_events</c>
+    /// (retention keeps such an edge day's events). Set by retention for closed days with few events; never cleared.
+    /// </summary>
+    public bool HoursFolded { get; set; }
 }
 
 /// <summary>A row of <c>billing_customers</c>: the app user's Stripe customer and plan.</summary>

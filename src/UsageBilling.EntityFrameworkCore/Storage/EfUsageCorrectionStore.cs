@@ -136,7 +136,8 @@ internal sealed class EfUsageCorrectionStore<TContext>(IDbContextFactory<TContex
         var day = UsageRollup.FloorDay(evt.OccurredAt);
         await context.Set<UsageHourly>().Where(h => h.UserId == evt.UserId && h.Hour == hour && h.Meter == evt.Meter && h.EventCount == 0)
             .ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
-        await context.Set<UsageDaily>().Where(d => d.UserId == evt.UserId && d.Day == day && d.Meter == evt.Meter && d.EventCount == 0)
+        // A folded day's row stays (its flag says the day's stray hourly rows are not to be read; it reads as no usage).
+        await context.Set<UsageDaily>().Where(d => d.UserId == evt.UserId && d.Day == day && d.Meter == evt.Meter && d.EventCount == 0 && !d.HoursFolded)
             .ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
         await context.Set<UsageEvent>().Where(e => e.Id == evt.Id && e.OccurredAt == evt.OccurredAt).ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
         if (evt.IdempotencyKey is { } key)

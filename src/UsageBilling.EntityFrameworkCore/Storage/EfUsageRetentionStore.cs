@@ -20,6 +20,8 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// <item>not in the partial hour at either edge of its report's period: a period starting at 10:17 is read as
 /// whole days (daily rollup), the whole hours of its edge days (hourly rollup) and 10:17–11:00 from the events.
 /// The period's neighbour shares the edge, so the other side of the hour is kept by its own report.</item>
+/// <item>not on a day whose hours were folded (<c>usage_daily.hours_folded</c>) with an edge of its report's period inside:
+/// a summary reads that day's whole hours from the events.</item>
 /// <item>hourly rows go only for days before the cutoff's day with no event left (a void, which changes the
 /// rollups, needs its event) and no edge of any of the account's reported periods inside them: only such
 /// days' hours are ever read.</item>
@@ -37,6 +39,10 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
               AND (r.period_start = date_trunc('hour', r.period_start, 'UTC') OR e.occurred_at >= date_trunc('hour', r.period_start, 'UTC') + interval '1 hour')
               AND (r.period_end = date_trunc('hour', r.period_end, 'UTC') OR e.occurred_at < date_trunc('hour', r.period_end, 'UTC'))
               AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
+              AND NOT EXISTS (SELECT 1 FROM usage_daily d
+                              WHERE d.user_id = e.user_id AND d.day = date_trunc('day', e.occurred_at, 'UTC') AND d.meter = e.meter AND d.hours_folded
+                                AND ((r.period_start > d.day AND r.period_start < d.day + interval '1 day')
+                                  OR (r.period_end > d.day AND r.period_end < d.day + interval '1 day')))
         """;
 
     // The events' idempotency keys go in the same statement (one transaction).
@@ -76,6 +82,10 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
               AND (r.period_start % 3600000000 = 0 OR e.occurred_at >= r.period_start - r.period_start % 3600000000 + 3600000000)
               AND (r.period_end % 3600000000 = 0 OR e.occurred_at < r.period_end - r.period_end % 3600000000)
               AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
+              AND NOT EXISTS (SELECT 1 FROM usage_daily d
+                              WHERE d.user_id = e.user_id AND d.day = e.occurred_at - e.occurred_at % 86400000000 AND d.meter = e.meter AND d.hours_folded
+                                AND ((r.period_start > d.day AND r.period_start < d.day + 86400000000)
+                                  OR (r.period_end > d.day AND r.period_end < d.day + 86400000000)))
             LIMIT @batch)
         RETURNING user_id, idempotency_key
         """;
@@ -151,6 +161,196 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
 
             await context.Database.CloseConnectionAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>A closed day with at most this many events of a meter is folded: a summary edge inside it reads at most this many events.</summary>
+    internal const int FoldedDayMaxEvents = 96;
+
+    private const string PostgresFoldSql = """
+        UPDATE usage_daily d SET hours_folded = true
+        WHERE d.ctid = ANY(ARRAY(
+            SELECT x.ctid FROM usage_daily x
+            JOIN unnest(@users, @days, @meters) AS k(user_id, day, meter) ON x.user_id = k.user_id AND x.day = k.day AND x.meter = k.meter
+            WHERE NOT x.hours_folded AND x.event_count <= @max_events
+              AND x.event_count = (SELECT count(*) FROM usage_events e WHERE e.user_id = x.user_id AND e.occurred_at >= x.day AND e.occurred_at < x.day + interval '1 day' AND e.meter = x.meter)
+            FOR UPDATE OF x SKIP LOCKED))
+        RETURNING d.user_id, d.day, d.meter
+        """;
+
+    private const string PostgresFoldHourlySql = """
+        DELETE FROM usage_hourly WHERE ctid = ANY(ARRAY(
+            SELECT h.ctid FROM usage_hourly h
+            JOIN unnest(@users, @days, @meters) AS k(user_id, day, meter) ON h.user_id = k.user_id AND h.meter = k.meter AND h.hour >= k.day AND h.hour < k.day + interval '1 day'
+            FOR UPDATE OF h SKIP LOCKED))
+        """;
+
+    private const string SqliteFoldSql = """
+        UPDATE usage_daily SET hours_folded = 1
+        WHERE user_id = @user AND day = @day AND meter = @meter AND NOT hours_folded AND event_count <= @max_events
+          AND event_count = (SELECT count(*) FROM usage_events e WHERE e.user_id = @user AND e.occurred_at >= @day AND e.occurred_at < @day + 86400000000 AND e.meter = @meter)
+        """;
+
+    private const string SqliteFoldHourlySql = """
+        DELETE FROM usage_hourly WHERE user_id = @user AND hour >= @day AND hour < @day + 86400000000 AND meter = @meter
+        """;
+
+    /// <summary>
+    /// Folds the hours of the closed days (before yesterday, UTC) that have at most <see cref="FoldedDayMaxEvents"/>
+    /// events of a meter into their daily row: sets <c>usage_daily.hours_folded</c>, then deletes the day's
+    /// <c>usage_hourly</c> rows. A summary edge inside a folded day reads the day's hours from its events, so a day
+    /// is folded only while all its events are there (its event count matches the daily row's; a prune, which could
+    /// make them differ, never runs meanwhile: both hold the prune lock). Rows locked by a writer are skipped (left
+    /// for the next run) rather than waited for, so the fold never deadlocks with the recorder; an hourly row
+    /// skipped, or written into a folded day later, is never read.
+    /// </summary>
+    public async Task<UsageFoldResult> FoldHoursAsync(DateTimeOffset now, int batchSize, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        var closedBefore = UsageRollup.FloorDay(now).AddDays(-1);
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var connection = context.Database.GetDbConnection();
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var locked = false;
+        try
+        {
+            if (postgres)
+            {
+                await using var gate = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_lock({PruneLockKey})", (Npgsql.NpgsqlConnection)connection) { CommandTimeout = 0 };
+                await gate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                locked = true;
+            }
+
+            long days = 0, hourly = 0;
+            (object User, object Day, string Meter)? after = null;
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var page = await UnfoldedDaysAsync(connection, closedBefore, after, batchSize, cancellationToken).ConfigureAwait(false);
+                if (page.Count == 0)
+                {
+                    break;
+                }
+
+                after = page[^1];
+                var (folded, deleted) = postgres
+                    ? await FoldPostgresAsync((Npgsql.NpgsqlConnection)connection, page, cancellationToken).ConfigureAwait(false)
+                    : await FoldSqliteAsync(connection, page, cancellationToken).ConfigureAwait(false);
+                days += folded;
+                hourly += deleted;
+                if (page.Count < batchSize)
+                {
+                    break;
+                }
+            }
+
+            return new UsageFoldResult(days, hourly);
+        }
+        finally
+        {
+            if (locked)
+            {
+                await using var release = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_unlock({PruneLockKey})", (Npgsql.NpgsqlConnection)connection);
+                await release.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+
+            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        }
+    }
+
+    // A page of the closed daily rows not folded yet, in key order after the previous page (dense days stay unfolded and are passed over).
+    private async Task<List<(object User, object Day, string Meter)>> UnfoldedDaysAsync(DbConnection connection, DateTimeOffset closedBefore, (object User, object Day, string Meter)? after, int batchSize, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = $"""
+            SELECT user_id, day, meter FROM usage_daily
+            WHERE NOT hours_folded AND day < @closed {(after is null ? "" : "AND (day, user_id, meter) > (@day, @user, @meter)")}
+            ORDER BY day, user_id, meter LIMIT @batch
+            """;
+        Add(command, "closed", Time(closedBefore));
+        Add(command, "batch", batchSize);
+        if (after is { } last)
+        {
+            Add(command, "day", last.Day);
+            Add(command, "user", last.User);
+            Add(command, "meter", last.Meter);
+        }
+
+        var page = new List<(object, object, string)>(Math.Min(batchSize, 10_000));
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            page.Add((reader.GetValue(0), postgres ? reader.GetFieldValue<DateTimeOffset>(1) : reader.GetValue(1), reader.GetString(2)));
+        }
+
+        return page;
+    }
+
+    // Two statements, each its own transaction: the flag, then the hourly rows of the days flagged (a stop between them
+    // leaves hourly rows that are never read).
+    private static async Task<(long Days, long Hourly)> FoldPostgresAsync(Npgsql.NpgsqlConnection connection, List<(object User, object Day, string Meter)> page, CancellationToken cancellationToken)
+    {
+        var users = new List<Guid>();
+        var days = new List<DateTimeOffset>();
+        var meters = new List<string>();
+        await using (var fold = new Npgsql.NpgsqlCommand(PostgresFoldSql, connection) { CommandTimeout = 0 })
+        {
+            fold.Parameters.Add(new Npgsql.NpgsqlParameter<Guid[]>("users", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Uuid) { TypedValue = [.. page.Select(k => (Guid)k.User)] });
+            fold.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset[]>("days", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = [.. page.Select(k => (DateTimeOffset)k.Day)] });
+            fold.Parameters.Add(new Npgsql.NpgsqlParameter<string[]>("meters", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = [.. page.Select(k => k.Meter)] });
+            fold.Parameters.Add(new Npgsql.NpgsqlParameter<int>("max_events", FoldedDayMaxEvents));
+            await using var reader = await fold.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                users.Add(reader.GetGuid(0));
+                days.Add(reader.GetFieldValue<DateTimeOffset>(1));
+                meters.Add(reader.GetString(2));
+            }
+        }
+
+        if (users.Count == 0)
+        {
+            return (0, 0);
+        }
+
+        await using var delete = new Npgsql.NpgsqlCommand(PostgresFoldHourlySql, connection) { CommandTimeout = 0 };
+        delete.Parameters.Add(new Npgsql.NpgsqlParameter<Guid[]>("users", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Uuid) { TypedValue = [.. users] });
+        delete.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset[]>("days", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.TimestampTz) { TypedValue = [.. days] });
+        delete.Parameters.Add(new Npgsql.NpgsqlParameter<string[]>("meters", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text) { TypedValue = [.. meters] });
+        return (users.Count, await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false));
+    }
+
+    // SQLite (one writer at a time): the page in one transaction, a day flagged and its hourly rows deleted together.
+    private static async Task<(long Days, long Hourly)> FoldSqliteAsync(DbConnection connection, List<(object User, object Day, string Meter)> page, CancellationToken cancellationToken)
+    {
+        long days = 0, hourly = 0;
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using var fold = connection.CreateCommand();
+        await using var delete = connection.CreateCommand();
+        (fold.Transaction, fold.CommandText, delete.Transaction, delete.CommandText) = (transaction, SqliteFoldSql, transaction, SqliteFoldHourlySql);
+        Add(fold, "max_events", FoldedDayMaxEvents);
+        foreach (var command in new[] { fold, delete })
+        {
+            Add(command, "user", DBNull.Value);
+            Add(command, "day", DBNull.Value);
+            Add(command, "meter", DBNull.Value);
+        }
+
+        foreach (var (user, day, meter) in page)
+        {
+            foreach (var command in new[] { fold, delete })
+            {
+                (command.Parameters["user"].Value, command.Parameters["day"].Value, command.Parameters["meter"].Value) = (user, day, meter);
+            }
+
+            if (await fold.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1)
+            {
+                days++;
+                hourly += await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return (days, hourly);
     }
 
     /// <summary>The session advisory lock a PostgreSQL prune holds from start to end.</summary>

@@ -263,7 +263,8 @@ internal sealed class EfUsageStore<TContext>(IDbContextFactory<TContext> context
                 : row;
         }
 
-        return [.. merged.Values];
+        // A folded day whose events were all voided keeps its (empty) daily row: no usage, as a day without a row.
+        return [.. merged.Values.Where(d => d.Count != 0)];
     }
 
     public async Task<AccountLimits> GetAccountLimitsAsync(Guid userId, CancellationToken cancellationToken)

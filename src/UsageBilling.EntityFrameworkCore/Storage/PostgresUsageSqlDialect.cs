@@ -41,7 +41,8 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
     private static readonly string UpsertDailySql = UpsertSql("usage_daily", "day");
 
     // Primary-key range scans: usage_daily for the whole days (one row per meter and day), usage_hourly
-    // for the whole hours of the ragged days, usage_events for the ragged hours.
+    // for the whole hours of the ragged days, usage_events for the ragged hours — and for the whole hours of a
+    // ragged day whose hours were folded (few events: its hourly rows are gone, its events are all there).
     private const string UsageByDaySql = """
         SELECT meter, (day AT TIME ZONE 'UTC')::date, quantity, event_count,
                quantity - reported_quantity, event_count - reported_count, last_reported_at
@@ -57,6 +58,7 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
             SELECT meter, hour, quantity, event_count, reported_quantity, reported_count, last_reported_at FROM usage_hourly
             WHERE user_id = @user AND hour >= @days_to AND hour < @hours_to
         ) h
+        WHERE NOT EXISTS (SELECT 1 FROM usage_daily d WHERE d.user_id = @user AND d.day = date_trunc('day', h.hour, 'UTC') AND d.meter = h.meter AND d.hours_folded)
         GROUP BY 1, 2
         UNION ALL
         SELECT e.meter, (e.occurred_at AT TIME ZONE 'UTC')::date, SUM(e.quantity)::bigint, COUNT(*),
@@ -67,6 +69,18 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
             UNION ALL
             SELECT meter, occurred_at, quantity, report_id FROM usage_events
             WHERE user_id = @user AND occurred_at >= @hours_to AND occurred_at < @to
+            UNION ALL
+            SELECT f.meter, f.occurred_at, f.quantity, f.report_id
+            FROM usage_daily d
+            CROSS JOIN LATERAL (
+                SELECT meter, occurred_at, quantity, report_id FROM usage_events
+                WHERE user_id = @user AND occurred_at >= GREATEST(d.day, @hours_from) AND occurred_at < LEAST(d.day + interval '1 day', @days_from) AND meter = d.meter
+                UNION ALL
+                SELECT meter, occurred_at, quantity, report_id FROM usage_events
+                WHERE user_id = @user AND occurred_at >= GREATEST(d.day, @days_to) AND occurred_at < LEAST(d.day + interval '1 day', @hours_to) AND meter = d.meter
+            ) f
+            WHERE d.user_id = @user AND d.hours_folded
+              AND ((d.day >= date_trunc('day', @hours_from, 'UTC') AND d.day < @days_from) OR (d.day >= @days_to AND d.day < @hours_to))
         ) e
         LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
         GROUP BY 1, 2

@@ -199,8 +199,9 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             UNION ALL
             SELECT meter, hour / 86400000000, SUM(quantity), SUM(event_count),
                    SUM(quantity - reported_quantity), SUM(event_count - reported_count), MAX(last_reported_at)
-            FROM usage_hourly
+            FROM usage_hourly h
             WHERE user_id = $user AND ((hour >= $hoursFrom AND hour < $daysFrom) OR (hour >= $daysTo AND hour < $hoursTo))
+              AND NOT EXISTS (SELECT 1 FROM usage_daily d WHERE d.user_id = $user AND d.day = h.hour - h.hour % 86400000000 AND d.meter = h.meter AND d.hours_folded)
             GROUP BY 1, 2
             UNION ALL
             SELECT e.meter, e.occurred_at / 86400000000, SUM(e.quantity), COUNT(*),
@@ -208,6 +209,16 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             FROM usage_events e
             LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
             WHERE e.user_id = $user AND ((e.occurred_at >= $from AND e.occurred_at < $hoursFrom) OR (e.occurred_at >= $hoursTo AND e.occurred_at < $to))
+            GROUP BY 1, 2
+            UNION ALL
+            SELECT e.meter, e.occurred_at / 86400000000, SUM(e.quantity), COUNT(*),
+                   SUM(CASE WHEN r.sent_at IS NULL THEN e.quantity ELSE 0 END), SUM(r.sent_at IS NULL), MAX(r.sent_at)
+            FROM usage_daily d
+            JOIN usage_events e ON e.user_id = $user AND e.meter = d.meter AND e.occurred_at >= d.day AND e.occurred_at < d.day + 86400000000
+            LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
+            WHERE d.user_id = $user AND d.hours_folded
+              AND ((d.day >= $hoursFrom - $hoursFrom % 86400000000 AND d.day < $daysFrom) OR (d.day >= $daysTo AND d.day < $hoursTo))
+              AND ((e.occurred_at >= $hoursFrom AND e.occurred_at < $daysFrom) OR (e.occurred_at >= $daysTo AND e.occurred_at < $hoursTo))
             GROUP BY 1, 2
             """;
         command.Parameters.Add(new SqliteParameter("$user", SqliteType.Text) { Value = GuidText(userId) });

@@ -33,6 +33,18 @@ public interface IUsageRetention
     Task<IReadOnlyList<string>> EnsurePartitionsAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Folds the hourly rollup rows of closed days (before yesterday, UTC) with few events (at most 96 of a meter) into
+    /// the daily rollup: summaries read such a day's hours from its events instead, which for a sparse account are
+    /// about as many rows, so the hourly rows were nearly one per event. Only days whose events are all still stored
+    /// are folded; retention then keeps the events of a folded day that holds an edge of a billing period. The
+    /// retention service runs it at start and every <see cref="RetentionOptions.Interval"/>, with or without
+    /// <see cref="RetentionOptions.Keep"/>. Answers are the same before and after.
+    /// </summary>
+    /// <param name="cancellationToken">Stops between batches (what was folded stays folded).</param>
+    /// <returns>What was folded.</returns>
+    Task<UsageFoldResult> FoldHoursAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// The shortest <c>keep</c>: Stripe's 35-day meter-event window. Younger events may still be recorded late,
     /// sent, cancelled within 24 h of sending or compensated by a negative event.
     /// </summary>
@@ -52,6 +64,11 @@ public sealed record UsagePruneResult(DateTimeOffset Cutoff, long EventsDeleted,
     /// </summary>
     public int PartitionsDropped { get; init; }
 }
+
+/// <summary>What one fold of closed days' hours did (<see cref="IUsageRetention.FoldHoursAsync"/>).</summary>
+/// <param name="DaysFolded">Daily rollup rows (one user, meter and day) marked folded.</param>
+/// <param name="HourlyRowsDeleted">Their rows deleted from <c>usage_hourly</c>.</param>
+public sealed record UsageFoldResult(long DaysFolded, long HourlyRowsDeleted);
 
 /// <summary>
 /// Background pruning (<c>UsageBilling:Retention</c>): off unless <see cref="Keep"/> is set. The same work as

@@ -21,11 +21,14 @@ internal sealed class UsageRetention(IUsageRetentionStore store, IOptions<UsageB
     public Task<IReadOnlyList<string>> EnsurePartitionsAsync(CancellationToken cancellationToken = default) =>
         store.EnsurePartitionsAsync(time.GetUtcNow(), cancellationToken);
 
+    public Task<UsageFoldResult> FoldHoursAsync(CancellationToken cancellationToken = default) =>
+        store.FoldHoursAsync(time.GetUtcNow(), options.Value.Retention.BatchSize, cancellationToken);
+
     internal static string Describe(TimeSpan keep) =>
         keep.Ticks % TimeSpan.TicksPerDay == 0 ? $"{keep.TotalDays:0} days" : keep.ToString();
 }
 
-/// <summary>At start and every <see cref="RetentionOptions.Interval"/>: creates the monthly partitions ahead, then prunes when <see cref="RetentionOptions.Keep"/> is set; one failing run is logged, the loop goes on.</summary>
+/// <summary>At start and every <see cref="RetentionOptions.Interval"/>: creates the monthly partitions ahead, folds the closed sparse days' hours, then prunes when <see cref="RetentionOptions.Keep"/> is set; one failing run is logged, the loop goes on.</summary>
 internal sealed partial class UsageRetentionBackgroundService(
     IUsageRetention retention,
     IOptions<UsageBillingOptions> options,
@@ -46,6 +49,12 @@ internal sealed partial class UsageRetentionBackgroundService(
                 if (created.Count > 0)
                 {
                     LogPartitions(string.Join(", ", created));
+                }
+
+                var folded = await retention.FoldHoursAsync(stoppingToken).ConfigureAwait(false);
+                if (folded.DaysFolded > 0)
+                {
+                    LogFolded(folded.DaysFolded, folded.HourlyRowsDeleted);
                 }
 
                 if (keep is { } window)
@@ -74,6 +83,9 @@ internal sealed partial class UsageRetentionBackgroundService(
 
     [LoggerMessage(EventId = 2403, Level = LogLevel.Information, Message = "Retention: created the usage_events partitions {Partitions}")]
     private partial void LogPartitions(string partitions);
+
+    [LoggerMessage(EventId = 2404, Level = LogLevel.Information, Message = "Retention: folded the hours of {Days} closed day(s) into the daily rollup ({Hourly} hourly rows deleted)")]
+    private partial void LogFolded(long days, long hourly);
 
     [LoggerMessage(EventId = 2402, Level = LogLevel.Error, Message = "A retention run failed; the next tick retries")]
     private partial void LogFailed(Exception exception);

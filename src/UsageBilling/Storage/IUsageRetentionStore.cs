@@ -26,4 +26,17 @@ public interface IUsageRetentionStore
     /// <returns>The partitions created.</returns>
     Task<IReadOnlyList<string>> EnsurePartitionsAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
         Task.FromResult<IReadOnlyList<string>>([]);
+
+    /// <summary>
+    /// Folds the hours of closed days (before yesterday, UTC) with few events of a meter into their daily rollup row:
+    /// marks the row folded and deletes the day's hourly rows; summaries then read such a day's hours from its events,
+    /// which retention keeps while the day holds an edge of a reported billing period. Only days whose events are all
+    /// still stored are folded. Stores without hourly rollups do nothing.
+    /// </summary>
+    /// <param name="now">The current instant.</param>
+    /// <param name="batchSize">Daily rows examined per statement.</param>
+    /// <param name="cancellationToken">Stops between batches (what was folded stays folded).</param>
+    /// <returns>What was folded.</returns>
+    Task<UsageFoldResult> FoldHoursAsync(DateTimeOffset now, int batchSize, CancellationToken cancellationToken) =>
+        Task.FromResult(new UsageFoldResult(0, 0));
 }

@@ -448,6 +448,12 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .HasColumnType("bigint")
                         .HasColumnName("event_count");
 
+                    b.Property<bool>("HoursFolded")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("boolean")
+                        .HasDefaultValue(false)
+                        .HasColumnName("hours_folded");
+
                     b.Property<DateTimeOffset?>("LastReportedAt")
                         .HasColumnType("timestamp with time zone")
                         .HasColumnName("last_reported_at");
@@ -466,6 +472,10 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
 
                     b.HasKey("UserId", "Day", "Meter")
                         .HasName("pk_usage_daily");
+
+                    b.HasIndex("Day", "UserId", "Meter")
+                        .HasDatabaseName("ix_usage_daily_unfolded")
+                        .HasFilter("NOT hours_folded");
 
                     b.ToTable("usage_daily", (string)null);
 

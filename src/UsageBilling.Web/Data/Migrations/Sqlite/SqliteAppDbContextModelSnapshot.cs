@@ -548,6 +548,12 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                         .HasColumnType("INTEGER")
                         .HasColumnName("event_count");
 
+                    b.Property<bool>("HoursFolded")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER")
+                        .HasDefaultValue(false)
+                        .HasColumnName("hours_folded");
+
                     b.Property<long?>("LastReportedAt")
                         .HasColumnType("INTEGER")
                         .HasColumnName("last_reported_at");
@@ -566,6 +572,10 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
 
                     b.HasKey("UserId", "Day", "Meter")
                         .HasName("pk_usage_daily");
+
+                    b.HasIndex("Day", "UserId", "Meter")
+                        .HasDatabaseName("ix_usage_daily_unfolded")
+                        .HasFilter("NOT hours_folded");
 
                     b.ToTable("usage_daily", (string)null);
 
