@@ -384,8 +384,12 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
 
                 // A new table, filled with what the default partition held for its month, then attached (which
                 // builds the parent's indexes on it and checks the default partition holds no row of its range).
+                // Writers are held off for that while (a lock that conflicts with theirs, taken once): an insert that
+                // had already opened usage_events would route a row of that month to the default partition by the
+                // partitions it saw, and fail its new constraint once the attach commits.
                 var (from, to) = (Literal(month), Literal(month.AddMonths(1)));
-                var sql = $"CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);";
+                var sql = created.Count == 0 ? "LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE; " : "";
+                sql += $"CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);";
                 if (defaultPartition is not null)
                 {
                     sql += $" WITH moved AS (DELETE FROM {defaultPartition} WHERE occurred_at >= {from} AND occurred_at < {to} RETURNING *) INSERT INTO {name} SELECT * FROM moved;";
