@@ -186,6 +186,55 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
         Assert.Equal(beforePrune, await SnapshotAsync(user, customer));
     }
 
+    [Fact]
+    public async Task FoldHours_TwoInstancesAtOnceWhileRecordingAndVoidingInClosedDays_AnswersFollowTheEvents()
+    {
+        var (user, _) = await NewCustomerAsync();
+        await AddItemsAsync(user);
+        var now = Time.GetUtcNow();
+        var random = new Random(19);
+        for (var i = 0; i < 300; i++)
+        {
+            await Recorder.RecordAsync(user, i % 3 == 0 ? "api_calls" : "ai_messages", 1 + (i % 4), $"old-{i}", now.AddMinutes(-random.Next(2 * 24 * 60, 30 * 24 * 60)), Ct);
+        }
+
+        await FlushUntilDoneAsync();
+        List<Guid> victims;
+        await using (var db = Host.CreateContext())
+        {
+            victims = await db.UsageEvents.AsNoTracking().Where(e => e.UserId == user && e.Meter == "ai_messages").OrderBy(e => e.Id).Take(10).Select(e => e.Id).ToListAsync(Ct);
+        }
+
+        // Two app instances fold at once while the other instance records late events into the closed days and voids some.
+        var other = await AddFlusherHostAsync();
+        var writing = Task.Run(async () =>
+        {
+            for (var i = 0; i < 60; i++)
+            {
+                await other.Get<IUsageRecorder>().RecordAsync(user, "ai_messages", 2, $"late-{i}", now.AddMinutes(-random.Next(2 * 24 * 60, 30 * 24 * 60)), Ct);
+                if (i % 6 == 0)
+                {
+                    await other.Get<IUsageCorrections>().VoidAsync(victims[i / 6], "ops", "concurrent fold test", Ct);
+                }
+            }
+        }, Ct);
+        var folds = await Task.WhenAll(
+            Task.Run(() => Retention.FoldHoursAsync(Ct), Ct),
+            Task.Run(() => other.Get<IUsageRetention>().FoldHoursAsync(Ct), Ct));
+        await writing;
+        await FlushUntilDoneAsync();
+        var again = await Retention.FoldHoursAsync(Ct);
+
+        Assert.True(folds.Sum(f => f.DaysFolded) + again.DaysFolded >= 40, $"folded {folds.Sum(f => f.DaysFolded)} + {again.DaysFolded}");
+        Assert.Equal(0, await CountAsync(db => db.UsageDaily.Where(d => d.UserId == user && d.Day < now.UtcDateTime.Date.AddDays(-1) && !d.HoursFolded)));
+        var ranges = Enumerable.Range(0, 30).Select(_ =>
+        {
+            var from = now.AddMinutes(-random.Next(2 * 24 * 60, 31 * 24 * 60));
+            return (from, from.AddMinutes(random.Next(30, 6 * 24 * 60)));
+        }).ToList();
+        await AssertRangesMatchEventsAsync(user, ranges);
+    }
+
     // Each range's per-day answer against the one computed from the events themselves (pending: not in a sent report).
     private async Task AssertRangesMatchEventsAsync(Guid user, List<(DateTimeOffset From, DateTimeOffset To)> ranges)
     {
