@@ -31,10 +31,10 @@ public static class UsageBillingMigrationSql
         GROUP BY 1, 2, 3;
         """;
 
-    /// <summary>PostgreSQL: the folded days' hourly rows (stray ones included) rebuilt from their events, for the fold's <c>Down</c>.</summary>
+    /// <summary>PostgreSQL: the folded days' hourly rows (stray ones included) rebuilt from their events, and the folded rows a void left empty deleted (as a void did before the fold), for the fold's <c>Down</c>.</summary>
     public const string UnfoldUsageHoursPostgres = """
         DELETE FROM usage_hourly h USING usage_daily d
-        WHERE d.hours_folded AND d.user_id = h.user_id AND d.meter = h.meter AND h.hour >= d.day AND h.hour < d.day + interval '1 day';
+        WHERE d.hours_folded AND d.user_id = h.user_id AND d.meter = h.meter AND h.hour >= d.day AND h.hour < d.day + interval '24 hours';
         INSERT INTO usage_hourly (user_id, hour, meter, quantity, event_count, reported_quantity, reported_count, last_reported_at)
         SELECT e.user_id, date_bin('1 hour', e.occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00'), e.meter,
                SUM(e.quantity), COUNT(*),
@@ -44,9 +44,10 @@ public static class UsageBillingMigrationSql
         JOIN usage_daily d ON d.user_id = e.user_id AND d.meter = e.meter AND d.day = date_trunc('day', e.occurred_at, 'UTC') AND d.hours_folded
         LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
         GROUP BY 1, 2, 3;
+        DELETE FROM usage_daily WHERE hours_folded AND event_count = 0;
         """;
 
-    /// <summary>SQLite: the folded days' hourly rows (stray ones included) rebuilt from their events, for the fold's <c>Down</c>.</summary>
+    /// <summary>SQLite: the folded days' hourly rows (stray ones included) rebuilt from their events, and the folded rows a void left empty deleted (as a void did before the fold), for the fold's <c>Down</c>.</summary>
     public const string UnfoldUsageHoursSqlite = """
         DELETE FROM usage_hourly
         WHERE EXISTS (SELECT 1 FROM usage_daily d WHERE d.hours_folded AND d.user_id = usage_hourly.user_id AND d.meter = usage_hourly.meter
@@ -60,6 +61,7 @@ public static class UsageBillingMigrationSql
         JOIN usage_daily d ON d.user_id = e.user_id AND d.meter = e.meter AND d.day = e.occurred_at - e.occurred_at % 86400000000 AND d.hours_folded
         LEFT JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
         GROUP BY 1, 2, 3;
+        DELETE FROM usage_daily WHERE hours_folded AND event_count = 0;
         """;
 
     /// <summary>PostgreSQL: fills <c>usage_daily</c> from the events already stored (run once, right after the table is created); an event counts as acknowledged when its report is <c>sent</c>.</summary>
@@ -108,7 +110,7 @@ public static class UsageBillingMigrationSql
         UPDATE usage_daily d SET reported_quantity = d.reported_quantity + x.q, reported_count = d.reported_count + x.n,
             last_reported_at = CASE WHEN d.reported_count + x.n = 0 THEN NULL ELSE COALESCE((
                 SELECT MAX(r.sent_at) FROM usage_events e JOIN usage_reports r ON r.id = e.report_id AND r.status = 'sent'
-                WHERE e.user_id = d.user_id AND e.meter = d.meter AND e.occurred_at >= d.day AND e.occurred_at < d.day + interval '1 day'), d.last_reported_at) END
+                WHERE e.user_id = d.user_id AND e.meter = d.meter AND e.occurred_at >= d.day AND e.occurred_at < d.day + interval '24 hours'), d.last_reported_at) END
         FROM (SELECT user_id, date_bin('1 day', occurred_at, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS day, meter, SUM(q) AS q, SUM(n) AS n FROM ub_ack_fix GROUP BY 1, 2, 3) x
         WHERE d.user_id = x.user_id AND d.day = x.day AND d.meter = x.meter;
         """;

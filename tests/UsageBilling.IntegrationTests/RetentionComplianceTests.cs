@@ -18,7 +18,7 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
     // The subscription's anchor: every period starts and ends at hh:17:23, so each edge is a partial hour.
     private static readonly DateTimeOffset Anchor = new(2026, 11, 5, 9, 17, 23, TimeSpan.Zero);
 
-    private IUsageRetention Retention => Host.Get<IUsageRetention>();
+    protected IUsageRetention Retention => Host.Get<IUsageRetention>();
 
     [Fact]
     public async Task Prune_FourMonthsAcknowledged_SameSummariesPastPeriodsAndReportTotals()
@@ -477,7 +477,7 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
         return user.Id;
     }
 
-    private async Task<long> CountAsync<T>(Func<EntityFrameworkCore.UsageBillingDbContext, IQueryable<T>> query)
+    protected async Task<long> CountAsync<T>(Func<EntityFrameworkCore.UsageBillingDbContext, IQueryable<T>> query)
     {
         await using var db = Host.CreateContext();
         return await query(db).LongCountAsync(Ct);
@@ -523,4 +523,39 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
 
 public sealed class SqliteRetentionTests() : RetentionComplianceTests(Provider.Sqlite);
 
-public sealed class PostgresRetentionTests() : RetentionComplianceTests(Provider.Postgres);
+public sealed class PostgresRetentionTests() : RetentionComplianceTests(Provider.Postgres)
+{
+    /// <summary>
+    /// A claim (or a void) locks rows of <c>usage_events</c>, then writes them; creating a month's partition beside it
+    /// waits for those rows while holding writers off, so the claim's write would wait for it in turn. The partition
+    /// creation gives way and tries again: neither side fails, the partitions come, every event lands in its month's.
+    /// </summary>
+    [Fact]
+    public async Task EnsurePartitions_BesideAClaimThatLockedRowsThenWrites_NeitherFails()
+    {
+        var (user, _) = await NewCustomerAsync();
+        Time.Advance(TimeSpan.FromDays(150));
+        var at = Time.GetUtcNow().AddHours(-1);
+        for (var i = 0; i < 5; i++)
+        {
+            await Recorder.RecordAsync(user, "ai_messages", 1, $"default-{i}", at.AddMinutes(-i), Ct);
+        }
+
+        await using var db = Host.CreateContext();
+        await using var transaction = await db.Database.BeginTransactionAsync(Ct);
+        await db.Database.ExecuteSqlRawAsync("SELECT id FROM usage_events WHERE user_id = {0} FOR UPDATE", [user], Ct);
+        var ensure = Task.Run(() => Retention.EnsurePartitionsAsync(Ct), Ct);
+        await Task.Delay(300, Ct);
+        await db.Database.ExecuteSqlRawAsync("UPDATE usage_events SET quantity = quantity WHERE user_id = {0}", [user], Ct);
+        await transaction.CommitAsync(Ct);
+        var created = await ensure;
+
+        Assert.True(created.Count >= 3, string.Join(", ", created));
+        Assert.Equal(5, await CountAsync(x => x.UsageEvents.Where(e => e.UserId == user)));
+        await using var check = Host.CreateContext();
+        await check.Database.OpenConnectionAsync(Ct);
+        await using var command = check.Database.GetDbConnection().CreateCommand();
+        command.CommandText = "SELECT count(*) FROM usage_events WHERE tableoid::regclass::text <> to_char(date_trunc('month', occurred_at, 'UTC') AT TIME ZONE 'UTC', '\"usage_events_y\"YYYY\"m\"MM')";
+        Assert.Equal(0L, (long)(await command.ExecuteScalarAsync(Ct))!);
+    }
+}

@@ -20,8 +20,8 @@ namespace UsageBilling.EntityFrameworkCore.Storage;
 /// <item>not in the partial hour at either edge of its report's period: a period starting at 10:17 is read as
 /// whole days (daily rollup), the whole hours of its edge days (hourly rollup) and 10:17–11:00 from the events.
 /// The period's neighbour shares the edge, so the other side of the hour is kept by its own report.</item>
-/// <item>not on a day whose hours were folded (<c>usage_daily.hours_folded</c>) with an edge of its report's period inside:
-/// a summary reads that day's whole hours from the events.</item>
+/// <item>not on a day whose hours were folded (<c>usage_daily.hours_folded</c>) with an edge of any of the account's reported
+/// periods for that meter inside (the rule the hourly rows follow below): a summary reads that day's whole hours from the events.</item>
 /// <item>hourly rows go only for days before the cutoff's day with no event left (a void, which changes the
 /// rollups, needs its event) and no edge of any of the account's reported periods inside them: only such
 /// days' hours are ever read.</item>
@@ -41,8 +41,9 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
               AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
               AND NOT EXISTS (SELECT 1 FROM usage_daily d
                               WHERE d.user_id = e.user_id AND d.day = date_trunc('day', e.occurred_at, 'UTC') AND d.meter = e.meter AND d.hours_folded
-                                AND ((r.period_start > d.day AND r.period_start < d.day + interval '1 day')
-                                  OR (r.period_end > d.day AND r.period_end < d.day + interval '1 day')))
+                                AND EXISTS (SELECT 1 FROM usage_reports x WHERE x.stripe_customer_id = r.stripe_customer_id AND x.meter = e.meter
+                                            AND ((x.period_start > d.day AND x.period_start < d.day + interval '24 hours')
+                                              OR (x.period_end > d.day AND x.period_end < d.day + interval '24 hours'))))
         """;
 
     // The events' idempotency keys go in the same statement (one transaction).
@@ -84,8 +85,9 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
               AND NOT EXISTS (SELECT 1 FROM usage_corrections c WHERE c.report_id = r.id AND c.status = 'pending')
               AND NOT EXISTS (SELECT 1 FROM usage_daily d
                               WHERE d.user_id = e.user_id AND d.day = e.occurred_at - e.occurred_at % 86400000000 AND d.meter = e.meter AND d.hours_folded
-                                AND ((r.period_start > d.day AND r.period_start < d.day + 86400000000)
-                                  OR (r.period_end > d.day AND r.period_end < d.day + 86400000000)))
+                                AND EXISTS (SELECT 1 FROM usage_reports x WHERE x.stripe_customer_id = r.stripe_customer_id AND x.meter = e.meter
+                                            AND ((x.period_start > d.day AND x.period_start < d.day + 86400000000)
+                                              OR (x.period_end > d.day AND x.period_end < d.day + 86400000000))))
             LIMIT @batch)
         RETURNING user_id, idempotency_key
         """;
@@ -172,7 +174,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             SELECT x.ctid FROM usage_daily x
             JOIN unnest(@users, @days, @meters) AS k(user_id, day, meter) ON x.user_id = k.user_id AND x.day = k.day AND x.meter = k.meter
             WHERE NOT x.hours_folded AND x.event_count <= @max_events
-              AND x.event_count = (SELECT count(*) FROM usage_events e WHERE e.user_id = x.user_id AND e.occurred_at >= x.day AND e.occurred_at < x.day + interval '1 day' AND e.meter = x.meter)
+              AND x.event_count = (SELECT count(*) FROM usage_events e WHERE e.user_id = x.user_id AND e.occurred_at >= x.day AND e.occurred_at < x.day + interval '24 hours' AND e.meter = x.meter)
             FOR UPDATE OF x SKIP LOCKED))
         RETURNING d.user_id, d.day, d.meter
         """;
@@ -180,7 +182,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     private const string PostgresFoldHourlySql = """
         DELETE FROM usage_hourly WHERE ctid = ANY(ARRAY(
             SELECT h.ctid FROM usage_hourly h
-            JOIN unnest(@users, @days, @meters) AS k(user_id, day, meter) ON h.user_id = k.user_id AND h.meter = k.meter AND h.hour >= k.day AND h.hour < k.day + interval '1 day'
+            JOIN unnest(@users, @days, @meters) AS k(user_id, day, meter) ON h.user_id = k.user_id AND h.meter = k.meter AND h.hour >= k.day AND h.hour < k.day + interval '24 hours'
             FOR UPDATE OF h SKIP LOCKED))
         """;
 
@@ -203,7 +205,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     /// for the next run) rather than waited for, so the fold never deadlocks with the recorder; an hourly row
     /// skipped, or written into a folded day later, is never read.
     /// </summary>
-    public async Task<UsageFoldResult> FoldHoursAsync(DateTimeOffset now, int batchSize, CancellationToken cancellationToken)
+    public async Task<UsageFoldResult> FoldHoursAsync(DateTimeOffset now, DateTimeOffset? since, int batchSize, CancellationToken cancellationToken)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var closedBefore = UsageRollup.FloorDay(now).AddDays(-1);
@@ -225,7 +227,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var page = await UnfoldedDaysAsync(connection, closedBefore, after, batchSize, cancellationToken).ConfigureAwait(false);
+                var page = await UnfoldedDaysAsync(connection, since is { } from ? UsageRollup.FloorDay(from) : null, closedBefore, after, batchSize, cancellationToken).ConfigureAwait(false);
                 if (page.Count == 0)
                 {
                     break;
@@ -258,15 +260,20 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     }
 
     // A page of the closed daily rows not folded yet, in key order after the previous page (dense days stay unfolded and are passed over).
-    private async Task<List<(object User, object Day, string Meter)>> UnfoldedDaysAsync(DbConnection connection, DateTimeOffset closedBefore, (object User, object Day, string Meter)? after, int batchSize, CancellationToken cancellationToken)
+    private async Task<List<(object User, object Day, string Meter)>> UnfoldedDaysAsync(DbConnection connection, DateTimeOffset? since, DateTimeOffset closedBefore, (object User, object Day, string Meter)? after, int batchSize, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand();
         command.CommandText = $"""
             SELECT user_id, day, meter FROM usage_daily
-            WHERE NOT hours_folded AND day < @closed {(after is null ? "" : "AND (day, user_id, meter) > (@day, @user, @meter)")}
+            WHERE NOT hours_folded AND day < @closed {(since is null ? "" : "AND day >= @since")} {(after is null ? "" : "AND (day, user_id, meter) > (@day, @user, @meter)")}
             ORDER BY day, user_id, meter LIMIT @batch
             """;
         Add(command, "closed", Time(closedBefore));
+        if (since is { } from)
+        {
+            Add(command, "since", Time(from));
+        }
+
         Add(command, "batch", batchSize);
         if (after is { } last)
         {
@@ -366,42 +373,68 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
         await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var connection = (Npgsql.NpgsqlConnection)context.Database.GetDbConnection();
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        for (var attempt = 1; ; attempt++)
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                var created = await CreatePartitionsAsync(connection, transaction, now, cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return created;
+            }
+            catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected && attempt < PartitionAttempts)
+            {
+                // A writer held a lock the attach needs (see CreatePartitionsAsync): given way to, tried again shortly.
+                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                await Task.Delay(TimeSpan.FromMilliseconds(200 * attempt), cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Attempts of <see cref="EnsurePartitionsAsync"/> before its error is the caller's (the retention service logs it and retries next tick).</summary>
+    private const int PartitionAttempts = 10;
+
+    // Writers are held off while a month is attached (a lock that conflicts with theirs): an insert that had already
+    // opened usage_events would route a row of that month to the default partition by the partitions it saw, and fail
+    // the default partition's new constraint once the attach commits. The lock waits are short (lock_timeout, below
+    // deadlock_timeout): a claim or a void that locked rows of usage_events (a plain lock on the parent and the
+    // default partition) and then needs to write would otherwise wait for this transaction while it waits for them —
+    // this one gives way and is tried again.
+    private static async Task<List<string>> CreatePartitionsAsync(Npgsql.NpgsqlConnection connection, DbTransaction transaction, DateTimeOffset now, CancellationToken cancellationToken)
+    {
         await ExecuteAsync(connection, transaction, $"SELECT pg_advisory_xact_lock({PartitionLockKey})", cancellationToken).ConfigureAwait(false);
         var (partitioned, existing, defaultPartition) = await PartitionsAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
         var created = new List<string>();
-        if (partitioned)
+        if (!partitioned)
         {
-            var first = FloorMonth(now - UsageRules.MaxAge);
-            var last = FloorMonth(now).AddMonths(2);
-            for (var month = first; month <= last; month = month.AddMonths(1))
-            {
-                var name = PartitionName(month);
-                if (existing.ContainsKey(name))
-                {
-                    continue;
-                }
-
-                // A new table, filled with what the default partition held for its month, then attached (which
-                // builds the parent's indexes on it and checks the default partition holds no row of its range).
-                // Writers are held off for that while (a lock that conflicts with theirs, taken once): an insert that
-                // had already opened usage_events would route a row of that month to the default partition by the
-                // partitions it saw, and fail its new constraint once the attach commits.
-                var (from, to) = (Literal(month), Literal(month.AddMonths(1)));
-                var sql = created.Count == 0 ? "LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE; " : "";
-                sql += $"CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);";
-                if (defaultPartition is not null)
-                {
-                    sql += $" WITH moved AS (DELETE FROM {defaultPartition} WHERE occurred_at >= {from} AND occurred_at < {to} RETURNING *) INSERT INTO {name} SELECT * FROM moved;";
-                }
-
-                sql += $" ALTER TABLE usage_events ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});";
-                await ExecuteAsync(connection, transaction, sql, cancellationToken).ConfigureAwait(false);
-                created.Add(name);
-            }
+            return created;
         }
 
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        var first = FloorMonth(now - UsageRules.MaxAge);
+        var last = FloorMonth(now).AddMonths(2);
+        for (var month = first; month <= last; month = month.AddMonths(1))
+        {
+            var name = PartitionName(month);
+            if (existing.ContainsKey(name))
+            {
+                continue;
+            }
+
+            // A new table, filled with what the default partition held for its month, then attached (which builds the
+            // parent's indexes on it and checks the default partition holds no row of its range).
+            var (from, to) = (Literal(month), Literal(month.AddMonths(1)));
+            var sql = created.Count == 0 ? "SET LOCAL lock_timeout = '500ms'; LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE; " : "";
+            sql += $"CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);";
+            if (defaultPartition is not null)
+            {
+                sql += $" WITH moved AS (DELETE FROM {defaultPartition} WHERE occurred_at >= {from} AND occurred_at < {to} RETURNING *) INSERT INTO {name} SELECT * FROM moved;";
+            }
+
+            sql += $" ALTER TABLE usage_events ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});";
+            await ExecuteAsync(connection, transaction, sql, cancellationToken).ConfigureAwait(false);
+            created.Add(name);
+        }
+
         return created;
     }
 

@@ -74,10 +74,10 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
             FROM usage_daily d
             CROSS JOIN LATERAL (
                 SELECT meter, occurred_at, quantity, report_id FROM usage_events
-                WHERE user_id = @user AND occurred_at >= GREATEST(d.day, @hours_from) AND occurred_at < LEAST(d.day + interval '1 day', @days_from) AND meter = d.meter
+                WHERE user_id = @user AND occurred_at >= GREATEST(d.day, @hours_from) AND occurred_at < LEAST(d.day + interval '24 hours', @days_from) AND meter = d.meter
                 UNION ALL
                 SELECT meter, occurred_at, quantity, report_id FROM usage_events
-                WHERE user_id = @user AND occurred_at >= GREATEST(d.day, @days_to) AND occurred_at < LEAST(d.day + interval '1 day', @hours_to) AND meter = d.meter
+                WHERE user_id = @user AND occurred_at >= GREATEST(d.day, @days_to) AND occurred_at < LEAST(d.day + interval '24 hours', @hours_to) AND meter = d.meter
             ) f
             WHERE d.user_id = @user AND d.hours_folded
               AND ((d.day >= date_trunc('day', @hours_from, 'UTC') AND d.day < @days_from) OR (d.day >= @days_to AND d.day < @hours_to))

@@ -21,8 +21,17 @@ internal sealed class UsageRetention(IUsageRetentionStore store, IOptions<UsageB
     public Task<IReadOnlyList<string>> EnsurePartitionsAsync(CancellationToken cancellationToken = default) =>
         store.EnsurePartitionsAsync(time.GetUtcNow(), cancellationToken);
 
-    public Task<UsageFoldResult> FoldHoursAsync(CancellationToken cancellationToken = default) =>
-        store.FoldHoursAsync(time.GetUtcNow(), options.Value.Retention.BatchSize, cancellationToken);
+    // Set once a fold of the whole history completed in this process: later folds look at the days the recorder can
+    // still write into (and a little more), since an older day that could not be folded then never can be.
+    private volatile bool _foldedAll;
+
+    public async Task<UsageFoldResult> FoldHoursAsync(CancellationToken cancellationToken = default)
+    {
+        var now = time.GetUtcNow();
+        var result = await store.FoldHoursAsync(now, _foldedAll ? now - UsageRules.MaxAge - TimeSpan.FromDays(2) : null, options.Value.Retention.BatchSize, cancellationToken).ConfigureAwait(false);
+        _foldedAll = true;
+        return result;
+    }
 
     internal static string Describe(TimeSpan keep) =>
         keep.Ticks % TimeSpan.TicksPerDay == 0 ? $"{keep.TotalDays:0} days" : keep.ToString();

@@ -34,9 +34,11 @@ public interface IUsageRetentionStore
     /// still stored are folded. Stores without hourly rollups do nothing.
     /// </summary>
     /// <param name="now">The current instant.</param>
+    /// <param name="since">Only days from this one on are examined; <see langword="null"/> examines all. A day older than
+    /// the recorder's 35-day window that could not be folded once (dense, or some of its events pruned) never can be.</param>
     /// <param name="batchSize">Daily rows examined per statement.</param>
     /// <param name="cancellationToken">Stops between batches (what was folded stays folded).</param>
     /// <returns>What was folded.</returns>
-    Task<UsageFoldResult> FoldHoursAsync(DateTimeOffset now, int batchSize, CancellationToken cancellationToken) =>
+    Task<UsageFoldResult> FoldHoursAsync(DateTimeOffset now, DateTimeOffset? since, int batchSize, CancellationToken cancellationToken) =>
         Task.FromResult(new UsageFoldResult(0, 0));
 }
