@@ -112,21 +112,11 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var cutoffDay = UsageRollup.FloorDay(cutoff);
-        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
-        var connection = context.Database.GetDbConnection();
-        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var locked = false;
-        try
-        {
-            if (postgres)
-            {
-                // One prune at a time across instances (a session lock, waited for): a partition drop beside another
-                // instance's batched deletes of the same month would count its events twice and could deadlock with them.
-                await using var gate = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_lock({PruneLockKey})", (Npgsql.NpgsqlConnection)connection) { CommandTimeout = 0 };
-                await gate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                locked = true;
-            }
 
+        // One prune at a time across instances: a partition drop beside another instance's batched deletes of the same
+        // month would count its events twice and could deadlock with them.
+        return await UnderPruneLockAsync(async connection =>
+        {
             var (partitions, dropped) = postgres && dropPartitions
                 ? await DropPartitionsAsync((Npgsql.NpgsqlConnection)connection, cutoff, cancellationToken).ConfigureAwait(false)
                 : (0, 0L);
@@ -152,6 +142,29 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             }
 
             return new UsagePruneResult(cutoff, events, hourly, accounts) { PartitionsDropped = partitions };
+        }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on one open connection; on PostgreSQL holding the prune's session advisory lock
+    /// (waited for) from start to end, which prunes and folds share.
+    /// </summary>
+    private async Task<T> UnderPruneLockAsync<T>(Func<DbConnection, Task<T>> work, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        var connection = context.Database.GetDbConnection();
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var locked = false;
+        try
+        {
+            if (postgres)
+            {
+                await using var gate = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_lock({PruneLockKey})", (Npgsql.NpgsqlConnection)connection) { CommandTimeout = 0 };
+                await gate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                locked = true;
+            }
+
+            return await work(connection).ConfigureAwait(false);
         }
         finally
         {
@@ -209,19 +222,8 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var closedBefore = UsageRollup.FloorDay(now).AddDays(-1);
-        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
-        var connection = context.Database.GetDbConnection();
-        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var locked = false;
-        try
+        return await UnderPruneLockAsync(async connection =>
         {
-            if (postgres)
-            {
-                await using var gate = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_lock({PruneLockKey})", (Npgsql.NpgsqlConnection)connection) { CommandTimeout = 0 };
-                await gate.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                locked = true;
-            }
-
             long days = 0, hourly = 0;
             (object User, object Day, string Meter)? after = null;
             while (true)
@@ -246,17 +248,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             }
 
             return new UsageFoldResult(days, hourly);
-        }
-        finally
-        {
-            if (locked)
-            {
-                await using var release = new Npgsql.NpgsqlCommand($"SELECT pg_advisory_unlock({PruneLockKey})", (Npgsql.NpgsqlConnection)connection);
-                await release.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-            }
-
-            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
-        }
+        }, cancellationToken).ConfigureAwait(false);
     }
 
     // A page of the closed daily rows not folded yet, in key order after the previous page (dense days stay unfolded and are passed over).
