@@ -151,4 +151,53 @@ public static class UsageBillingMigrationBuilderExtensions
 
         return migrationBuilder;
     }
+
+    /// <summary>
+    /// Moves the request fingerprints from <c>usage_events</c> to <c>usage_event_keys</c>, where the key they are bound
+    /// to lives: call it in the <c>Up</c> of the migration that adds <c>usage_event_keys.request_fingerprint</c> and
+    /// drops <c>usage_events.request_fingerprint</c>, between the two. Without it, replaying a key with a different
+    /// request after the migration would be taken as the same request.
+    /// </summary>
+    /// <param name="migrationBuilder">The migration's builder.</param>
+    /// <returns>The same builder.</returns>
+    public static MigrationBuilder MoveRequestFingerprintsToKeys(this MigrationBuilder migrationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(migrationBuilder);
+        migrationBuilder.Sql(UsageBillingMigrationSql.MoveRequestFingerprintsToKeys);
+        return migrationBuilder;
+    }
+
+    /// <summary>
+    /// The <c>Down</c> of <see cref="MoveRequestFingerprintsToKeys"/>: call it after <c>usage_events.request_fingerprint</c>
+    /// is added again and before <c>usage_event_keys.request_fingerprint</c> is dropped.
+    /// </summary>
+    /// <param name="migrationBuilder">The migration's builder.</param>
+    /// <returns>The same builder.</returns>
+    public static MigrationBuilder MoveRequestFingerprintsToEvents(this MigrationBuilder migrationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(migrationBuilder);
+        migrationBuilder.Sql(UsageBillingMigrationSql.MoveRequestFingerprintsToEvents);
+        return migrationBuilder;
+    }
+
+    /// <summary>
+    /// On PostgreSQL, creates the empty partitions of <c>usage_events</c> again (same names and bounds), so the rows
+    /// they will take are as narrow as the table's columns after a column is dropped
+    /// (<see cref="UsageBillingMigrationSql.RecreateEmptyUsageEventPartitionsPostgres"/>); call it at the end of the
+    /// <c>Up</c> of a migration that drops a column of <c>usage_events</c>. On SQLite, and on a plain table, it does
+    /// nothing (SQLite rebuilds the table to drop a column).
+    /// </summary>
+    /// <param name="migrationBuilder">The migration's builder.</param>
+    /// <returns>The same builder.</returns>
+    public static MigrationBuilder RecreateEmptyUsageEventPartitions(this MigrationBuilder migrationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(migrationBuilder);
+        if (migrationBuilder.IsNpgsql())
+        {
+            migrationBuilder.Sql(UsageBillingMigrationSql.RecreateEmptyUsageEventPartitionsPostgres);
+        }
+
+        return migrationBuilder;
+    }
 }
+

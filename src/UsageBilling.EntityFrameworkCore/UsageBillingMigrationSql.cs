@@ -240,4 +240,55 @@ public static class UsageBillingMigrationSql
         .Replace("{kind}", "", StringComparison.Ordinal)
         .Replace("{pk}", "id", StringComparison.Ordinal)
         .Replace("{partitions}", "", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Both providers: copies each idempotency key's request fingerprint from its event to <c>usage_event_keys</c>
+    /// (run after <c>usage_event_keys.request_fingerprint</c> is added, before <c>usage_events.request_fingerprint</c>
+    /// is dropped).
+    /// </summary>
+    public const string MoveRequestFingerprintsToKeys = """
+        UPDATE usage_event_keys AS k SET request_fingerprint = e.request_fingerprint
+        FROM usage_events e
+        WHERE e.id = k.event_id AND e.request_fingerprint IS NOT NULL;
+        """;
+
+    /// <summary>
+    /// Both providers: the reverse of <see cref="MoveRequestFingerprintsToKeys"/> (run after
+    /// <c>usage_events.request_fingerprint</c> is added again, before the keys' column is dropped).
+    /// </summary>
+    public const string MoveRequestFingerprintsToEvents = """
+        UPDATE usage_events AS e SET request_fingerprint = k.request_fingerprint
+        FROM usage_event_keys k
+        WHERE k.event_id = e.id AND k.request_fingerprint IS NOT NULL;
+        """;
+
+    /// <summary>
+    /// PostgreSQL: drops and creates again every empty partition of <c>usage_events</c> (the months ahead, usually
+    /// the default partition), with the same bounds. A dropped column keeps its place in the rows of a table that
+    /// had it (PostgreSQL still writes its null-bitmap bit into every new row); a partition created afterwards has
+    /// no such place, so rows written there are as narrow as the columns now are. Partitions that hold rows keep
+    /// theirs until the retention drops them. Does nothing on a plain table.
+    /// </summary>
+    public const string RecreateEmptyUsageEventPartitionsPostgres = """
+        DO $ub$
+        DECLARE
+            p record;
+            has_rows boolean;
+        BEGIN
+            FOR p IN
+                SELECT c.relname::text AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
+                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                WHERE i.inhparent = 'usage_events'::regclass
+                  AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attisdropped)
+                ORDER BY pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'
+            LOOP
+                EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', p.name) INTO has_rows;
+                IF NOT has_rows THEN
+                    EXECUTE format('DROP TABLE %I', p.name);
+                    EXECUTE format('CREATE TABLE %I PARTITION OF usage_events %s', p.name, p.bound);
+                END IF;
+            END LOOP;
+        END
+        $ub$;
+        """;
 }

@@ -232,6 +232,9 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
             before.Where(e => e.IdempotencyKey is not null).Select(e => (e.UserId, e.IdempotencyKey!, e.Id)).Order(),
             keys.Select(k => (k.UserId, k.IdempotencyKey, k.EventId)).Order());
         Assert.Equal(240, keys.Count);
+        Assert.Equal(
+            Enumerable.Range(0, 300).Where(i => i % 10 == 1).Select(i => ($"p-{i}", $"fp-{i}")).Order(),
+            keys.Where(k => k.RequestFingerprint is not null).Select(k => (k.IdempotencyKey, k.RequestFingerprint!)).Order());
 
         if (provider == Provider.Postgres)
         {
@@ -294,9 +297,9 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
         {
             await InsertAsync(
                 db,
-                "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, created_at, request_fingerprint) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8})",
+                "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, created_at) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7})",
                 Id(Guid.CreateVersion7(Now)), Id(users[i % 2]), i % 3 == 0 ? "api_calls" : "ai_messages", (long)(i % 7 + 1), Time(Now.AddHours(-i * 7).AddMinutes(-i)),
-                null, i % 3 == 1 ? Id(report) : null, Time(Now.AddHours(-i * 7)), null);
+                null, i % 3 == 1 ? Id(report) : null, Time(Now.AddHours(-i * 7)));
         }
 
         var (hourly, daily) = provider == Provider.Sqlite
@@ -324,13 +327,105 @@ public abstract class MigrationBackfillTests(Provider provider) : IAsyncLifetime
         Assert.Equal(0, await db.UsageDaily.CountAsync(d => d.HoursFolded, Ct));
     }
 
+    /// <summary>
+    /// The SlimUsageEvents migration on a populated database: each key's request fingerprint moves from its event to
+    /// <c>usage_event_keys</c> (<c>MoveRequestFingerprintsToKeys()</c>), the events are otherwise the same; on PostgreSQL
+    /// the summary's index no longer covers columns and the empty partitions are created again without the dropped
+    /// column, with their indexes, while the months holding rows keep them. <c>Down</c> puts the fingerprints back.
+    /// </summary>
+    [Fact]
+    public async Task SlimUsageEventsMigration_OnPopulatedDatabase_FingerprintsMovedToKeysDownRestores()
+    {
+        await using var db = CreateContext();
+        var migrations = db.Database.GetMigrations().ToList();
+        var target = migrations.FindIndex(m => m.EndsWith("_SlimUsageEvents", StringComparison.Ordinal));
+        Assert.True(target > 0, $"No SlimUsageEvents migration after an earlier one in [{string.Join(", ", migrations)}]");
+        await db.GetService<IMigrator>().MigrateAsync(migrations[target - 1], Ct);
+
+        var user = Guid.NewGuid();
+        await InsertAsync(db, "INSERT INTO users (id, email, created_at) VALUES ({0}, {1}, {2})", Id(user), null, Time(Now.AddDays(-200)));
+
+        // Five months of events, one every 30 hours; every fourth without a key, every third keyed one with a fingerprint.
+        var fingerprints = new Dictionary<string, string>();
+        for (var i = 0; i < 120; i++)
+        {
+            var id = Guid.CreateVersion7(Now);
+            var key = i % 4 == 0 ? null : $"k-{i}";
+            var fingerprint = key is not null && i % 3 == 0 ? $"fp-{i}" : null;
+            await InsertAsync(
+                db,
+                "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, report_id, created_at, request_fingerprint) VALUES ({0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}, {8})",
+                Id(id), Id(user), "ai_messages", 1L, Time(Now.AddHours(-i * 30)), key, null, Time(Now.AddHours(-i * 30)), fingerprint);
+            if (key is not null)
+            {
+                await InsertAsync(db, "INSERT INTO usage_event_keys (user_id, idempotency_key, event_id) VALUES ({0}, {1}, {2})", Id(user), key, Id(id));
+            }
+
+            if (fingerprint is not null)
+            {
+                fingerprints[key!] = fingerprint;
+            }
+        }
+
+        Assert.Equal(30, fingerprints.Count);
+        var before = await EventsAsync(db);
+
+        await db.Database.MigrateAsync(Ct);
+
+        Assert.Empty(await db.Database.GetPendingMigrationsAsync(Ct));
+        Assert.Equal(before, await EventsAsync(db));
+        var keys = await db.Set<UsageEventKey>().AsNoTracking().ToListAsync(Ct);
+        Assert.Equal(90, keys.Count);
+        Assert.Equal(
+            fingerprints.Select(f => (f.Key, f.Value)).Order(),
+            keys.Where(k => k.RequestFingerprint is not null).Select(k => (k.IdempotencyKey, k.RequestFingerprint!)).Order());
+
+        if (provider == Provider.Postgres)
+        {
+            Assert.Empty(await ScalarsAsync(db, "SELECT attname::text FROM pg_attribute WHERE attrelid = 'usage_events'::regclass AND attname = 'request_fingerprint'"));
+            Assert.Equal(["3 of 3"], await ScalarsAsync(db, "SELECT indnkeyatts || ' of ' || indnatts FROM pg_index WHERE indexrelid = 'ix_usage_events_user_time'::regclass"));
+
+            // Partitions holding rows keep the dropped column's place; the empty ones (the months ahead, the default)
+            // were made again without it, each with the parent's four indexes.
+            var partitions = await ScalarsAsync(db, """
+                SELECT c.relname || ':' || (SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid) || ':' ||
+                       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attisdropped)
+                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                WHERE i.inhparent = 'usage_events'::regclass ORDER BY 1
+                """);
+            var populated = await ScalarsAsync(db, "SELECT DISTINCT tableoid::regclass::text FROM usage_events");
+            Assert.NotEmpty(populated);
+            Assert.Contains(partitions, p => p.StartsWith("usage_events_default:", StringComparison.Ordinal));
+            Assert.True(partitions.Count - populated.Count >= 3, string.Join(", ", partitions));
+            Assert.All(partitions, p =>
+            {
+                var parts = p.Split(':');
+                Assert.Equal("4", parts[1]);
+                Assert.Equal(populated.Contains(parts[0]) ? "true" : "false", parts[2]);
+            });
+        }
+
+        await db.GetService<IMigrator>().MigrateAsync(migrations[target - 1], Ct);
+        Assert.Equal(
+            fingerprints.Select(f => $"{f.Key}={f.Value}").Order(),
+            (await ScalarsAsync(db, "SELECT idempotency_key || '=' || request_fingerprint FROM usage_events WHERE request_fingerprint IS NOT NULL")).Order());
+        if (provider == Provider.Postgres)
+        {
+            Assert.Equal(["3 of 5"], await ScalarsAsync(db, "SELECT indnkeyatts || ' of ' || indnatts FROM pg_index WHERE indexrelid = 'ix_usage_events_user_time'::regclass"));
+        }
+
+        await db.Database.MigrateAsync(Ct);
+        Assert.Equal(before, await EventsAsync(db));
+        Assert.Equal(30, await db.Set<UsageEventKey>().CountAsync(k => k.RequestFingerprint != null, Ct));
+    }
+
     /// <summary>Every event's columns, in id order (the columns this and the previous schema share).</summary>
     private static async Task<List<EventRow>> EventsAsync(UsageBillingDbContext db) =>
         await db.UsageEvents.AsNoTracking().OrderBy(e => e.Id)
-            .Select(e => new EventRow(e.Id, e.UserId, e.Meter, e.Quantity, e.OccurredAt, e.IdempotencyKey, e.ReportId, e.CreatedAt, e.RequestFingerprint))
+            .Select(e => new EventRow(e.Id, e.UserId, e.Meter, e.Quantity, e.OccurredAt, e.IdempotencyKey, e.ReportId, e.CreatedAt))
             .ToListAsync(Ct);
 
-    private sealed record EventRow(Guid Id, Guid UserId, string Meter, long Quantity, DateTimeOffset OccurredAt, string? IdempotencyKey, Guid? ReportId, DateTimeOffset CreatedAt, string? RequestFingerprint);
+    private sealed record EventRow(Guid Id, Guid UserId, string Meter, long Quantity, DateTimeOffset OccurredAt, string? IdempotencyKey, Guid? ReportId, DateTimeOffset CreatedAt);
 
     protected static async Task<List<string>> ScalarsAsync(UsageBillingDbContext db, string sql)
     {

@@ -513,11 +513,6 @@ namespace ExistingApp.Migrations
                         .HasColumnType("TEXT")
                         .HasColumnName("report_id");
 
-                    b.Property<string>("RequestFingerprint")
-                        .HasMaxLength(128)
-                        .HasColumnType("TEXT")
-                        .HasColumnName("request_fingerprint");
-
                     b.Property<Guid>("UserId")
                         .HasColumnType("TEXT")
                         .HasColumnName("user_id");
@@ -533,8 +528,7 @@ namespace ExistingApp.Migrations
                         .HasDatabaseName("ix_usage_events_report");
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
-                        .HasDatabaseName("ix_usage_events_user_time")
-                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportId" });
+                        .HasDatabaseName("ix_usage_events_user_time");
 
                     b.ToTable("usage_events", null, t =>
                         {
@@ -556,6 +550,11 @@ namespace ExistingApp.Migrations
                     b.Property<Guid>("EventId")
                         .HasColumnType("TEXT")
                         .HasColumnName("event_id");
+
+                    b.Property<string>("RequestFingerprint")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("request_fingerprint");
 
                     b.HasKey("UserId", "IdempotencyKey")
                         .HasName("pk_usage_event_keys");

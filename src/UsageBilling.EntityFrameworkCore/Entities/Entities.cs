@@ -31,9 +31,6 @@ public sealed class UsageEvent
 
     /// <summary>When the event was recorded.</summary>
     public DateTimeOffset CreatedAt { get; set; }
-
-    /// <summary>A digest of the request the idempotency key was used for, if the caller bound one.</summary>
-    public string? RequestFingerprint { get; set; }
 }
 
 /// <summary>
@@ -51,6 +48,12 @@ public sealed class UsageEventKey
 
     /// <summary>The event recorded under the key (<see cref="UsageEvent.Id"/>).</summary>
     public Guid EventId { get; set; }
+
+    /// <summary>
+    /// A digest of the request the key was used for, if the caller bound one: a replay of the key with another
+    /// request is refused. It lives with the key, not on <c>usage_events</c>, so keyless events carry no column for it.
+    /// </summary>
+    public string? RequestFingerprint { get; set; }
 }
 
 /// <summary>

@@ -16,19 +16,19 @@ internal sealed class PostgresUsageSqlDialect : IUsageSqlDialect
             SELECT * FROM unnest(@ids, @users, @meters, @quantities, @occurred, @keys, @created, @fingerprints)
                 AS v(id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint)),
         taken AS (
-            INSERT INTO usage_event_keys (user_id, idempotency_key, event_id)
-            SELECT user_id, idempotency_key, id FROM input WHERE idempotency_key IS NOT NULL
+            INSERT INTO usage_event_keys (user_id, idempotency_key, event_id, request_fingerprint)
+            SELECT user_id, idempotency_key, id, request_fingerprint FROM input WHERE idempotency_key IS NOT NULL
             ON CONFLICT DO NOTHING
             RETURNING event_id)
-        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint)
-        SELECT i.id, i.user_id, i.meter, i.quantity, i.occurred_at, i.idempotency_key, i.created_at, i.request_fingerprint
+        INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at)
+        SELECT i.id, i.user_id, i.meter, i.quantity, i.occurred_at, i.idempotency_key, i.created_at
         FROM input i
         WHERE i.idempotency_key IS NULL OR i.id IN (SELECT event_id FROM taken)
         RETURNING id
         """;
 
     private const string FindSql = """
-        SELECT e.id, k.user_id, k.idempotency_key, e.meter, e.quantity, e.occurred_at, e.request_fingerprint
+        SELECT e.id, k.user_id, k.idempotency_key, e.meter, e.quantity, e.occurred_at, k.request_fingerprint
         FROM usage_event_keys k
         JOIN unnest(@users, @keys) AS x(user_id, idempotency_key)
           ON k.user_id = x.user_id AND k.idempotency_key = x.idempotency_key

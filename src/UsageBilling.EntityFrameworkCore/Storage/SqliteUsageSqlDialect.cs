@@ -28,14 +28,15 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             var count = Math.Min(RowsPerStatement, keyed.Count - offset);
             await using var command = ((SqliteConnection)connection).CreateCommand();
             command.Transaction = (SqliteTransaction)transaction;
-            var sql = new StringBuilder("INSERT INTO usage_event_keys (user_id, idempotency_key, event_id) VALUES ");
+            var sql = new StringBuilder("INSERT INTO usage_event_keys (user_id, idempotency_key, event_id, request_fingerprint) VALUES ");
             for (var i = 0; i < count; i++)
             {
                 var e = keyed[offset + i];
-                sql.Append(i > 0 ? "," : "").Append("($u").Append(i).Append(",$k").Append(i).Append(",$i").Append(i).Append(')');
+                sql.Append(i > 0 ? "," : "").Append("($u").Append(i).Append(",$k").Append(i).Append(",$i").Append(i).Append(",$f").Append(i).Append(')');
                 command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(e.UserId) });
                 command.Parameters.Add(new SqliteParameter("$k" + i, SqliteType.Text) { Value = e.IdempotencyKey });
                 command.Parameters.Add(new SqliteParameter("$i" + i, SqliteType.Text) { Value = GuidText(e.Id) });
+                command.Parameters.Add(new SqliteParameter("$f" + i, SqliteType.Text) { Value = (object?)e.RequestFingerprint ?? DBNull.Value });
             }
 
             sql.Append(" ON CONFLICT DO NOTHING RETURNING event_id");
@@ -54,7 +55,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             var count = Math.Min(RowsPerStatement, rows.Count - offset);
             await using var command = ((SqliteConnection)connection).CreateCommand();
             command.Transaction = (SqliteTransaction)transaction;
-            var sql = new StringBuilder("INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at, request_fingerprint) VALUES ");
+            var sql = new StringBuilder("INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, idempotency_key, created_at) VALUES ");
             for (var i = 0; i < count; i++)
             {
                 var e = rows[offset + i];
@@ -64,7 +65,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
                 }
 
                 sql.Append("($i").Append(i).Append(",$u").Append(i).Append(",$m").Append(i).Append(",$q").Append(i)
-                    .Append(",$o").Append(i).Append(",$k").Append(i).Append(",$c").Append(i).Append(",$f").Append(i).Append(')');
+                    .Append(",$o").Append(i).Append(",$k").Append(i).Append(",$c").Append(i).Append(')');
                 command.Parameters.Add(new SqliteParameter("$i" + i, SqliteType.Text) { Value = GuidText(e.Id) });
                 command.Parameters.Add(new SqliteParameter("$u" + i, SqliteType.Text) { Value = GuidText(e.UserId) });
                 command.Parameters.Add(new SqliteParameter("$m" + i, SqliteType.Text) { Value = e.Meter });
@@ -72,7 +73,6 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
                 command.Parameters.Add(new SqliteParameter("$o" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(e.OccurredAt) });
                 command.Parameters.Add(new SqliteParameter("$k" + i, SqliteType.Text) { Value = (object?)e.IdempotencyKey ?? DBNull.Value });
                 command.Parameters.Add(new SqliteParameter("$c" + i, SqliteType.Integer) { Value = UsageBillingSqliteConventions.ToUnixMicroseconds(e.CreatedAt) });
-                command.Parameters.Add(new SqliteParameter("$f" + i, SqliteType.Text) { Value = (object?)e.RequestFingerprint ?? DBNull.Value });
             }
 
             sql.Append(" RETURNING id");
@@ -95,7 +95,7 @@ internal sealed class SqliteUsageSqlDialect : IUsageSqlDialect
             var count = Math.Min(RowsPerStatement, keys.Count - offset);
             await using var command = ((SqliteConnection)connection).CreateCommand();
             command.Transaction = (SqliteTransaction)transaction;
-            var sql = new StringBuilder("SELECT e.id, k.user_id, k.idempotency_key, e.meter, e.quantity, e.occurred_at, e.request_fingerprint FROM usage_event_keys k JOIN usage_events e ON e.id = k.event_id WHERE ");
+            var sql = new StringBuilder("SELECT e.id, k.user_id, k.idempotency_key, e.meter, e.quantity, e.occurred_at, k.request_fingerprint FROM usage_event_keys k JOIN usage_events e ON e.id = k.event_id WHERE ");
             for (var i = 0; i < count; i++)
             {
                 if (i > 0)

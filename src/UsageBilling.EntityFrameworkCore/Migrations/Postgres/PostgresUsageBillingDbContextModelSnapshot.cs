@@ -515,11 +515,6 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("report_id");
 
-                    b.Property<string>("RequestFingerprint")
-                        .HasMaxLength(128)
-                        .HasColumnType("character varying(128)")
-                        .HasColumnName("request_fingerprint");
-
                     b.Property<Guid>("UserId")
                         .HasColumnType("uuid")
                         .HasColumnName("user_id");
@@ -536,8 +531,6 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time");
-
-                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "OccurredAt", "Meter"), new[] { "Quantity", "ReportId" });
 
                     b.ToTable("usage_events", null, t =>
                         {
@@ -559,6 +552,11 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Postgres
                     b.Property<Guid>("EventId")
                         .HasColumnType("uuid")
                         .HasColumnName("event_id");
+
+                    b.Property<string>("RequestFingerprint")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("request_fingerprint");
 
                     b.HasKey("UserId", "IdempotencyKey")
                         .HasName("pk_usage_event_keys");

@@ -510,11 +510,6 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("report_id");
 
-                    b.Property<string>("RequestFingerprint")
-                        .HasMaxLength(128)
-                        .HasColumnType("TEXT")
-                        .HasColumnName("request_fingerprint");
-
                     b.Property<Guid>("UserId")
                         .HasColumnType("TEXT")
                         .HasColumnName("user_id");
@@ -530,8 +525,7 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                         .HasDatabaseName("ix_usage_events_report");
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
-                        .HasDatabaseName("ix_usage_events_user_time")
-                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportId" });
+                        .HasDatabaseName("ix_usage_events_user_time");
 
                     b.ToTable("usage_events", null, t =>
                         {
@@ -553,6 +547,11 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                     b.Property<Guid>("EventId")
                         .HasColumnType("TEXT")
                         .HasColumnName("event_id");
+
+                    b.Property<string>("RequestFingerprint")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("request_fingerprint");
 
                     b.HasKey("UserId", "IdempotencyKey")
                         .HasName("pk_usage_event_keys");

@@ -624,11 +624,6 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                         .HasColumnType("uuid")
                         .HasColumnName("report_id");
 
-                    b.Property<string>("RequestFingerprint")
-                        .HasMaxLength(128)
-                        .HasColumnType("character varying(128)")
-                        .HasColumnName("request_fingerprint");
-
                     b.Property<Guid>("UserId")
                         .HasColumnType("uuid")
                         .HasColumnName("user_id");
@@ -645,8 +640,6 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
                         .HasDatabaseName("ix_usage_events_user_time");
-
-                    NpgsqlIndexBuilderExtensions.IncludeProperties(b.HasIndex("UserId", "OccurredAt", "Meter"), new[] { "Quantity", "ReportId" });
 
                     b.ToTable("usage_events", null, t =>
                         {
@@ -668,6 +661,11 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                     b.Property<Guid>("EventId")
                         .HasColumnType("uuid")
                         .HasColumnName("event_id");
+
+                    b.Property<string>("RequestFingerprint")
+                        .HasMaxLength(128)
+                        .HasColumnType("character varying(128)")
+                        .HasColumnName("request_fingerprint");
 
                     b.HasKey("UserId", "IdempotencyKey")
                         .HasName("pk_usage_event_keys");

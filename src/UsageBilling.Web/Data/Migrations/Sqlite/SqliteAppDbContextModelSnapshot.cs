@@ -615,11 +615,6 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                         .HasColumnType("TEXT")
                         .HasColumnName("report_id");
 
-                    b.Property<string>("RequestFingerprint")
-                        .HasMaxLength(128)
-                        .HasColumnType("TEXT")
-                        .HasColumnName("request_fingerprint");
-
                     b.Property<Guid>("UserId")
                         .HasColumnType("TEXT")
                         .HasColumnName("user_id");
@@ -635,8 +630,7 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                         .HasDatabaseName("ix_usage_events_report");
 
                     b.HasIndex("UserId", "OccurredAt", "Meter")
-                        .HasDatabaseName("ix_usage_events_user_time")
-                        .HasAnnotation("Npgsql:IndexInclude", new[] { "Quantity", "ReportId" });
+                        .HasDatabaseName("ix_usage_events_user_time");
 
                     b.ToTable("usage_events", null, t =>
                         {
@@ -658,6 +652,11 @@ namespace UsageBilling.Web.Data.Migrations.Sqlite
                     b.Property<Guid>("EventId")
                         .HasColumnType("TEXT")
                         .HasColumnName("event_id");
+
+                    b.Property<string>("RequestFingerprint")
+                        .HasMaxLength(128)
+                        .HasColumnType("TEXT")
+                        .HasColumnName("request_fingerprint");
 
                     b.HasKey("UserId", "IdempotencyKey")
                         .HasName("pk_usage_event_keys");

@@ -1,0 +1,45 @@
+﻿using Microsoft.EntityFrameworkCore.Migrations;
+using UsageBilling.EntityFrameworkCore;
+
+#nullable disable
+
+namespace ExistingApp.Migrations
+{
+    /// <inheritdoc />
+    public partial class UsageBillingSlimUsageEvents : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<string>(
+                name: "request_fingerprint",
+                table: "usage_event_keys",
+                type: "TEXT",
+                maxLength: 128,
+                nullable: true);
+
+            migrationBuilder.MoveRequestFingerprintsToKeys();
+
+            migrationBuilder.DropColumn(
+                name: "request_fingerprint",
+                table: "usage_events");
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<string>(
+                name: "request_fingerprint",
+                table: "usage_events",
+                type: "TEXT",
+                maxLength: 128,
+                nullable: true);
+
+            migrationBuilder.MoveRequestFingerprintsToEvents();
+
+            migrationBuilder.DropColumn(
+                name: "request_fingerprint",
+                table: "usage_event_keys");
+        }
+    }
+}

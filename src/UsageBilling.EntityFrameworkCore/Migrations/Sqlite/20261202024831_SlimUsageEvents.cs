@@ -1,0 +1,45 @@
+﻿using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
+{
+    /// <inheritdoc />
+    public partial class SlimUsageEvents : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            // The fingerprint moves to the key it is bound to: keyless events carry no column for it.
+            migrationBuilder.AddColumn<string>(
+                name: "request_fingerprint",
+                table: "usage_event_keys",
+                type: "TEXT",
+                maxLength: 128,
+                nullable: true);
+
+            migrationBuilder.MoveRequestFingerprintsToKeys();
+
+            migrationBuilder.DropColumn(
+                name: "request_fingerprint",
+                table: "usage_events");
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<string>(
+                name: "request_fingerprint",
+                table: "usage_events",
+                type: "TEXT",
+                maxLength: 128,
+                nullable: true);
+
+            migrationBuilder.MoveRequestFingerprintsToEvents();
+
+            migrationBuilder.DropColumn(
+                name: "request_fingerprint",
+                table: "usage_event_keys");
+        }
+    }
+}
