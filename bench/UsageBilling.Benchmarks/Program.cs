@@ -12,6 +12,7 @@ try
         "transports" => await FlushBenchmark.RunTransportsAsync(rest),
         "summary" => await SummaryBenchmark.RunAsync(rest),
         "storage" => await StorageBenchmark.RunAsync(rest),
+        "prune" => await StorageBenchmark.RunPruneAsync(rest),
         _ => Usage(),
     };
 }
@@ -48,6 +49,9 @@ static int Usage()
           storage     bytes per event (usage_events + indexes + rollups) over months of acknowledged usage, then
                       db prune: its time, bytes after, a month dropped as its own table, reads and answers before/after
                       [--events N] [--users U] [--days D] [--keep K] [--iterations I] [--sample S]
+          prune       one month of M acknowledged events removed by the batched deletes against the next month's, of
+                      as many, removed by dropping its partition: time and events/s of each
+                      [--month-events M] [--users U]
         """);
     return 2;
 }

@@ -110,6 +110,8 @@ public static class StorageBenchmark
         await ExecuteAsync(connection, "VACUUM FULL ANALYZE usage_hourly");
         await ExecuteAsync(connection, "VACUUM FULL ANALYZE usage_daily");
         var before = await SizesAsync(connection);
+        // The covering index this one replaced (SlimUsageEvents), measured beside it on the same rows.
+        var covering = await IndexSizeAsync(connection, "CREATE INDEX bench_covering_user_time ON usage_events (user_id, occurred_at, meter) INCLUDE (quantity, report_id)", "bench_covering_user_time");
         Console.WriteLine($"#   measured, then compacted with VACUUM FULL ({clock.Elapsed.TotalSeconds:N0} s)");
         var store = db.Services.GetRequiredService<IUsageStore>();
         var summaries = db.Services.GetRequiredService<IUsageSummaryService>();
@@ -154,9 +156,6 @@ public static class StorageBenchmark
         var byDrops = await steps.PruneAsync(month.End, batch, dropPartitions: true, foldHourly: false, default);
         dropping.Stop();
 
-        // Candidate slimmer indexes, measured beside the real ones (not shipped: see docs/benchmarks.md).
-        var slim = await IndexSizeAsync(connection, "CREATE INDEX bench_slim_user_time ON usage_events (user_id, occurred_at, meter)", "bench_slim_user_time");
-
         var keep = TimeSpan.FromDays(keepDays);
         var prune = Stopwatch.StartNew();
         var result = await db.Services.GetRequiredService<IUsageRetention>().PruneAsync(keep);
@@ -177,7 +176,7 @@ public static class StorageBenchmark
         Console.WriteLine($"# prune --keep {keepDays}d (cutoff {result.Cutoff:yyyy-MM-dd HH:mm}): {result.EventsDeleted:N0} events and {result.HourlyRowsFolded:N0} hourly rows removed across {result.Accounts:N0} accounts in {prune.Elapsed.TotalSeconds:N1} s ({result.EventsDeleted / prune.Elapsed.TotalSeconds:N0} events/s, batched deletes of {db.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<UsageBillingOptions>>().Value.Retention.BatchSize:N0})");
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# batched deletes of {batch:N0} (partition drops off), {months[0].Start:yyyy-MM} (partial month) up to {months[0].End:yyyy-MM-dd}: {byBatches.EventsDeleted:N0} events in {batched.Elapsed.TotalSeconds:N1} s ({byBatches.EventsDeleted / batched.Elapsed.TotalSeconds:N0} events/s)"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# partition drops up to {month.End:yyyy-MM-dd} ({month.Start:yyyy-MM}: {monthRows:N0} rows, {monthBytes / 1048576.0:N0} MB with indexes): {byDrops.PartitionsDropped} partitions, {byDrops.EventsDeleted:N0} events in {dropping.Elapsed.TotalSeconds:N2} s ({byDrops.EventsDeleted / dropping.Elapsed.TotalSeconds:N0} events/s, {byDrops.EventsDeleted / dropping.Elapsed.TotalSeconds / Math.Max(1, byBatches.EventsDeleted / batched.Elapsed.TotalSeconds):N0}x the batched deletes)"));
-        Console.WriteLine($"# candidate: ix_usage_events_user_time without INCLUDE (quantity, report_id): {slim / 1048576.0:N0} MB against {before.Indexes["ix_usage_events_user_time"] / 1048576.0:N0} MB");
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# ix_usage_events_user_time (no INCLUDE) {before.Indexes["ix_usage_events_user_time"] / 1048576.0:N0} MB against {covering / 1048576.0:N0} MB for the covering one it replaced, INCLUDE (quantity, report_id), built on the same {before.Events:N0} rows: {(covering - before.Indexes["ix_usage_events_user_time"]) / (double)before.Events:N1} B per event less"));
         Console.WriteLine();
         Console.WriteLine("| | events held | usage_events heap MB | its indexes MB | usage_hourly MB (rows) | usage_daily MB (rows) | total MB | B per event held | B per event recorded |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -209,6 +208,88 @@ public static class StorageBenchmark
         Console.WriteLine($"# {sample:N0} accounts' usage by day in each of {months.Count} months and in ranges from 09:17 on their first day to 09:17 on the next month's: {(answersBefore == answersFolded ? "identical before and after the fold" : "DIFFERENT after the fold")} ({answersBefore.Length:N0} characters compared); the months' (the periods'): {(answersBeforePrune == answersAfter ? "identical before and after the prune" : "DIFFERENT after the prune")} ({answersAfter.Length:N0} characters)");
         Console.WriteLine($"# load average at end: {BenchInfo.LoadAverage()}");
         return same ? 0 : 1;
+    }
+
+    /// <summary>
+    /// <c>prune</c>: one month of <c>--month-events</c> acknowledged events (default 10 M) removed by the batched deletes
+    /// against the next month, of as many events, removed by dropping its partition: two whole months long closed (four and
+    /// three months back), every event in a sent report of its calendar month, every day's hours folded (what the
+    /// retention service leaves of such sparse days). The fold and the hourly rows are left out: both ways time the events.
+    /// </summary>
+    public static async Task<int> RunPruneAsync(IReadOnlyList<string> rawArgs)
+    {
+        var args = new BenchArgs(rawArgs);
+        var monthEvents = args.Int("month-events") ?? 10_000_000;
+        var userCount = args.Int("users") ?? 10_000;
+        args.EnsureAllRead();
+        if (userCount < 2 || monthEvents < userCount)
+        {
+            throw new ArgumentException("need --users >= 2 and --month-events >= --users.");
+        }
+
+        Console.WriteLine($"# prune benchmark — {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {BenchInfo.BuildConfiguration}");
+        Console.WriteLine($"# PostgreSQL, two whole months of {monthEvents:N0} acknowledged events each, {userCount:N0} accounts; load average at start: {BenchInfo.LoadAverage()}");
+        await using var db = await BenchDatabase.CreateAsync(BenchProvider.Postgres, userCount, Configure, customerPlan: "pro");
+        await using var connection = new NpgsqlConnection(db.ConnectionString);
+        await connection.OpenAsync();
+        var now = DateTimeOffset.UtcNow;
+        var batchedMonth = BillingPeriod.CalendarMonth(now.AddMonths(-4));
+        var droppedMonth = BillingPeriod.CalendarMonth(batchedMonth.End);
+        var clock = Stopwatch.StartNew();
+        foreach (var m in new[] { batchedMonth, droppedMonth })
+        {
+            await ExecuteAsync(connection, string.Create(CultureInfo.InvariantCulture,
+                $"CREATE TABLE IF NOT EXISTS usage_events_y{m.Start:yyyy}m{m.Start:MM} PARTITION OF usage_events FOR VALUES FROM ('{m.Start:yyyy-MM-dd}T00:00:00Z') TO ('{m.End:yyyy-MM-dd}T00:00:00Z')"));
+            var chunks = (monthEvents + ChunkRows - 1) / ChunkRows;
+            for (var c = 0; c < chunks; c++)
+            {
+                await using var command = new NpgsqlCommand(GenerateSql, connection) { CommandTimeout = 0 };
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("now", m.End.AddMinutes(-5)));
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("start", m.Start));
+                command.Parameters.Add(new NpgsqlParameter<DateTimeOffset>("pending_after", m.End));
+                command.Parameters.Add(new NpgsqlParameter<Guid[]>("users", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. db.Users] });
+                command.Parameters.Add(new NpgsqlParameter<int>("user_count", userCount));
+                command.Parameters.Add(new NpgsqlParameter<long>("rows", monthEvents));
+                command.Parameters.Add(new NpgsqlParameter<long>("from", ((long)monthEvents * c / chunks) + 1));
+                command.Parameters.Add(new NpgsqlParameter<long>("to", (long)monthEvents * (c + 1) / chunks));
+                await command.ExecuteNonQueryAsync();
+            }
+        }
+
+        await ExecuteAsync(connection, ReportsSql);
+        await ExecuteAsync(connection, UsageBillingMigrationSql.BackfillUsageDailyPostgres);
+        await ExecuteAsync(connection, "UPDATE usage_daily SET hours_folded = TRUE");
+        await ExecuteAsync(connection, "VACUUM ANALYZE");
+        Console.WriteLine($"#   generated {2L * monthEvents:N0} events, their reports and daily rollup, vacuumed ({clock.Elapsed.TotalSeconds:N0} s)");
+
+        var steps = (IUsageRetentionSteps)db.Services.GetRequiredService<IUsageRetentionStore>();
+        var batch = db.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<UsageBillingOptions>>().Value.Retention.BatchSize;
+        var rows = new List<(string Way, BillingPeriod Month, long Rows, long Bytes, UsagePruneResult Result, TimeSpan Took)>();
+        foreach (var (way, month, drop) in new[] { ("batched deletes", batchedMonth, false), ("partition drop", droppedMonth, true) })
+        {
+            var name = $"usage_events_y{month.Start:yyyy}m{month.Start:MM}";
+            var monthRows = await ScalarAsync(connection, $"SELECT count(*) FROM {name}");
+            var monthBytes = await ScalarAsync(connection, $"SELECT pg_total_relation_size('{name}')");
+            var took = Stopwatch.StartNew();
+            var result = await steps.PruneAsync(month.End, batch, dropPartitions: drop, foldHourly: false, default);
+            took.Stop();
+            rows.Add((way, month, monthRows, monthBytes, result, took.Elapsed));
+        }
+
+        var left = await ScalarAsync(connection, "SELECT count(*) FROM usage_events");
+        Console.WriteLine();
+        Console.WriteLine("| way | month | rows | MB with indexes | events removed | partitions dropped | s | events/s |");
+        Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|");
+        foreach (var r in rows)
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {r.Way}{(r.Way == "batched deletes" ? $" of {batch:N0}" : "")} | {r.Month.Start:yyyy-MM} | {r.Rows:N0} | {r.Bytes / 1048576.0:N0} | {r.Result.EventsDeleted:N0} | {r.Result.PartitionsDropped} | {r.Took.TotalSeconds:N1} | {r.Result.EventsDeleted / r.Took.TotalSeconds:N0} |"));
+        }
+
+        Console.WriteLine();
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# partition drop / batched deletes: {rows[0].Took.TotalSeconds / rows[1].Took.TotalSeconds:N1}x less time; events left in usage_events: {left:N0}"));
+        Console.WriteLine($"# load average at end: {BenchInfo.LoadAverage()}");
+        return rows.All(r => r.Result.EventsDeleted > 0) ? 0 : 1;
     }
 
     private static void Configure(UsageBillingOptions o)
