@@ -263,29 +263,46 @@ public static class UsageBillingMigrationSql
         """;
 
     /// <summary>
-    /// PostgreSQL: drops and creates again every empty partition of <c>usage_events</c> (the months ahead, usually
-    /// the default partition), with the same bounds. A dropped column keeps its place in the rows of a table that
-    /// had it (PostgreSQL still writes its null-bitmap bit into every new row); a partition created afterwards has
-    /// no such place, so rows written there are as narrow as the columns now are. Partitions that hold rows keep
-    /// theirs until the retention drops them. Does nothing on a plain table.
+    /// PostgreSQL: drops and creates again every empty partition of <c>usage_events</c> that has a dropped column (the
+    /// months ahead, the default partition when it is empty), with the same name, bounds, owner, grants and storage
+    /// options (the parent's indexes come with <c>PARTITION OF</c>). A dropped column keeps its place in the rows of a
+    /// table that had it (PostgreSQL still writes its null-bitmap bit into every new row); a partition created afterwards
+    /// has no such place, so rows written there are as narrow as the columns now are. Partitions that hold rows keep
+    /// theirs until the retention drops them. An index created on one partition alone (not on <c>usage_events</c>) is
+    /// not carried over. Does nothing on a plain table.
     /// </summary>
     public const string RecreateEmptyUsageEventPartitionsPostgres = """
         DO $ub$
         DECLARE
             p record;
+            g record;
             has_rows boolean;
         BEGIN
             FOR p IN
-                SELECT c.relname::text AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
+                SELECT c.relname::text AS name, pg_get_expr(c.relpartbound, c.oid) AS bound, c.relowner::regrole::text AS owner,
+                       c.relacl, array_to_string(c.reloptions, ', ') AS options
                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                 WHERE i.inhparent = 'usage_events'::regclass
                   AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attisdropped)
-                ORDER BY pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'
+                ORDER BY pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', 1
             LOOP
                 EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', p.name) INTO has_rows;
                 IF NOT has_rows THEN
                     EXECUTE format('DROP TABLE %I', p.name);
                     EXECUTE format('CREATE TABLE %I PARTITION OF usage_events %s', p.name, p.bound);
+                    IF p.options IS NOT NULL THEN
+                        EXECUTE format('ALTER TABLE %I SET (%s)', p.name, p.options);
+                    END IF;
+                    IF p.owner <> current_user THEN
+                        EXECUTE format('ALTER TABLE %I OWNER TO %s', p.name, p.owner);
+                    END IF;
+                    FOR g IN SELECT a.privilege_type, a.grantee::regrole::text AS grantee, a.is_grantable
+                             FROM aclexplode(p.relacl) a WHERE a.grantee <> 0 AND a.grantee <> (SELECT relowner FROM pg_class WHERE relname = p.name AND relnamespace = current_schema()::regnamespace) LOOP
+                        EXECUTE format('GRANT %s ON %I TO %s%s', g.privilege_type, p.name, g.grantee, CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);
+                    END LOOP;
+                    FOR g IN SELECT a.privilege_type FROM aclexplode(p.relacl) a WHERE a.grantee = 0 LOOP
+                        EXECUTE format('GRANT %s ON %I TO PUBLIC', g.privilege_type, p.name);
+                    END LOOP;
                 END IF;
             END LOOP;
         END

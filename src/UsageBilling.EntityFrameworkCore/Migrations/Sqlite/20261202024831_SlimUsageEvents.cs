@@ -20,9 +20,8 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
 
             migrationBuilder.MoveRequestFingerprintsToKeys();
 
-            migrationBuilder.DropColumn(
-                name: "request_fingerprint",
-                table: "usage_events");
+            // SQLite's own DROP COLUMN, not EF's table rebuild (steps that commit separately).
+            migrationBuilder.Sql("ALTER TABLE usage_events DROP COLUMN request_fingerprint;");
         }
 
         /// <inheritdoc />
@@ -37,9 +36,7 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
 
             migrationBuilder.MoveRequestFingerprintsToEvents();
 
-            migrationBuilder.DropColumn(
-                name: "request_fingerprint",
-                table: "usage_event_keys");
+            migrationBuilder.Sql("ALTER TABLE usage_event_keys DROP COLUMN request_fingerprint;");
         }
     }
 }
