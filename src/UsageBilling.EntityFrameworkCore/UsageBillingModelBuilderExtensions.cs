@@ -36,9 +36,9 @@ public static class UsageBillingModelBuilderExtensions
             e.HasOne<TUser>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade).HasConstraintName("fk_usage_events_user");
 
             // Serves the summary: one user's range of one or all meters (the ragged hours at a range's edges, the
-            // folded days' events). Not covering: the rows it finds are read from the heap, where they lie in
-            // recording order, so an hour's rows of one user share few pages; covering quantity and report_id cost
-            // 27 bytes per event (86 against 59 per entry, docs/benchmarks.md).
+            // folded days' events). Not covering: the rows it finds are read from the heap (in recording order, among
+            // other accounts' rows); covering quantity and report_id cost 27 bytes per event and bought 0.1-0.3 ms of
+            // the heavy summary's p99 (docs/benchmarks.md).
             e.HasIndex(x => new { x.UserId, x.OccurredAt, x.Meter }).HasDatabaseName("ix_usage_events_user_time");
 
             // Serves the claim: unassigned events only, oldest first; shrinks as events are claimed.
