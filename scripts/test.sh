@@ -59,6 +59,12 @@ dotnet test UsageBilling.slnx -c Release --no-build --logger "console;verbosity=
 status=${PIPESTATUS[0]}
 set -e
 [ "$status" -ne 0 ] || status=$smoke_status
+# The failed tests again with the start of their messages, next to the closing line (a log's tail is often all one sees).
+if grep -qE '^[[:space:]]+Failed [A-Za-z_]' /tmp/usagebilling-test.log; then
+  echo "== failed tests:"
+  grep -E -A8 '^[[:space:]]+Failed [A-Za-z_]' /tmp/usagebilling-test.log | cut -c1-400 || true
+fi
+grep -E '^FAIL: ' /tmp/usagebilling-smoke.log || true
 # One closing line for the whole run, summed over the test assemblies and the package checks (PASS:/FAIL: lines).
 smoke_passed=$(grep -c '^PASS: ' /tmp/usagebilling-smoke.log || true)
 smoke_failed=$(grep -c '^FAIL: ' /tmp/usagebilling-smoke.log || true)

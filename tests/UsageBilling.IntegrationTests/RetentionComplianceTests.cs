@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using UsageBilling.EntityFrameworkCore.Entities;
 using UsageBilling.IntegrationTests.Infrastructure;
@@ -401,7 +403,7 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
         Assert.Contains("at least 35 days", ex.Message, StringComparison.Ordinal);
     }
 
-    private async Task AddItemsAsync(Guid user)
+    protected async Task AddItemsAsync(Guid user)
     {
         await using var db = Host.CreateContext();
         foreach (var meter in new[] { "ai_messages", "api_calls" })
@@ -450,7 +452,7 @@ public abstract class RetentionComplianceTests(Provider provider) : FlushComplia
     /// Everything a reader shows: each period's per-day usage (the page's past periods and chart read exactly this),
     /// the current period's summary, and the sent reports' totals per period beside Stripe's (what reconcile compares).
     /// </summary>
-    private async Task<string> SnapshotAsync(Guid user, string customer, bool endedOnly = false)
+    protected async Task<string> SnapshotAsync(Guid user, string customer, bool endedOnly = false)
     {
         var store = Host.Get<IUsageStore>();
         var lines = new List<string>();
@@ -488,6 +490,72 @@ public sealed class SqliteRetentionTests() : RetentionComplianceTests(Provider.S
 
 public sealed class PostgresRetentionTests() : RetentionComplianceTests(Provider.Postgres)
 {
+    /// <summary>
+    /// A month's partition dropped while the app is between checking its user (a key-share lock on the users row, as a
+    /// foreign key check takes) and writing an event. Detaching the month locks <c>usage_events</c> exclusively and
+    /// dropping the table locks the users table exclusively: taken in one transaction, the drop waits for the app while
+    /// the app waits for <c>usage_events</c>, and PostgreSQL ends one of them as a deadlock. The app's write must go
+    /// through, and the month must still be dropped once the app commits.
+    /// </summary>
+    [Fact]
+    public async Task Prune_PartitionDropWhileAppHoldsItsUserAndThenWrites_NeitherFailsMonthDropped()
+    {
+        var (user, customer) = await NewCustomerAsync();
+        await AddItemsAsync(user);
+        for (var round = 0; round < 10; round++)
+        {
+            var now = Time.GetUtcNow();
+            for (var i = 0; i < 10; i++)
+            {
+                await Recorder.RecordAsync(user, "ai_messages", 1, $"r{round}-{i}", now.AddHours(-i * 20), Ct);
+            }
+
+            await FlushUntilDoneAsync();
+            Time.Advance(TimeSpan.FromDays(9));
+        }
+
+        var before = await SnapshotAsync(user, customer, endedOnly: true);
+        await using var app = Host.CreateContext();
+        await using var transaction = await app.Database.BeginTransactionAsync(Ct);
+        var users = await ScalarAsync<string>(app, "SELECT confrelid::regclass::text FROM pg_constraint WHERE conname = 'fk_usage_events_user'");
+        await app.Database.ExecuteSqlRawAsync(string.Concat("SELECT 1 FROM ", users, " WHERE id = {0} FOR KEY SHARE"), [user], Ct);
+
+        var prune = Task.Run(() => Retention.PruneAsync(TimeSpan.FromDays(40), Ct), Ct);
+        await using (var watch = Host.CreateContext())
+        {
+            // Until the prune waits for the app's lock.
+            var waited = Stopwatch.StartNew();
+            while (await ScalarAsync<long>(watch, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'relation'") == 0)
+            {
+                Assert.False(prune.IsCompleted, "the prune ended without waiting for the app's lock on its user");
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "the prune never waited for the app's lock on its user");
+                await Task.Delay(20, Ct);
+            }
+        }
+
+        var id = Guid.CreateVersion7();
+        var at = Time.GetUtcNow();
+        await app.Database.ExecuteSqlRawAsync(
+            "INSERT INTO usage_events (id, user_id, meter, quantity, occurred_at, created_at) VALUES ({0}, {1}, 'ai_messages', 1, {2}, {2})", [id, user, at], Ct);
+        await transaction.CommitAsync(Ct);
+        var result = await prune;
+
+        Assert.True(result.PartitionsDropped >= 1, $"{result.PartitionsDropped} partitions dropped");
+        Assert.Equal(1, await CountAsync(db => db.UsageEvents.Where(e => e.Id == id)));
+        await using var check = Host.CreateContext();
+        Assert.Equal(0L, await ScalarAsync<long>(check, "SELECT count(*) FROM pg_class WHERE relkind = 'r' AND NOT relispartition AND relname LIKE 'usage\\_events\\_y%'"));
+        Assert.Equal(before, await SnapshotAsync(user, customer, endedOnly: true));
+    }
+
+    private static async Task<T> ScalarAsync<T>(DbContext db, string sql)
+    {
+        await db.Database.OpenConnectionAsync(Ct);
+        await using var command = db.Database.GetDbConnection().CreateCommand();
+        command.CommandText = sql;
+        command.Transaction = db.Database.CurrentTransaction?.GetDbTransaction();
+        return (T)(await command.ExecuteScalarAsync(Ct))!;
+    }
+
     /// <summary>
     /// Creating the months' partitions while the recorder writes into them (PostgreSQL attaches each new month beside the
     /// default partition; SQLite has no partitions): no write may fail, and every event ends up stored once, in its own month's partition.

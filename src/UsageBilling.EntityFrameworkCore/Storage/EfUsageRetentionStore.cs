@@ -391,7 +391,8 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     // the default partition's new constraint once the attach commits. The lock waits are short (lock_timeout, below
     // deadlock_timeout): a claim or a void that locked rows of usage_events (a plain lock on the parent and the
     // default partition) and then needs to write would otherwise wait for this transaction while it waits for them —
-    // this one gives way and is tried again.
+    // this one gives way and is tried again. The attach also locks the users table (the partition's foreign key), so
+    // that is locked first, before usage_events, as a user's deletion does (LockReferencedTablesAsync).
     private static async Task<List<string>> CreatePartitionsAsync(Npgsql.NpgsqlConnection connection, DbTransaction transaction, DateTimeOffset now, CancellationToken cancellationToken)
     {
         await ExecuteAsync(connection, transaction, $"SELECT pg_advisory_xact_lock({PartitionLockKey})", cancellationToken).ConfigureAwait(false);
@@ -415,7 +416,12 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             // A new table, filled with what the default partition held for its month, then attached (which builds the
             // parent's indexes on it and checks the default partition holds no row of its range).
             var (from, to) = (Literal(month), Literal(month.AddMonths(1)));
-            var sql = created.Count == 0 ? "SET LOCAL lock_timeout = '500ms'; LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE; " : "";
+            if (created.Count == 0)
+            {
+                await LockReferencedTablesAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+            }
+
+            var sql = created.Count == 0 ? $"{GiveWayFirstSql} LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE; " : "";
             sql += $"CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);";
             if (defaultPartition is not null)
             {
@@ -438,9 +444,12 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     /// negated) are set aside and the idempotency keys of the others deleted. A month keeping more than a tenth of its
     /// events (and over <see cref="KeptRowsAlwaysMoved"/>) is left to the batched delete: its kept rows would only
     /// pile up in the default partition.</item>
-    /// <item>the partition is detached (an exclusive lock on <c>usage_events</c>, waited for at most 2 s, else the month
-    /// is left for a later run), the kept events are inserted again as they are now (into the default partition, which
-    /// the detached range falls to; a kept event claimed or voided meanwhile comes as it is) and the table dropped.</item>
+    /// <item>the users table is locked against writes and the partition detached (an exclusive lock on
+    /// <c>usage_events</c>, waited for briefly, else the month is left for a later run), and the kept events are inserted
+    /// again as they are now (into the default partition, which the detached range falls to; a kept event claimed or
+    /// voided meanwhile comes as it is).</item>
+    /// <item>the detached table is dropped, in a transaction of its own (<see cref="DropDetachedAsync"/>); one left by an
+    /// earlier run is dropped first.</item>
     /// </list>
     /// Why the set aside in step 1 is still right in step 2: an event that may go is acknowledged more than 35 days ago,
     /// so Stripe can neither cancel nor compensate it — a void is refused and no correction can make it pending — and
@@ -449,10 +458,25 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     private static async Task<(int Partitions, long Events)> DropPartitionsAsync(Npgsql.NpgsqlConnection connection, DateTimeOffset cutoff, CancellationToken cancellationToken)
     {
         Dictionary<string, DateTimeOffset> existing;
+        var detached = new List<string>();
         await using (var read = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false))
         {
             (_, existing, _) = await PartitionsAsync(connection, read, cancellationToken).ConfigureAwait(false);
+            await using (var command = new Npgsql.NpgsqlCommand(DetachedMonthsSql, connection, read))
+            {
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    detached.Add(reader.GetString(0));
+                }
+            }
+
             await read.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var name in detached)
+        {
+            await DropDetachedAsync(connection, name, cancellationToken).ConfigureAwait(false);
         }
 
         var partitions = 0;
@@ -502,7 +526,8 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                     WHERE k.user_id = e.user_id AND k.idempotency_key = e.idempotency_key AND k.event_id = e.id
                       AND NOT EXISTS (SELECT 1 FROM ub_kept x WHERE x.id = e.id)
                     """, cancellationToken).ConfigureAwait(false);
-                await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '2s'; ALTER TABLE usage_events DETACH PARTITION {name}", cancellationToken).ConfigureAwait(false);
+                await LockReferencedTablesAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, $"{GiveWayFirstSql} ALTER TABLE usage_events DETACH PARTITION {name}", cancellationToken).ConfigureAwait(false);
 
                 // What the partition holds now (a kept event may have been voided meanwhile): the count of what goes is exact.
                 await using (var command = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {name}", connection, transaction) { CommandTimeout = 0 })
@@ -516,7 +541,6 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                     moved = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
 
-                await ExecuteAsync(connection, transaction, $"DROP TABLE {name}", cancellationToken).ConfigureAwait(false);
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 partitions++;
                 events += total - moved;
@@ -526,11 +550,74 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                 // Busy: this run's batched delete takes what it may from the partition, a later run drops it.
                 // Gone: another instance dropped it first.
                 await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                continue;
             }
+
+            await DropDetachedAsync(connection, name, cancellationToken).ConfigureAwait(false);
         }
 
         return (partitions, events);
     }
+
+    /// <summary>
+    /// Drops a month detached from <c>usage_events</c>, in a transaction of its own: the drop locks the users table
+    /// exclusively (the table's foreign key), which taken while still holding <c>usage_events</c> would deadlock with a
+    /// recorder that has checked its user and waits to insert. Holding nothing else, this waits for at most 2 s; if the
+    /// table stays (busy, or the process ends first), the next prune drops it (<see cref="DropPartitionsAsync"/>).
+    /// Its events are no longer in <c>usage_events</c> either way.
+    /// </summary>
+    private static async Task DropDetachedAsync(Npgsql.NpgsqlConnection connection, string name, CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '2s'; DROP TABLE IF EXISTS {name}", cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected)
+        {
+            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Locks the tables <c>usage_events</c>' foreign keys reference (the app's users table) in the mode a partition's
+    /// attach or detach takes on them, before <c>usage_events</c> itself: the order a user's deletion takes them in (its
+    /// cascade), so neither waits for the other while holding what the other needs. A recorder's read of its user does
+    /// not conflict with this mode; writes to users wait for at most 2 s.
+    /// </summary>
+    private static async Task LockReferencedTablesAsync(Npgsql.NpgsqlConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        string? tables;
+        await using (var command = new Npgsql.NpgsqlCommand(
+            "SELECT string_agg(DISTINCT confrelid::regclass::text, ', ') FROM pg_constraint WHERE conrelid = 'usage_events'::regclass AND contype = 'f' AND confrelid <> conrelid",
+            connection,
+            (Npgsql.NpgsqlTransaction)transaction))
+        {
+            tables = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+        }
+
+        if (tables is not null)
+        {
+            await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '2s'; LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Sets the transaction's lock_timeout to half the server's deadlock_timeout (at most 500 ms), for a wait on
+    /// <c>usage_events</c> while holding a lock others may wait for: this transaction gives way (and is tried again later)
+    /// before the deadlock detector could pick the app's transaction instead.
+    /// </summary>
+    private const string GiveWayFirstSql =
+        "SELECT set_config('lock_timeout', LEAST(500, setting::int / 2)::text || 'ms', true) FROM pg_settings WHERE name = 'deadlock_timeout';";
+
+    /// <summary>Months a prune detached and did not get to drop: tables named as the partitions are, beside <c>usage_events</c>, that are no partition.</summary>
+    private const string DetachedMonthsSql = """
+        SELECT c.relname::text FROM pg_class c
+        WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relname ~ '^usage_events_y[0-9]{4}m[0-9]{2}$'
+          AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('usage_events'))
+        ORDER BY 1
+        """;
 
     /// <summary>A month with at most this many events to keep is always dropped (its kept events moved), whatever their share.</summary>
     private const int KeptRowsAlwaysMoved = 10_000;
