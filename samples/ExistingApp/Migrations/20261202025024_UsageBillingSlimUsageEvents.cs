@@ -22,11 +22,30 @@ namespace ExistingApp.Migrations
 
             // SQLite's own DROP COLUMN, not EF's table rebuild (steps that commit separately).
             migrationBuilder.Sql("ALTER TABLE usage_events DROP COLUMN request_fingerprint;");
+
+            // The summary's index is no longer keyed by meter.
+            migrationBuilder.DropIndex(
+                name: "ix_usage_events_user_time",
+                table: "usage_events");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_events_user_time",
+                table: "usage_events",
+                columns: new[] { "user_id", "occurred_at" });
         }
 
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            migrationBuilder.DropIndex(
+                name: "ix_usage_events_user_time",
+                table: "usage_events");
+
+            migrationBuilder.CreateIndex(
+                name: "ix_usage_events_user_time",
+                table: "usage_events",
+                columns: new[] { "user_id", "occurred_at", "meter" });
+
             migrationBuilder.AddColumn<string>(
                 name: "request_fingerprint",
                 table: "usage_events",

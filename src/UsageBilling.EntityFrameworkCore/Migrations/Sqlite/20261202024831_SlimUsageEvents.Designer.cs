@@ -527,7 +527,7 @@ namespace UsageBilling.EntityFrameworkCore.Migrations.Sqlite
                     b.HasIndex("ReportId")
                         .HasDatabaseName("ix_usage_events_report");
 
-                    b.HasIndex("UserId", "OccurredAt", "Meter")
+                    b.HasIndex("UserId", "OccurredAt")
                         .HasDatabaseName("ix_usage_events_user_time");
 
                     b.ToTable("usage_events", null, t =>

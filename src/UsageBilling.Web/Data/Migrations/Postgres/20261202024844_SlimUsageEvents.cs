@@ -25,7 +25,8 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
                 name: "request_fingerprint",
                 table: "usage_events");
 
-            // The summary's index no longer covers quantity and report_id (27 bytes per event).
+            // The summary's index no longer covers quantity and report_id (27 bytes per event) nor is keyed by meter
+            // (18 bytes per event).
             migrationBuilder.DropIndex(
                 name: "ix_usage_events_user_time",
                 table: "usage_events");
@@ -33,7 +34,7 @@ namespace UsageBilling.Web.Data.Migrations.Postgres
             migrationBuilder.CreateIndex(
                 name: "ix_usage_events_user_time",
                 table: "usage_events",
-                columns: new[] { "user_id", "occurred_at", "meter" });
+                columns: new[] { "user_id", "occurred_at" });
 
             // Empty partitions made again without the dropped column's place in every row.
             migrationBuilder.RecreateEmptyUsageEventPartitions();
