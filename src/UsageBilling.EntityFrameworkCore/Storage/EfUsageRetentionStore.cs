@@ -584,13 +584,18 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     /// Locks the tables <c>usage_events</c>' foreign keys reference (the app's users table) in the mode a partition's
     /// attach or detach takes on them, before <c>usage_events</c> itself: the order a user's deletion takes them in (its
     /// cascade), so neither waits for the other while holding what the other needs. A recorder's read of its user does
-    /// not conflict with this mode; writes to users wait for at most 2 s.
+    /// not conflict with this mode; writes to users wait for at most 2 s. A table the role may not lock (LOCK TABLE in
+    /// this mode needs UPDATE, DELETE or TRUNCATE on it) is left to the attach's or detach's own lock, as before.
     /// </summary>
     private static async Task LockReferencedTablesAsync(Npgsql.NpgsqlConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
     {
         string? tables;
         await using (var command = new Npgsql.NpgsqlCommand(
-            "SELECT string_agg(DISTINCT confrelid::regclass::text, ', ') FROM pg_constraint WHERE conrelid = 'usage_events'::regclass AND contype = 'f' AND confrelid <> conrelid",
+            """
+            SELECT string_agg(DISTINCT confrelid::regclass::text, ', ') FROM pg_constraint
+            WHERE conrelid = 'usage_events'::regclass AND contype = 'f' AND confrelid <> conrelid
+              AND (has_table_privilege(confrelid, 'UPDATE') OR has_table_privilege(confrelid, 'DELETE') OR has_table_privilege(confrelid, 'TRUNCATE'))
+            """,
             connection,
             (Npgsql.NpgsqlTransaction)transaction))
         {
