@@ -346,7 +346,9 @@ public abstract class BillingAccountComplianceTests(Provider provider) : IAsyncL
         await WaitForAsync(async () => await db.UsageReports.AsNoTracking().AnyAsync(r => r.StripeCustomerId == customer && r.Status == UsageReportStatus.Dead, Ct), "the report is dead");
         var report = await db.UsageReports.AsNoTracking().SingleAsync(r => r.StripeCustomerId == customer, Ct);
         Assert.Contains("meter_event_customer_not_found", report.LastError, StringComparison.Ordinal);
-        Assert.True(await db.ProcessedWebhookEvents.AnyAsync(e => e.Type == StripeWebhookEvents.MeterErrorReportTriggered, Ct));
+
+        // The delivery is recorded as processed after the reports are marked (its own write, just after): waited for too.
+        await WaitForAsync(async () => await db.ProcessedWebhookEvents.AnyAsync(e => e.Type == StripeWebhookEvents.MeterErrorReportTriggered, Ct), "the delivery is recorded as processed");
     }
 
     private async Task AssertMatchesStripeAsync(Guid userId, string because)

@@ -421,7 +421,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                 await LockReferencedTablesAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
             }
 
-            var sql = created.Count == 0 ? $"{GiveWayFirstSql} LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE; " : "";
+            var sql = created.Count == 0 ? "LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE; " : "";
             sql += $"CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);";
             if (defaultPartition is not null)
             {
@@ -437,23 +437,25 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     }
 
     /// <summary>
-    /// PostgreSQL: drops whole the monthly partitions of <c>usage_events</c> that ended by <paramref name="cutoff"/>, one
-    /// transaction each, in two steps so that writers are held up only for the second, short one:
+    /// PostgreSQL: drops whole the monthly partitions of <c>usage_events</c> that ended by <paramref name="cutoff"/>, each
+    /// in three transactions, so that writers are held up only for the second, short one and no transaction waits for a
+    /// lock while holding one a writer may need:
     /// <list type="number">
     /// <item>without locking out anyone, the ids of the events that must stay (the batched delete's conditions,
-    /// negated) are set aside and the idempotency keys of the others deleted. A month keeping more than a tenth of its
-    /// events (and over <see cref="KeptRowsAlwaysMoved"/>) is left to the batched delete: its kept rows would only
-    /// pile up in the default partition.</item>
+    /// negated) are set aside and the idempotency keys of the others deleted, and that is committed. A month keeping
+    /// more than a tenth of its events (and over <see cref="KeptRowsAlwaysMoved"/>) is left to the batched delete: its
+    /// kept rows would only pile up in the default partition.</item>
     /// <item>the users table is locked against writes and the partition detached (an exclusive lock on
-    /// <c>usage_events</c>, waited for briefly, else the month is left for a later run), and the kept events are inserted
-    /// again as they are now (into the default partition, which the detached range falls to; a kept event claimed or
-    /// voided meanwhile comes as it is).</item>
-    /// <item>the detached table is dropped, in a transaction of its own (<see cref="DropDetachedAsync"/>); one left by an
-    /// earlier run is dropped first.</item>
+    /// <c>usage_events</c>; both waited for briefly, else the month is left to this run's batched delete and a later
+    /// run), the kept events are inserted again as they are now (into the default partition, which the detached range
+    /// falls to; a kept event claimed or voided meanwhile comes as it is), the detached table is emptied and renamed
+    /// <c>…_detached</c>: its events leave <c>usage_events</c> in one commit.</item>
+    /// <item>the empty table is dropped (<see cref="DropDetachedAsync"/>); one an earlier run left is dropped first.</item>
     /// </list>
-    /// Why the set aside in step 1 is still right in step 2: an event that may go is acknowledged more than 35 days ago,
-    /// so Stripe can neither cancel nor compensate it — a void is refused and no correction can make it pending — and
-    /// no event that old is recorded or claimed again; writers only claim or void kept ones, which step 2 re-reads.
+    /// Why the set aside in step 1 is still right in step 2, and why the keys may go before their events: an event that
+    /// may go is acknowledged more than 35 days ago, so Stripe can neither cancel nor compensate it — a void is refused
+    /// and no correction can make it pending — and no event that old is recorded or claimed again; writers only claim or
+    /// void kept ones, which step 2 re-reads. If step 2 does not happen, this run's batched delete takes those events.
     /// </summary>
     private static async Task<(int Partitions, long Events)> DropPartitionsAsync(Npgsql.NpgsqlConnection connection, DateTimeOffset cutoff, CancellationToken cancellationToken)
     {
@@ -484,142 +486,236 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         foreach (var (name, month) in existing.Where(p => p.Value.AddMonths(1) <= cutoff).OrderBy(p => p.Value))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                // Not while partitions are being created (EnsurePartitionsAsync holds this lock): left for a later run.
-                await using (var gate = new Npgsql.NpgsqlCommand($"SELECT pg_try_advisory_xact_lock({PartitionLockKey})", connection, transaction))
+                if (await SetAsideKeptAsync(connection, name, cutoff, cancellationToken).ConfigureAwait(false) is not { } set)
                 {
-                    if (await gate.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not true)
-                    {
-                        await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-                        break;
-                    }
+                    break;
                 }
 
-                var keep = $"""
-                    CREATE TEMP TABLE ub_kept ON COMMIT DROP AS
-                    SELECT e.id FROM {name} e
-                    WHERE NOT EXISTS (
-                        SELECT 1 FROM usage_reports r
-                        WHERE EXISTS (SELECT 1 FROM billing_customers bc WHERE bc.user_id = e.user_id)
-                          AND {PostgresMayGo});
-                    SELECT (SELECT count(*) FROM {name}), (SELECT count(*) FROM ub_kept);
-                    """;
-                long total, kept;
-                await using (var command = new Npgsql.NpgsqlCommand(keep, connection, transaction) { CommandTimeout = 0 })
+                if (!set.Drop)
                 {
-                    command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset>("cutoff", cutoff));
-                    await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                    await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-                    (total, kept) = (reader.GetInt64(0), reader.GetInt64(1));
-                }
-
-                if (kept > KeptRowsAlwaysMoved && kept * 10 > total)
-                {
-                    await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
                     continue;
                 }
 
-                await ExecuteAsync(connection, transaction, $"""
-                    DELETE FROM usage_event_keys k USING {name} e
-                    WHERE k.user_id = e.user_id AND k.idempotency_key = e.idempotency_key AND k.event_id = e.id
-                      AND NOT EXISTS (SELECT 1 FROM ub_kept x WHERE x.id = e.id)
-                    """, cancellationToken).ConfigureAwait(false);
-                await LockReferencedTablesAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-                await ExecuteAsync(connection, transaction, $"{GiveWayFirstSql} ALTER TABLE usage_events DETACH PARTITION {name}", cancellationToken).ConfigureAwait(false);
-
-                // What the partition holds now (a kept event may have been voided meanwhile): the count of what goes is exact.
-                await using (var command = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {name}", connection, transaction) { CommandTimeout = 0 })
+                if (await DetachAsync(connection, name, cancellationToken).ConfigureAwait(false) is not { } gone)
                 {
-                    total = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+                    continue;
                 }
 
-                int moved;
-                await using (var command = new Npgsql.NpgsqlCommand($"INSERT INTO usage_events SELECT e.* FROM {name} e WHERE e.id IN (SELECT id FROM ub_kept)", connection, transaction) { CommandTimeout = 0 })
-                {
-                    moved = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                }
-
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 partitions++;
-                events += total - moved;
+                events += gone;
             }
-            catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.UndefinedTable)
+            finally
             {
-                // Busy: this run's batched delete takes what it may from the partition, a later run drops it.
-                // Gone: another instance dropped it first.
-                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-                continue;
+                await using var clean = new Npgsql.NpgsqlCommand("DROP TABLE IF EXISTS pg_temp.ub_kept", connection);
+                await clean.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
             }
 
-            await DropDetachedAsync(connection, name, cancellationToken).ConfigureAwait(false);
+            await DropDetachedAsync(connection, name + DetachedSuffix, cancellationToken).ConfigureAwait(false);
         }
 
         return (partitions, events);
     }
 
     /// <summary>
-    /// Drops a month detached from <c>usage_events</c>, in a transaction of its own: the drop locks the users table
-    /// exclusively (the table's foreign key), which taken while still holding <c>usage_events</c> would deadlock with a
-    /// recorder that has checked its user and waits to insert. Holding nothing else, this waits for at most 2 s; if the
-    /// table stays (busy, or the process ends first), the next prune drops it (<see cref="DropPartitionsAsync"/>).
-    /// Its events are no longer in <c>usage_events</c> either way.
+    /// Step 1 of <see cref="DropPartitionsAsync"/>: sets the ids of the month's events that must stay aside (the session's
+    /// temporary table <c>ub_kept</c>) and deletes the others' idempotency keys, committed. Null when partitions are being
+    /// created (left for a later run); <c>Drop</c> false when the month keeps too many events to drop it whole.
     /// </summary>
-    private static async Task DropDetachedAsync(Npgsql.NpgsqlConnection connection, string name, CancellationToken cancellationToken)
+    private static async Task<(bool Drop, long Total)?> SetAsideKeptAsync(Npgsql.NpgsqlConnection connection, string name, DateTimeOffset cutoff, CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        if (!await TryPartitionLockAsync(connection, transaction, cancellationToken).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        var keep = $"""
+            DROP TABLE IF EXISTS pg_temp.ub_kept;
+            CREATE TEMP TABLE ub_kept AS
+            SELECT e.id FROM {name} e
+            WHERE NOT EXISTS (
+                SELECT 1 FROM usage_reports r
+                WHERE EXISTS (SELECT 1 FROM billing_customers bc WHERE bc.user_id = e.user_id)
+                  AND {PostgresMayGo});
+            SELECT (SELECT count(*) FROM {name}), (SELECT count(*) FROM ub_kept);
+            """;
+        long total, kept;
+        await using (var command = new Npgsql.NpgsqlCommand(keep, connection, transaction) { CommandTimeout = 0 })
+        {
+            command.Parameters.Add(new Npgsql.NpgsqlParameter<DateTimeOffset>("cutoff", cutoff));
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            (total, kept) = (reader.GetInt64(0), reader.GetInt64(1));
+        }
+
+        if (kept > KeptRowsAlwaysMoved && kept * 10 > total)
+        {
+            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+            return (false, total);
+        }
+
+        await ExecuteAsync(connection, transaction, $"""
+            DELETE FROM usage_event_keys k USING {name} e
+            WHERE k.user_id = e.user_id AND k.idempotency_key = e.idempotency_key AND k.event_id = e.id
+              AND NOT EXISTS (SELECT 1 FROM ub_kept x WHERE x.id = e.id)
+            """, cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return (true, total);
+    }
+
+    /// <summary>
+    /// Step 2 of <see cref="DropPartitionsAsync"/>: detaches the month, puts its kept events back, empties it and renames
+    /// it <c>…_detached</c>, in one transaction. Returns how many events went, or null if a lock it needs was busy.
+    /// </summary>
+    private static async Task<long?> DetachAsync(Npgsql.NpgsqlConnection connection, string name, CancellationToken cancellationToken)
     {
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '2s'; DROP TABLE IF EXISTS {name}", cancellationToken).ConfigureAwait(false);
+            if (!await TryPartitionLockAsync(connection, transaction, cancellationToken).ConfigureAwait(false))
+            {
+                return null;
+            }
+
+            await LockReferencedTablesAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, transaction, $"ALTER TABLE usage_events DETACH PARTITION {name}", cancellationToken).ConfigureAwait(false);
+
+            // What the partition holds now (a kept event may have been voided meanwhile): the count of what goes is exact.
+            long total;
+            await using (var command = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {name}", connection, transaction) { CommandTimeout = 0 })
+            {
+                total = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+            }
+
+            int moved;
+            await using (var command = new Npgsql.NpgsqlCommand($"INSERT INTO usage_events SELECT e.* FROM {name} e WHERE e.id IN (SELECT id FROM ub_kept)", connection, transaction) { CommandTimeout = 0 })
+            {
+                moved = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await ExecuteAsync(connection, transaction, $"TRUNCATE {name}; ALTER TABLE {name} RENAME TO {name}{DetachedSuffix}", cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return total - moved;
         }
-        catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected)
+        catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.UndefinedTable)
         {
-            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+            // Busy: this run's batched delete takes what it may from the partition, a later run drops it.
+            // Gone: another instance dropped it first.
+            await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            return null;
         }
+    }
+
+    // Not while partitions are being created (EnsurePartitionsAsync holds this lock).
+    private static async Task<bool> TryPartitionLockAsync(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        await using var gate = new Npgsql.NpgsqlCommand($"SELECT pg_try_advisory_xact_lock({PartitionLockKey})", connection, transaction);
+        return await gate.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+    }
+
+    /// <summary>What a detached, emptied month is renamed to end with, for the next prune to drop if this one could not.</summary>
+    private const string DetachedSuffix = "_detached";
+
+    /// <summary>
+    /// Drops an emptied month detached from <c>usage_events</c> (step 3 of <see cref="DropPartitionsAsync"/>). The drop
+    /// takes the users table exclusively (it removes the table's foreign key triggers there) after the table itself; a
+    /// user's deletion takes them the other way round (its cascade reaches the detached table too), so the users table
+    /// is locked first, each time waiting briefly, a few times. Holding nothing else, it blocks no one for long; if the
+    /// table stays (busy, not allowed, or stopped), it holds no events and the next prune tries again.
+    /// </summary>
+    private static async Task DropDetachedAsync(Npgsql.NpgsqlConnection connection, string name, CancellationToken cancellationToken)
+    {
+        for (var attempt = 1; attempt <= DropAttempts; attempt++)
+        {
+            await using var transaction = await connection.BeginTransactionAsync(CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                var tables = await ReferencedTablesAsync(connection, transaction, name, cancellationToken).ConfigureAwait(false);
+                var sql = $"SET LOCAL lock_timeout = '{DropLockTimeoutMs}ms'; ";
+                sql += tables is null ? "" : $"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE; ";
+                await ExecuteAsync(connection, transaction, sql + $"DROP TABLE IF EXISTS {name}", cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+                return;
+            }
+            catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected)
+            {
+                await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Npgsql.PostgresException)
+            {
+                // Not the role's to drop, or something depends on it: left as it is (empty), for the operator.
+                await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopping: the table holds no events; the next prune drops it.
+                return;
+            }
+
+            try
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(100 * attempt), cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Tries of <see cref="DropDetachedAsync"/> in one prune, each waiting <see cref="DropLockTimeoutMs"/> at most for the users table.</summary>
+    private const int DropAttempts = 5;
+
+    /// <summary>How long a drop of a detached month waits for the users table (which, meanwhile, holds up its readers).</summary>
+    private const int DropLockTimeoutMs = 200;
+
+    /// <summary>
+    /// The tables <paramref name="table"/>'s foreign keys reference that this role may lock (LOCK TABLE in the modes used
+    /// here needs UPDATE, DELETE or TRUNCATE on the table and USAGE on its schema), as a list for LOCK TABLE; null if none.
+    /// </summary>
+    private static async Task<string?> ReferencedTablesAsync(Npgsql.NpgsqlConnection connection, DbTransaction transaction, string table, CancellationToken cancellationToken)
+    {
+        await using var command = new Npgsql.NpgsqlCommand(
+            """
+            SELECT string_agg(DISTINCT c.confrelid::regclass::text, ', ') FROM pg_constraint c JOIN pg_class t ON t.oid = c.confrelid
+            WHERE c.conrelid = to_regclass(@table) AND c.contype = 'f' AND c.confrelid <> c.conrelid
+              AND has_schema_privilege(t.relnamespace, 'USAGE')
+              AND (has_table_privilege(c.confrelid, 'UPDATE') OR has_table_privilege(c.confrelid, 'DELETE') OR has_table_privilege(c.confrelid, 'TRUNCATE'))
+            """,
+            connection,
+            (Npgsql.NpgsqlTransaction)transaction);
+        command.Parameters.Add(new Npgsql.NpgsqlParameter<string>("table", table));
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
     }
 
     /// <summary>
     /// Locks the tables <c>usage_events</c>' foreign keys reference (the app's users table) in the mode a partition's
     /// attach or detach takes on them, before <c>usage_events</c> itself: the order a user's deletion takes them in (its
     /// cascade), so neither waits for the other while holding what the other needs. A recorder's read of its user does
-    /// not conflict with this mode; writes to users wait for at most 2 s. A table the role may not lock (LOCK TABLE in
-    /// this mode needs UPDATE, DELETE or TRUNCATE on it) is left to the attach's or detach's own lock, as before.
+    /// not conflict with this mode; writes to users wait for it briefly (<see cref="GiveWayFirstSql"/>, which also
+    /// applies to the attach or detach after it). A table the role may not lock is left to the attach's or detach's own lock.
     /// </summary>
     private static async Task LockReferencedTablesAsync(Npgsql.NpgsqlConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
     {
-        string? tables;
-        await using (var command = new Npgsql.NpgsqlCommand(
-            """
-            SELECT string_agg(DISTINCT confrelid::regclass::text, ', ') FROM pg_constraint
-            WHERE conrelid = 'usage_events'::regclass AND contype = 'f' AND confrelid <> conrelid
-              AND (has_table_privilege(confrelid, 'UPDATE') OR has_table_privilege(confrelid, 'DELETE') OR has_table_privilege(confrelid, 'TRUNCATE'))
-            """,
-            connection,
-            (Npgsql.NpgsqlTransaction)transaction))
-        {
-            tables = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
-        }
-
-        if (tables is not null)
-        {
-            await ExecuteAsync(connection, transaction, $"SET LOCAL lock_timeout = '2s'; LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
-        }
+        var tables = await ReferencedTablesAsync(connection, transaction, "usage_events", cancellationToken).ConfigureAwait(false);
+        await ExecuteAsync(connection, transaction, GiveWayFirstSql + (tables is null ? "" : $" LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE"), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
-    /// Sets the transaction's lock_timeout to half the server's deadlock_timeout (at most 500 ms), for a wait on
-    /// <c>usage_events</c> while holding a lock others may wait for: this transaction gives way (and is tried again later)
-    /// before the deadlock detector could pick the app's transaction instead.
+    /// Sets the transaction's lock_timeout to half the server's deadlock_timeout (between 1 and 500 ms), for a wait on a
+    /// lock while holding one others may wait for: this transaction gives way (and is tried again later) before the
+    /// deadlock detector could pick the app's transaction instead.
     /// </summary>
     private const string GiveWayFirstSql =
-        "SELECT set_config('lock_timeout', LEAST(500, setting::int / 2)::text || 'ms', true) FROM pg_settings WHERE name = 'deadlock_timeout';";
+        "SELECT set_config('lock_timeout', GREATEST(1, LEAST(500, setting::int / 2))::text || 'ms', true) FROM pg_settings WHERE name = 'deadlock_timeout';";
 
-    /// <summary>Months a prune detached and did not get to drop: tables named as the partitions are, beside <c>usage_events</c>, that are no partition.</summary>
+    /// <summary>Months a prune detached, emptied and renamed but did not get to drop (<see cref="DetachedSuffix"/>), beside <c>usage_events</c>.</summary>
     private const string DetachedMonthsSql = """
-        SELECT c.relname::text FROM pg_class c
-        WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relname ~ '^usage_events_y[0-9]{4}m[0-9]{2}$'
+        SELECT c.oid::regclass::text FROM pg_class c
+        WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relname ~ '^usage_events_y[0-9]{4}m[0-9]{2}_detached$'
           AND c.relnamespace = (SELECT relnamespace FROM pg_class WHERE oid = to_regclass('usage_events'))
         ORDER BY 1
         """;
