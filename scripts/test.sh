@@ -40,6 +40,10 @@ DO \$\$ BEGIN
 END \$\$;
 -- Tests drop their databases WITH (FORCE), which must also end autovacuum workers busy in them.
 GRANT pg_signal_backend TO usagebilling;
+-- The summary benchmark checkpoints after its bulk fold (PostgreSQL 15 has this role).
+DO \$\$ BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'pg_checkpoint') THEN GRANT pg_checkpoint TO usagebilling; END IF;
+END \$\$;
 SQL
 export USAGEBILLING_TEST_PG="Host=127.0.0.1;Port=$pg_port;Username=usagebilling;Password=$pg_password;Database=postgres"
 echo "== PostgreSQL $pg_ver on 127.0.0.1:$pg_port"

@@ -150,7 +150,7 @@ public static partial class FlushBenchmark
         var heapBefore = GC.GetTotalMemory(true);
         var peakReset = MemoryProbe.TryResetPeakRss();
         using var probe = new MemoryProbe();
-        Console.WriteLine($"   load average before flush: {BenchInfo.LoadAverage()}; managed heap {Mb(heapBefore)}, RSS {Mb(Environment.WorkingSet)}");
+        Console.WriteLine($"   load average before flush: {BenchInfo.LoadAverage()}; managed heap {Mb(heapBefore)}, RSS {Mb(Environment.WorkingSet)}, GC heap committed {Mb(GC.GetGCMemoryInfo().TotalCommittedBytes)}");
         using var phases = new PhaseListener();
         var clock = Stopwatch.StartNew();
         var result = await flusher.GetRequiredService<IUsageFlusher>().FlushOnceAsync();
@@ -158,7 +158,7 @@ public static partial class FlushBenchmark
         var peak = probe.Stop();
         var peakRss = peakReset ? MemoryProbe.PeakRss() : (long?)null;
         Console.WriteLine($"   flushed in {clock.Elapsed.TotalSeconds:N1} s: claimed {result.EventsClaimed:N0}, reports {result.ReportsCreated:N0}, sent {result.ReportsSent:N0}, retried {result.ReportsRetried}, dead {result.ReportsDead}, review {result.ReportsNeedingReview}");
-        Console.WriteLine($"   peak managed heap {Mb(peak.PeakHeap)} (sampled, incl. garbage; largest heap right after a GC {Mb(peak.PeakGcHeap)}), peak RSS {(peakRss is { } p ? Mb(p) : "n/a")}, gen2 GCs {peak.Gen2Collections}, load average {BenchInfo.LoadAverage()}");
+        Console.WriteLine($"   peak managed heap {Mb(peak.PeakHeap)} (sampled, incl. garbage; largest heap right after a GC {Mb(peak.PeakGcHeap)}), peak RSS {(peakRss is { } p ? Mb(p) : "n/a")}, GC heap committed at most {Mb(peak.PeakCommitted)}, gen2 GCs {peak.Gen2Collections}, load average {BenchInfo.LoadAverage()}");
 
         var check = await VerifyAsync(db, emulator, periodStart, periodEnd, s.Events);
         Console.WriteLine($"   phases: claim {phases.ClaimPhase.TotalSeconds:N1} s ({result.EventsClaimed / phases.ClaimPhase.TotalSeconds:N0} events/s), send+mark {phases.SendPhase.TotalSeconds:N1} s ({phases.Calls / phases.SendPhase.TotalSeconds:N0} calls/s)");

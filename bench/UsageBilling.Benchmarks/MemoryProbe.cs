@@ -9,6 +9,7 @@ internal sealed class MemoryProbe : IDisposable
     private readonly int _gen2Before = GC.CollectionCount(2);
     private long _peakHeap;
     private long _peakGcHeap;
+    private long _peakCommitted;
     private bool _stopped;
 
     public MemoryProbe()
@@ -21,7 +22,7 @@ internal sealed class MemoryProbe : IDisposable
         _stopped = true;
         _timer.Dispose();
         Sample();
-        return new MemoryPeak(Interlocked.Read(ref _peakHeap), Interlocked.Read(ref _peakGcHeap), GC.CollectionCount(2) - _gen2Before);
+        return new MemoryPeak(Interlocked.Read(ref _peakHeap), Interlocked.Read(ref _peakGcHeap), GC.CollectionCount(2) - _gen2Before) { PeakCommitted = Interlocked.Read(ref _peakCommitted) };
     }
 
     private void Sample()
@@ -33,6 +34,7 @@ internal sealed class MemoryProbe : IDisposable
             if (info.Index > 0)
             {
                 Max(ref _peakGcHeap, info.HeapSizeBytes);
+                Max(ref _peakCommitted, info.TotalCommittedBytes);
             }
         }
     }
@@ -86,4 +88,8 @@ internal sealed class MemoryProbe : IDisposable
 /// <param name="PeakHeap">Highest <see cref="GC.GetTotalMemory(bool)"/> sampled.</param>
 /// <param name="PeakGcHeap">Highest heap size right after a collection (live data plus fragmentation), as the GC reported it.</param>
 /// <param name="Gen2Collections">Gen-2 collections during the measurement.</param>
-internal sealed record MemoryPeak(long PeakHeap, long PeakGcHeap, int Gen2Collections);
+internal sealed record MemoryPeak(long PeakHeap, long PeakGcHeap, int Gen2Collections)
+{
+    /// <summary>The most memory the GC had committed for its heap after any collection (what of the RSS is the managed heap's).</summary>
+    public long PeakCommitted { get; init; }
+}
