@@ -83,7 +83,7 @@ public static partial class FlushBenchmark
             await AddBillingCustomersAsync(db, customers);
             var (periodStart, periodEnd) = await InsertEventsAsync(db, events, "interleaved");
             var stream = transport == FlushTransport.V2Stream;
-            await using var flusher = BuildFlusher(db, emulator, o =>
+            await using var flusher = BuildFlusher(db.Provider, db.ConnectionString, emulator.ApiBase, o =>
             {
                 o.Transport = transport;
                 o.RequestsPerSecond = limit;

@@ -38,6 +38,7 @@ public static partial class FlushBenchmark
             LimitedRate = args.Int("rate") ?? 100,
             LatencyMs = args.Int("latency-ms") ?? 100,
             Emulator = args.String("emulator") ?? "child",
+            Flusher = args.String("flusher") ?? "child",
         };
         var providerName = args.String("provider") ?? "postgres";
         var skipThroughput = args.Flag("skip-throughput");
@@ -54,6 +55,11 @@ public static partial class FlushBenchmark
         if (settings.Layout is not ("interleaved" or "clustered"))
         {
             throw new ArgumentException($"--layout must be interleaved or clustered, was '{settings.Layout}'.");
+        }
+
+        if (settings.Flusher is not ("child" or "inprocess"))
+        {
+            throw new ArgumentException($"--flusher must be child or inprocess, was '{settings.Flusher}'.");
         }
 
         if (settings.Emulator is not ("child" or "inprocess"))
@@ -128,41 +134,29 @@ public static partial class FlushBenchmark
         var (periodStart, periodEnd) = await InsertEventsAsync(db, s.Events, s.Layout);
         Console.WriteLine($"   inserted {await db.CountEventsAsync():N0} events in {setup.Elapsed.TotalSeconds:N1} s ({periodStart:yyyy-MM-dd} .. now, period ends {periodEnd:yyyy-MM-dd})");
 
-        await using var flusher = BuildFlusher(db, emulator, o =>
+        Console.WriteLine($"   load average before flush: {BenchInfo.LoadAverage()}");
+        FlushMeasurement m;
+        if (s.Flusher == "child")
         {
-            o.RequestsPerSecond = 100_000;
-            o.MaxConcurrentCalls = s.Concurrency;
-            if (s.ClaimBatch is { } c)
-            {
-                o.ClaimBatchSize = c;
-            }
+            m = await MeasureFlushInChildAsync(db, emulator, s);
+        }
+        else
+        {
+            await using var flusher = BuildFlusher(db.Provider, db.ConnectionString, emulator.ApiBase, o => ThroughputOptions(o, s.Concurrency, s.ClaimBatch, s.SendBatch));
+            m = await MeasureFlushAsync(flusher);
+        }
 
-            if (s.SendBatch is { } b)
-            {
-                o.SendBatchSize = b;
-            }
-        });
-
-        // Memory baseline: a full collection, then reset the kernel's peak-RSS counter (Linux) so
-        // the peak below is the flush's, not the setup's.
-        GC.Collect(2, GCCollectionMode.Forced, blocking: true, compacting: true);
-        GC.WaitForPendingFinalizers();
-        var heapBefore = GC.GetTotalMemory(true);
-        var peakReset = MemoryProbe.TryResetPeakRss();
-        using var probe = new MemoryProbe();
-        Console.WriteLine($"   load average before flush: {BenchInfo.LoadAverage()}; managed heap {Mb(heapBefore)}, RSS {Mb(Environment.WorkingSet)}, GC heap committed {Mb(GC.GetGCMemoryInfo().TotalCommittedBytes)}");
-        using var phases = new PhaseListener();
-        var clock = Stopwatch.StartNew();
-        var result = await flusher.GetRequiredService<IUsageFlusher>().FlushOnceAsync();
-        clock.Stop();
-        var peak = probe.Stop();
-        var peakRss = peakReset ? MemoryProbe.PeakRss() : (long?)null;
-        Console.WriteLine($"   flushed in {clock.Elapsed.TotalSeconds:N1} s: claimed {result.EventsClaimed:N0}, reports {result.ReportsCreated:N0}, sent {result.ReportsSent:N0}, retried {result.ReportsRetried}, dead {result.ReportsDead}, review {result.ReportsNeedingReview}");
+        var result = m.Result;
+        var peak = new MemoryPeak(m.PeakHeap, m.PeakGcHeap, m.Gen2Collections) { PeakCommitted = m.PeakCommitted };
+        var peakRss = m.PeakRss;
+        var (claimPhase, sendPhase) = (TimeSpan.FromSeconds(m.ClaimSeconds), TimeSpan.FromSeconds(m.SendSeconds));
+        Console.WriteLine($"   flusher process before the flush: managed heap {Mb(m.HeapBefore)}, RSS {Mb(m.RssBefore)}, GC heap committed {Mb(m.CommittedBefore)}");
+        Console.WriteLine($"   flushed in {m.Seconds:N1} s: claimed {result.EventsClaimed:N0}, reports {result.ReportsCreated:N0}, sent {result.ReportsSent:N0}, retried {result.ReportsRetried}, dead {result.ReportsDead}, review {result.ReportsNeedingReview}");
         Console.WriteLine($"   peak managed heap {Mb(peak.PeakHeap)} (sampled, incl. garbage; largest heap right after a GC {Mb(peak.PeakGcHeap)}), peak RSS {(peakRss is { } p ? Mb(p) : "n/a")}, GC heap committed at most {Mb(peak.PeakCommitted)}, gen2 GCs {peak.Gen2Collections}, load average {BenchInfo.LoadAverage()}");
 
         var check = await VerifyAsync(db, emulator, periodStart, periodEnd, s.Events);
-        Console.WriteLine($"   phases: claim {phases.ClaimPhase.TotalSeconds:N1} s ({result.EventsClaimed / phases.ClaimPhase.TotalSeconds:N0} events/s), send+mark {phases.SendPhase.TotalSeconds:N1} s ({phases.Calls / phases.SendPhase.TotalSeconds:N0} calls/s)");
-        var row = new ThroughputRow(name, s.Events, s.Customers, s.Layout, clock.Elapsed, result, check, peak, peakRss, BenchInfo.LoadAverage(), phases.ClaimPhase, phases.SendPhase);
+        Console.WriteLine($"   phases: claim {claimPhase.TotalSeconds:N1} s ({result.EventsClaimed / claimPhase.TotalSeconds:N0} events/s), send+mark {sendPhase.TotalSeconds:N1} s ({m.Calls / sendPhase.TotalSeconds:N0} calls/s)");
+        var row = new ThroughputRow(name, s.Events, s.Customers, s.Layout, TimeSpan.FromSeconds(m.Seconds), result, check, peak, peakRss, BenchInfo.LoadAverage(), claimPhase, sendPhase) { RssBefore = m.RssBefore, Flusher = s.Flusher };
         Console.WriteLine($"   -> {row.EventsPerSecond:N0} events/s, {check.Accepted:N0} Stripe calls accepted for {check.Groups:N0} groups, totals {check.TotalsSummary}");
         return row;
     }
@@ -195,7 +189,7 @@ public static partial class FlushBenchmark
     {
         await AddBillingCustomersAsync(db, customers);
         var (periodStart, periodEnd) = await InsertEventsAsync(db, events, "interleaved");
-        await using var flusher = BuildFlusher(db, emulator, o =>
+        await using var flusher = BuildFlusher(db.Provider, db.ConnectionString, emulator.ApiBase, o =>
         {
             o.RequestsPerSecond = s.LimitedRate;
             o.MaxConcurrentCalls = s.Concurrency;
@@ -267,25 +261,25 @@ public static partial class FlushBenchmark
     }
 
     /// <summary>The library wired as an app would wire the flusher, on the benchmark's database.</summary>
-    private static ServiceProvider BuildFlusher(BenchDatabase db, BenchEmulator emulator, Action<FlushOptions> flush)
+    private static ServiceProvider BuildFlusher(BenchProvider provider, string connectionString, string apiBase, Action<FlushOptions> flush)
     {
         var services = new ServiceCollection();
         services.AddLogging();
         var builder = services.AddUsageBilling(ConfigureMeters);
-        if (db.Provider == BenchProvider.Sqlite)
+        if (provider == BenchProvider.Sqlite)
         {
-            builder.UseSqlite(db.ConnectionString);
+            builder.UseSqlite(connectionString);
         }
         else
         {
-            builder.UsePostgres(db.ConnectionString);
+            builder.UsePostgres(connectionString);
         }
 
         builder
             .UseStripe(o =>
             {
                 o.SecretKey = "sk_test_bench";
-                o.ApiBase = emulator.ApiBase;
+                o.ApiBase = apiBase;
             })
             .AddFlusher(o =>
             {
@@ -398,13 +392,13 @@ public static partial class FlushBenchmark
     private static string ThroughputTable(List<ThroughputRow> rows)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| provider | events | customers × meters | layout | flush time (claim + send) | events/s | reports = Stripe calls accepted | groups (customer·meter·period) | calls / groups (target 1.0×) | totals exact (all keys / emulator sample) | peak managed heap (sampled / after GC) | peak RSS (process) | load avg (1/5/15 min) |");
-        sb.AppendLine("|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---|");
+        sb.AppendLine("| provider | events | customers × meters | layout | flush time (claim + send) | events/s | reports = Stripe calls accepted | groups (customer·meter·period) | calls / groups (target 1.0×) | totals exact (all keys / emulator sample) | peak managed heap (sampled / after GC) | flusher process | RSS before → peak | load avg (1/5/15 min) |");
+        sb.AppendLine("|---|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|---|");
         foreach (var r in rows)
         {
             sb.AppendLine(CultureInfo.InvariantCulture,
                 $"| {r.Provider} | {r.Events:N0} | {r.Customers:N0} × {Meters.Length} | {r.Layout} | {r.Elapsed.TotalSeconds:N1} s ({r.ClaimPhase.TotalSeconds:N0} + {r.SendPhase.TotalSeconds:N0}) | {r.EventsPerSecond:N0} | {r.Check.Reports:N0} = {r.Check.Accepted:N0} | {r.Check.Groups:N0} | {(double)r.Check.Accepted / r.Check.Groups:N2}×{(r.Check.Accepted == r.Check.Groups ? "" : " **miss**")} | " +
-                $"{r.Check.TotalsSummary} | {Mb(r.Memory.PeakHeap)} / {Mb(r.Memory.PeakGcHeap)} | {(r.PeakRss is { } p ? Mb(p) : "n/a")} | {r.LoadAverage} |");
+                $"{r.Check.TotalsSummary} | {Mb(r.Memory.PeakHeap)} / {Mb(r.Memory.PeakGcHeap)} | {r.Flusher} | {Mb(r.RssBefore)} → {(r.PeakRss is { } p ? Mb(p) : "n/a")} | {r.LoadAverage} |");
         }
 
         return sb.ToString();
@@ -448,6 +442,8 @@ public static partial class FlushBenchmark
         public int LatencyMs { get; init; }
 
         public string Emulator { get; init; } = "child";
+
+        public string Flusher { get; init; } = "child";
     }
 
     private sealed record Check(long Events, long ExpectedEvents, long Unreported, int Reports, int Sent, int Groups, int Accepted, int Flagged, int Keys, int Mismatched, int Sampled, int SampleMismatched)
@@ -461,6 +457,10 @@ public static partial class FlushBenchmark
 
     private sealed record ThroughputRow(string Provider, int Events, int Customers, string Layout, TimeSpan Elapsed, FlushResult Result, Check Check, MemoryPeak Memory, long? PeakRss, string LoadAverage, TimeSpan ClaimPhase, TimeSpan SendPhase)
     {
+        public long RssBefore { get; init; }
+
+        public string Flusher { get; init; } = "child";
+
         public double EventsPerSecond => Result.EventsClaimed / Elapsed.TotalSeconds;
 
         public bool Ok => Check.Ok;

@@ -9,6 +9,7 @@ try
     {
         "recording" => await RecordingBenchmark.RunAsync(rest),
         "flush" => await FlushBenchmark.RunAsync(rest),
+        "flush-worker" => await FlushBenchmark.RunWorkerAsync(rest),
         "transports" => await FlushBenchmark.RunTransportsAsync(rest),
         "summary" => await SummaryBenchmark.RunAsync(rest),
         "storage" => await StorageBenchmark.RunAsync(rest),
@@ -36,7 +37,10 @@ static int Usage()
                       then achieved calls/s under injected latency and a rate limit, 429s
                       [--events N] [--customers C] [--provider postgres|sqlite|both] [--layout interleaved|clustered]
                       [--concurrency K] [--claim-batch B] [--send-batch S] [--limited-groups G] [--rate R]
-                      [--latency-ms L] [--emulator child|inprocess] [--skip-throughput] [--skip-limited]
+                      [--latency-ms L] [--emulator child|inprocess] [--flusher child|inprocess]
+                      [--skip-throughput] [--skip-limited]
+                      (the throughput flush runs in a child process of its own by default, as an app's flusher
+                      does, so its memory is not the harness's: flush-worker is that process's entry point)
           transports  one backlog flushed over v1 meter events and over the v2 meter event stream, in one run, with
                       latency on every request and Stripe's limits (live: v1 1000/s + 1 per customer·meter, v2 10000/s;
                       test: 25/s each):
