@@ -488,12 +488,12 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             cancellationToken.ThrowIfCancellationRequested();
             try
             {
-                if (await SetAsideKeptAsync(connection, name, cutoff, cancellationToken).ConfigureAwait(false) is not { } set)
+                if (await SetAsideKeptAsync(connection, name, cutoff, cancellationToken).ConfigureAwait(false) is not { } drop)
                 {
                     break;
                 }
 
-                if (!set.Drop)
+                if (!drop)
                 {
                     continue;
                 }
@@ -508,8 +508,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             }
             finally
             {
-                await using var clean = new Npgsql.NpgsqlCommand("DROP TABLE IF EXISTS pg_temp.ub_kept", connection);
-                await clean.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                await DropKeptAsync(connection).ConfigureAwait(false);
             }
 
             await DropDetachedAsync(connection, name + DetachedSuffix, cancellationToken).ConfigureAwait(false);
@@ -521,9 +520,9 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     /// <summary>
     /// Step 1 of <see cref="DropPartitionsAsync"/>: sets the ids of the month's events that must stay aside (the session's
     /// temporary table <c>ub_kept</c>) and deletes the others' idempotency keys, committed. Null when partitions are being
-    /// created (left for a later run); <c>Drop</c> false when the month keeps too many events to drop it whole.
+    /// created (left for a later run); false when the month keeps too many events to drop it whole.
     /// </summary>
-    private static async Task<(bool Drop, long Total)?> SetAsideKeptAsync(Npgsql.NpgsqlConnection connection, string name, DateTimeOffset cutoff, CancellationToken cancellationToken)
+    private static async Task<bool?> SetAsideKeptAsync(Npgsql.NpgsqlConnection connection, string name, DateTimeOffset cutoff, CancellationToken cancellationToken)
     {
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         if (!await TryPartitionLockAsync(connection, transaction, cancellationToken).ConfigureAwait(false))
@@ -553,7 +552,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         if (kept > KeptRowsAlwaysMoved && kept * 10 > total)
         {
             await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-            return (false, total);
+            return false;
         }
 
         await ExecuteAsync(connection, transaction, $"""
@@ -562,7 +561,20 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
               AND NOT EXISTS (SELECT 1 FROM ub_kept x WHERE x.id = e.id)
             """, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return (true, total);
+        return true;
+    }
+
+    // The session's ub_kept, once its month is done; on a broken connection there is nothing to drop (and the original
+    // error is the one to see).
+    private static async Task DropKeptAsync(Npgsql.NpgsqlConnection connection)
+    {
+        if (connection.State != System.Data.ConnectionState.Open)
+        {
+            return;
+        }
+
+        await using var clean = new Npgsql.NpgsqlCommand("DROP TABLE IF EXISTS pg_temp.ub_kept", connection);
+        await clean.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
     }
 
     /// <summary>
