@@ -70,10 +70,7 @@ public static partial class FlushBenchmark
             HeapBefore = heapBefore,
             RssBefore = rssBefore,
             CommittedBefore = committedBefore,
-            PeakHeap = peak.PeakHeap,
-            PeakGcHeap = peak.PeakGcHeap,
-            PeakCommitted = peak.PeakCommitted,
-            Gen2Collections = peak.Gen2Collections,
+            Memory = peak,
             PeakRss = peakReset ? MemoryProbe.PeakRss() : null,
             ClaimSeconds = phases.ClaimPhase.TotalSeconds,
             SendSeconds = phases.SendPhase.TotalSeconds,
@@ -141,13 +138,7 @@ public static partial class FlushBenchmark
 
         public long CommittedBefore { get; init; }
 
-        public long PeakHeap { get; init; }
-
-        public long PeakGcHeap { get; init; }
-
-        public long PeakCommitted { get; init; }
-
-        public int Gen2Collections { get; init; }
+        public MemoryPeak Memory { get; init; } = new(0, 0, 0);
 
         public long? PeakRss { get; init; }
 

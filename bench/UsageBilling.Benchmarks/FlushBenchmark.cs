@@ -147,7 +147,7 @@ public static partial class FlushBenchmark
         }
 
         var result = m.Result;
-        var peak = new MemoryPeak(m.PeakHeap, m.PeakGcHeap, m.Gen2Collections) { PeakCommitted = m.PeakCommitted };
+        var peak = m.Memory;
         var peakRss = m.PeakRss;
         var (claimPhase, sendPhase) = (TimeSpan.FromSeconds(m.ClaimSeconds), TimeSpan.FromSeconds(m.SendSeconds));
         Console.WriteLine($"   flusher process before the flush: managed heap {Mb(m.HeapBefore)}, RSS {Mb(m.RssBefore)}, GC heap committed {Mb(m.CommittedBefore)}");

@@ -347,9 +347,10 @@ public static class SummaryBenchmark
     }
 
     /// <summary>
-    /// Writes out what the fold changed (8 M hourly rows deleted at 10 M events, gigabytes of WAL) before the reads are
-    /// measured: otherwise the reads share the disk with the checkpoint that follows, which no steady-state usage page
-    /// meets at this scale (a day's fold is a day's rows). Needs superuser or <c>pg_checkpoint</c> (scripts/test.sh grants it).
+    /// Writes out what the fold changed (8 M hourly rows deleted at 10 M events) before the reads are measured, so they
+    /// do not share the disk with a checkpoint of it, which no steady-state usage page meets (a day's fold is a day's
+    /// rows). A precaution: in the runs so far it took 1–2 s and did not remove the folded pass's tail. Needs superuser
+    /// or <c>pg_checkpoint</c> (scripts/test.sh grants it).
     /// </summary>
     private static async Task CheckpointAsync(NpgsqlConnection connection)
     {
@@ -366,9 +367,10 @@ public static class SummaryBenchmark
     }
 
     /// <summary>
-    /// Waits (up to 15 min) until no autovacuum worker runs in the database: after the bulk generation or fold one
-    /// often does, and the reads measured beside it were all slower, the smallest lookup's p99 too (0.89 → 3.28 ms in
-    /// one run), which is the machine, not the read.
+    /// Waits (up to 15 min) until no autovacuum worker runs in the database, and says whether it waited: after the bulk
+    /// generation or fold one may, and would slow every read beside it. A precaution: in one run every read of the
+    /// folded pass was slower, the smallest lookup's p99 too (0.89 → 3.28 ms), but in the runs with this wait none was
+    /// running, so that tail is not explained by it.
     /// </summary>
     private static async Task QuietAsync(NpgsqlConnection connection)
     {
