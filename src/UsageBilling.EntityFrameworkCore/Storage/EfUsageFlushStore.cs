@@ -31,11 +31,16 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
             .ToListAsync(cancellationToken).ConfigureAwait(false);
         var planned = plan(events, items.ToLookup(i => i.UserId, i => i.Period));
 
-        // Pending groups join an open report of their key when one exists (nothing was sent under its identifier yet).
-        var keys = planned.Where(r => r.Status == UsageReportStatus.Pending).Select(r => (r.StripeCustomerId, r.Meter, r.PeriodStart)).ToHashSet();
-        var open = keys.Count == 0 ? [] : await dialect.LockOpenReportsAsync(connection, dbTransaction, keys, cancellationToken).ConfigureAwait(false);
-        var created = new List<NewUsageReport>();
-        var extended = new List<(Guid, long, int, DateTimeOffset)>();
+        // Pending groups join the open report of their key when one exists (nothing was sent under its identifier yet):
+        // one statement locks those reports and adds the groups to them; the other groups become new reports.
+        var growth = planned.Where(r => r.Status == UsageReportStatus.Pending)
+            .GroupBy(r => (r.StripeCustomerId, r.Meter, r.PeriodStart))
+            .Select(g => new ReportGrowth(g.Key.StripeCustomerId, g.Key.Meter, g.Key.PeriodStart, g.Sum(r => r.Quantity), g.Sum(r => r.EventIds.Count), g.Max(r => r.Timestamp)))
+            .ToList();
+        var open = growth.Count == 0 ? [] : await dialect.ExtendOpenReportsAsync(connection, dbTransaction, growth, cancellationToken).ConfigureAwait(false);
+        var now = time.GetUtcNow();
+        var created = new List<UsageReport>();
+        var dead = 0;
         var occurred = events.ToDictionary(e => e.Id, e => e.OccurredAt);
         var links = new List<(Guid, DateTimeOffset, Guid)>(events.Count);
         foreach (var report in planned)
@@ -44,41 +49,38 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
             if (report.Status == UsageReportStatus.Pending && open.TryGetValue((report.StripeCustomerId, report.Meter, report.PeriodStart), out var openId))
             {
                 target = openId;
-                extended.Add((openId, report.Quantity, report.EventIds.Count, report.Timestamp));
             }
             else
             {
-                created.Add(report);
+                dead += report.Status == UsageReportStatus.Dead ? 1 : 0;
+                created.Add(new UsageReport
+                {
+                    Id = report.Id,
+                    StripeCustomerId = report.StripeCustomerId,
+                    Meter = report.Meter,
+                    Quantity = report.Quantity,
+                    EventCount = report.EventIds.Count,
+                    Timestamp = report.Timestamp,
+                    PeriodStart = report.PeriodStart,
+                    PeriodEnd = report.PeriodEnd,
+                    Status = report.Status,
+                    NextAttemptAt = now,
+                    LastError = report.LastError,
+                    CreatedAt = now,
+                });
             }
 
             links.AddRange(report.EventIds.Select(e => (e, occurred[e], target)));
         }
 
-        var now = time.GetUtcNow();
-        context.Set<UsageReport>().AddRange(created.Select(r => new UsageReport
+        if (created.Count > 0)
         {
-            Id = r.Id,
-            StripeCustomerId = r.StripeCustomerId,
-            Meter = r.Meter,
-            Quantity = r.Quantity,
-            EventCount = r.EventIds.Count,
-            Timestamp = r.Timestamp,
-            PeriodStart = r.PeriodStart,
-            PeriodEnd = r.PeriodEnd,
-            Status = r.Status,
-            NextAttemptAt = now,
-            LastError = r.LastError,
-            CreatedAt = now,
-        }));
-        await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
-        if (extended.Count > 0)
-        {
-            await dialect.ExtendReportsAsync(connection, dbTransaction, extended, cancellationToken).ConfigureAwait(false);
+            await dialect.InsertReportsAsync(context, created, cancellationToken).ConfigureAwait(false);
         }
 
         await dialect.AssignReportsAsync(connection, dbTransaction, links, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return new ClaimOutcome(events.Count, created.Count, extended.Count, created.Count(r => r.Status == UsageReportStatus.Dead));
+        return new ClaimOutcome(events.Count, created.Count, open.Count, dead);
     }
 
     public async Task<IReportLease> LeaseDueReportsAsync(DateTimeOffset now, int limit, string? stripeCustomerId, string owner, DateTimeOffset leaseUntil, CancellationToken cancellationToken)

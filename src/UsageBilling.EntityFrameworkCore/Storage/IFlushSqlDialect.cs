@@ -1,5 +1,7 @@
 using UsageBilling.Storage;
 using System.Data.Common;
+using Microsoft.EntityFrameworkCore;
+using UsageBilling.EntityFrameworkCore.Entities;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
 
@@ -10,13 +12,16 @@ internal interface IFlushSqlDialect
     Task<List<ClaimableEvent>> SelectClaimableAsync(DbConnection connection, DbTransaction transaction, int limit, Guid? userId, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Open reports (pending, never attempted, not leased) for the given customer·meter·period keys,
-    /// locked for this transaction where the database can (others' locked rows are skipped).
+    /// Adds each key's growth to its open report (pending, never attempted, not leased; the oldest when a key has
+    /// several), locking the key's open reports for this transaction first where the database can (in id order, as
+    /// every multi-row change of reports does; a report leased while this waited is no longer open and is left alone).
+    /// Returns the report each key joined; keys without an open report are absent. Each key appears once in
+    /// <paramref name="growth"/>.
     /// </summary>
-    Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> LockOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<(string Customer, string Meter, DateTimeOffset PeriodStart)> keys, CancellationToken cancellationToken);
+    Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> ExtendOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<ReportGrowth> growth, CancellationToken cancellationToken);
 
-    /// <summary>Adds quantity and events to open reports; the timestamp becomes the latest event's.</summary>
-    Task ExtendReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid ReportId, long Quantity, int Events, DateTimeOffset Timestamp)> growth, CancellationToken cancellationToken);
+    /// <summary>Inserts new reports in the context's current transaction.</summary>
+    Task InsertReportsAsync(DbContext context, IReadOnlyList<UsageReport> reports, CancellationToken cancellationToken);
 
     /// <summary>Links events to their reports.</summary>
     Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, DateTimeOffset OccurredAt, Guid ReportId)> links, CancellationToken cancellationToken);
@@ -53,3 +58,6 @@ internal interface IFlushSqlDialect
     /// <summary>Locks one event row (PostgreSQL <c>FOR UPDATE</c>; SQLite's transaction already holds the writer lock) and reads its report; <c>Found</c> is false when it does not exist.</summary>
     Task<(bool Found, Guid? ReportId)> LockEventAsync(DbConnection connection, DbTransaction transaction, Guid eventId, CancellationToken cancellationToken);
 }
+
+/// <summary>What one claim adds to the open report of a customer·meter·period: quantity, events and their latest timestamp.</summary>
+internal readonly record struct ReportGrowth(string Customer, string Meter, DateTimeOffset PeriodStart, long Quantity, int Events, DateTimeOffset Timestamp);

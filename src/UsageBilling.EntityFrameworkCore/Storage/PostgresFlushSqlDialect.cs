@@ -2,6 +2,9 @@ using UsageBilling.Storage;
 using System.Data.Common;
 using Npgsql;
 using NpgsqlTypes;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
+using UsageBilling.EntityFrameworkCore.Entities;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
 
@@ -40,11 +43,13 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
         return events;
     }
 
-    public async Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> LockOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<(string Customer, string Meter, DateTimeOffset PeriodStart)> keys, CancellationToken cancellationToken)
+    public async Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> ExtendOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<ReportGrowth> growth, CancellationToken cancellationToken)
     {
-        // Waits for a lease or mark in progress on the row (short), then re-reads it: a report leased
-        // meanwhile is no longer open and this claim opens a new one. Rows are locked in id order.
-        const string sql = """
+        // 1. Lock every open report of the keys in id order. This waits for a lease or mark in progress on a row
+        //    (short), then re-reads it: a report leased meanwhile is no longer open, and its key opens a new one.
+        //    (Folding this and step 2 into one UPDATE with a locking CTE measured slower: 23.4 s against 18.3 s for
+        //    the 867 k report extensions of the 1 M-event flush benchmark.)
+        const string lockSql = """
             SELECT r.id, r.stripe_customer_id, r.meter, r.period_start
             FROM usage_reports r
             JOIN unnest(@customers, @meters, @starts) AS k(c, m, ps)
@@ -53,33 +58,73 @@ internal sealed class PostgresFlushSqlDialect : IFlushSqlDialect
             ORDER BY r.id
             FOR UPDATE OF r
             """;
-        await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
-        command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. keys.Select(k => k.Customer)] });
-        command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. keys.Select(k => k.Meter)] });
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. keys.Select(k => k.PeriodStart)] });
+        var npgsql = (NpgsqlConnection)connection;
+        var npgsqlTransaction = (NpgsqlTransaction)transaction;
         var open = new Dictionary<(string, string, DateTimeOffset), Guid>();
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        await using (var command = new NpgsqlCommand(lockSql, npgsql, npgsqlTransaction))
         {
-            open.TryAdd((reader.GetString(1), reader.GetString(2), reader.GetFieldValue<DateTimeOffset>(3)), reader.GetGuid(0));
+            command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. growth.Select(g => g.Customer)] });
+            command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. growth.Select(g => g.Meter)] });
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. growth.Select(g => g.PeriodStart)] });
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // Rows come in id order, so a key with several open reports joins its oldest.
+                open.TryAdd((reader.GetString(1), reader.GetString(2), reader.GetFieldValue<DateTimeOffset>(3)), reader.GetGuid(0));
+            }
         }
 
-        return open;
-    }
+        if (open.Count == 0)
+        {
+            return open;
+        }
 
-    public async Task ExtendReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid ReportId, long Quantity, int Events, DateTimeOffset Timestamp)> growth, CancellationToken cancellationToken)
-    {
-        const string sql = """
+        // 2. Each joined report takes its key's growth.
+        const string extendSql = """
             UPDATE usage_reports r
             SET quantity = r.quantity + g.q, event_count = r.event_count + g.n, timestamp = GREATEST(r.timestamp, g.t)
             FROM unnest(@ids, @quantities, @counts, @times) AS g(id, q, n, t)
             WHERE r.id = g.id
             """;
-        await using var command = new NpgsqlCommand(sql, (NpgsqlConnection)connection, (NpgsqlTransaction)transaction);
-        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. growth.Select(g => g.ReportId)] });
-        command.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. growth.Select(g => g.Quantity)] });
-        command.Parameters.Add(new NpgsqlParameter<int[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = [.. growth.Select(g => g.Events)] });
-        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("times", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. growth.Select(g => g.Timestamp)] });
+        var joined = growth.Where(g => open.ContainsKey((g.Customer, g.Meter, g.PeriodStart))).ToList();
+        await using (var command = new NpgsqlCommand(extendSql, npgsql, npgsqlTransaction))
+        {
+            command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. joined.Select(g => open[(g.Customer, g.Meter, g.PeriodStart)])] });
+            command.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. joined.Select(g => g.Quantity)] });
+            command.Parameters.Add(new NpgsqlParameter<int[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = [.. joined.Select(g => g.Events)] });
+            command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("times", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. joined.Select(g => g.Timestamp)] });
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return open;
+    }
+
+    public async Task InsertReportsAsync(DbContext context, IReadOnlyList<UsageReport> reports, CancellationToken cancellationToken)
+    {
+        // One multi-row INSERT from arrays: EF's change tracking and batched INSERTs cost more than the database does here.
+        const string sql = """
+            INSERT INTO usage_reports (id, stripe_customer_id, meter, quantity, event_count, timestamp, period_start, period_end,
+                                       status, attempts, next_attempt_at, last_error, created_at)
+            SELECT id, c, m, q, n, t, ps, pe, st, 0, na, err, ca
+            FROM unnest(@ids, @customers, @meters, @quantities, @counts, @times, @starts, @ends, @statuses, @next, @errors, @created)
+                 AS r(id, c, m, q, n, t, ps, pe, st, na, err, ca)
+            """;
+        var connection = (NpgsqlConnection)context.Database.GetDbConnection();
+        var transaction = (NpgsqlTransaction?)context.Database.CurrentTransaction?.GetDbTransaction()
+            ?? throw new InvalidOperationException("InsertReportsAsync runs in the claim's transaction.");
+        await using var command = new NpgsqlCommand(sql, connection, transaction);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]>("ids", NpgsqlDbType.Array | NpgsqlDbType.Uuid) { TypedValue = [.. reports.Select(r => r.Id)] });
+        command.Parameters.Add(new NpgsqlParameter<string[]>("customers", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. reports.Select(r => r.StripeCustomerId)] });
+        command.Parameters.Add(new NpgsqlParameter<string[]>("meters", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. reports.Select(r => r.Meter)] });
+        command.Parameters.Add(new NpgsqlParameter<long[]>("quantities", NpgsqlDbType.Array | NpgsqlDbType.Bigint) { TypedValue = [.. reports.Select(r => r.Quantity)] });
+        command.Parameters.Add(new NpgsqlParameter<int[]>("counts", NpgsqlDbType.Array | NpgsqlDbType.Integer) { TypedValue = [.. reports.Select(r => r.EventCount)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("times", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. reports.Select(r => r.Timestamp)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("starts", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. reports.Select(r => r.PeriodStart)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("ends", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. reports.Select(r => r.PeriodEnd)] });
+        command.Parameters.Add(new NpgsqlParameter<string[]>("statuses", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. reports.Select(r => UsageBillingModelBuilderExtensions.StatusToText(r.Status))] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("next", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. reports.Select(r => r.NextAttemptAt)] });
+        command.Parameters.Add(new NpgsqlParameter<string?[]>("errors", NpgsqlDbType.Array | NpgsqlDbType.Text) { TypedValue = [.. reports.Select(r => r.LastError)] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]>("created", NpgsqlDbType.Array | NpgsqlDbType.TimestampTz) { TypedValue = [.. reports.Select(r => r.CreatedAt)] });
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 

@@ -1,6 +1,8 @@
 using UsageBilling.Storage;
 using System.Data.Common;
 using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using UsageBilling.EntityFrameworkCore.Entities;
 using static UsageBilling.EntityFrameworkCore.UsageBillingSqliteConventions;
 
 namespace UsageBilling.EntityFrameworkCore.Storage;
@@ -39,51 +41,54 @@ internal sealed class SqliteFlushSqlDialect : IFlushSqlDialect
         return events;
     }
 
-    public async Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> LockOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyCollection<(string Customer, string Meter, DateTimeOffset PeriodStart)> keys, CancellationToken cancellationToken)
+    public async Task<Dictionary<(string Customer, string Meter, DateTimeOffset PeriodStart), Guid>> ExtendOpenReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<ReportGrowth> growth, CancellationToken cancellationToken)
     {
-        await using var command = ((SqliteConnection)connection).CreateCommand();
-        command.Transaction = (SqliteTransaction)transaction;
-        command.CommandText = """
+        // The IMMEDIATE transaction already holds the writer lock: nothing can lease a report between these statements.
+        await using var select = ((SqliteConnection)connection).CreateCommand();
+        select.Transaction = (SqliteTransaction)transaction;
+        select.CommandText = """
             SELECT id FROM usage_reports
             WHERE stripe_customer_id = $customer AND meter = $meter AND period_start = $start
               AND status = 'pending' AND first_attempt_at IS NULL AND lease_expires_at IS NULL
+            ORDER BY id
             LIMIT 1
             """;
-        var customer = command.Parameters.Add("$customer", SqliteType.Text);
-        var meter = command.Parameters.Add("$meter", SqliteType.Text);
-        var start = command.Parameters.Add("$start", SqliteType.Integer);
+        var customer = select.Parameters.Add("$customer", SqliteType.Text);
+        var meter = select.Parameters.Add("$meter", SqliteType.Text);
+        var start = select.Parameters.Add("$start", SqliteType.Integer);
+        await using var update = ((SqliteConnection)connection).CreateCommand();
+        update.Transaction = (SqliteTransaction)transaction;
+        update.CommandText = "UPDATE usage_reports SET quantity = quantity + $q, event_count = event_count + $n, timestamp = max(timestamp, $t) WHERE id = $id";
+        var id = update.Parameters.Add("$id", SqliteType.Text);
+        var q = update.Parameters.Add("$q", SqliteType.Integer);
+        var n = update.Parameters.Add("$n", SqliteType.Integer);
+        var t = update.Parameters.Add("$t", SqliteType.Integer);
         var open = new Dictionary<(string, string, DateTimeOffset), Guid>();
-        foreach (var key in keys)
+        foreach (var g in growth)
         {
-            customer.Value = key.Customer;
-            meter.Value = key.Meter;
-            start.Value = ToUnixMicroseconds(key.PeriodStart);
-            if (await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string id)
+            customer.Value = g.Customer;
+            meter.Value = g.Meter;
+            start.Value = ToUnixMicroseconds(g.PeriodStart);
+            if (await select.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not string text)
             {
-                open[key] = Guid.Parse(id);
+                continue;
             }
+
+            id.Value = text;
+            q.Value = g.Quantity;
+            n.Value = g.Events;
+            t.Value = ToUnixMicroseconds(g.Timestamp);
+            await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            open.Add((g.Customer, g.Meter, g.PeriodStart), Guid.Parse(text));
         }
 
         return open;
     }
 
-    public async Task ExtendReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid ReportId, long Quantity, int Events, DateTimeOffset Timestamp)> growth, CancellationToken cancellationToken)
+    public async Task InsertReportsAsync(DbContext context, IReadOnlyList<UsageReport> reports, CancellationToken cancellationToken)
     {
-        await using var command = ((SqliteConnection)connection).CreateCommand();
-        command.Transaction = (SqliteTransaction)transaction;
-        command.CommandText = "UPDATE usage_reports SET quantity = quantity + $q, event_count = event_count + $n, timestamp = max(timestamp, $t) WHERE id = $id";
-        var id = command.Parameters.Add("$id", SqliteType.Text);
-        var q = command.Parameters.Add("$q", SqliteType.Integer);
-        var n = command.Parameters.Add("$n", SqliteType.Integer);
-        var t = command.Parameters.Add("$t", SqliteType.Integer);
-        foreach (var g in growth)
-        {
-            id.Value = SqliteUsageSqlDialect.GuidText(g.ReportId);
-            q.Value = g.Quantity;
-            n.Value = g.Events;
-            t.Value = ToUnixMicroseconds(g.Timestamp);
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
+        context.Set<UsageReport>().AddRange(reports);
+        await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public async Task AssignReportsAsync(DbConnection connection, DbTransaction transaction, IReadOnlyList<(Guid EventId, DateTimeOffset OccurredAt, Guid ReportId)> links, CancellationToken cancellationToken)
