@@ -32,7 +32,8 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
         var planned = plan(events, items.ToLookup(i => i.UserId, i => i.Period));
 
         // Pending groups join the open report of their key when one exists (nothing was sent under its identifier yet):
-        // one statement locks those reports and adds the groups to them; the other groups become new reports.
+        // the dialect locks those reports (in id order) and adds each key's groups to its report; the other groups become
+        // new reports, inserted in one statement where the database allows it.
         var growth = planned.Where(r => r.Status == UsageReportStatus.Pending)
             .GroupBy(r => (r.StripeCustomerId, r.Meter, r.PeriodStart))
             .Select(g => new ReportGrowth(g.Key.StripeCustomerId, g.Key.Meter, g.Key.PeriodStart, g.Sum(r => r.Quantity), g.Sum(r => r.EventIds.Count), g.Max(r => r.Timestamp)))
