@@ -625,6 +625,43 @@ public sealed class PostgresRetentionTests() : RetentionComplianceTests(Provider
     }
 
     /// <summary>
+    /// Creating a month's partition moves that month's events out of the default partition. A read of
+    /// <c>usage_events</c> planned before the new partition is attached and run after (it waited for the default
+    /// partition's lock) would scan the old partitions only and find the moved events gone: a count of a user's
+    /// usage read 0 for a moment. Readers counting all along must always see every event.
+    /// </summary>
+    [Fact]
+    public async Task EnsurePartitions_WhileReadersCountTheMovedEvents_NoReadMissesThem()
+    {
+        var (user, _) = await NewCustomerAsync();
+        Time.Advance(TimeSpan.FromDays(150));
+        var now = Time.GetUtcNow();
+        const int Events = 3000;
+        await Task.WhenAll(Enumerable.Range(0, Events).Select(i => Recorder.RecordAsync(user, "ai_messages", 1, $"m{i}", now.AddDays(-(i % 30)), Ct)));
+        Assert.Equal(Events, await CountAsync(db => db.UsageEvents.Where(e => e.UserId == user)));
+
+        using var stop = new CancellationTokenSource();
+        var readers = Enumerable.Range(0, 3).Select(_ => Task.Run(async () =>
+        {
+            var seen = new List<long>();
+            await using var db = Host.CreateContext();
+            while (!stop.IsCancellationRequested || seen.Count < 20)
+            {
+                seen.Add(await db.UsageEvents.Where(e => e.UserId == user).LongCountAsync(Ct));
+            }
+
+            return seen;
+        }, Ct)).ToList();
+        await Task.Delay(100, Ct);
+        var created = await Retention.EnsurePartitionsAsync(Ct);
+        await stop.CancelAsync();
+        var counts = (await Task.WhenAll(readers)).SelectMany(c => c).ToList();
+
+        Assert.True(created.Count >= 3, string.Join(", ", created));
+        Assert.Equal([Events], counts.Distinct().Order().ToList());
+    }
+
+    /// <summary>
     /// A claim (or a void) locks rows of <c>usage_events</c>, then writes them; creating a month's partition beside it
     /// waits for those rows while holding writers off, so the claim's write would wait for it in turn. The partition
     /// creation gives way and tries again: neither side fails, the partitions come, every event lands in its month's.

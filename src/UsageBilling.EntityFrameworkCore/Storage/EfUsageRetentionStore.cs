@@ -386,9 +386,11 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     /// <summary>Attempts of <see cref="EnsurePartitionsAsync"/> before its error is the caller's (the retention service logs it and retries next tick).</summary>
     private const int PartitionAttempts = 10;
 
-    // Writers are held off while a month is attached (a lock that conflicts with theirs): an insert that had already
-    // opened usage_events would route a row of that month to the default partition by the partitions it saw, and fail
-    // the default partition's new constraint once the attach commits. The lock waits are short (lock_timeout, below
+    // Writers and readers are held off while a month is attached (an exclusive lock on usage_events): an insert that had
+    // already opened usage_events would route a row of that month to the default partition by the partitions it saw, and
+    // fail the default partition's new constraint once the attach commits; a read planned before the commit (by the
+    // partitions it saw) and run after it (it waited for the default partition's lock) would scan the default partition
+    // without the month's moved rows and not the new partition that holds them now: it would miss them. The lock waits are short (lock_timeout, below
     // deadlock_timeout): a claim or a void that locked rows of usage_events (a plain lock on the parent and the
     // default partition) and then needs to write would otherwise wait for this transaction while it waits for them —
     // this one gives way and is tried again. The attach also locks the users table (the partition's foreign key), so
@@ -421,7 +423,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
                 await LockReferencedTablesAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
             }
 
-            var sql = created.Count == 0 ? "LOCK TABLE usage_events IN SHARE ROW EXCLUSIVE MODE; " : "";
+            var sql = created.Count == 0 ? "LOCK TABLE usage_events IN ACCESS EXCLUSIVE MODE; " : "";
             sql += $"CREATE TABLE {name} (LIKE usage_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);";
             if (defaultPartition is not null)
             {
