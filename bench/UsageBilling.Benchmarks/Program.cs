@@ -54,8 +54,8 @@ static int Usage()
                       db prune: its time, bytes after, a month dropped as its own table, reads and answers before/after
                       [--events N] [--users U] [--days D] [--keep K] [--iterations I] [--sample S]
           prune       one month of M acknowledged events removed by the batched deletes against the next month's, of
-                      as many, removed by dropping its partition: time and events/s of each
-                      [--month-events M] [--users U]
+                      as many, removed by dropping its partition: time and events/s of each, and one recording
+                      caller's latency meanwhile [--month-events M] [--users U] [--kept-percent P]
         """);
     return 2;
 }

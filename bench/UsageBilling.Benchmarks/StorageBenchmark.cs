@@ -223,14 +223,15 @@ public static class StorageBenchmark
         var args = new BenchArgs(rawArgs);
         var monthEvents = args.Int("month-events") ?? 10_000_000;
         var userCount = args.Int("users") ?? 10_000;
+        var keptPercent = args.Int("kept-percent") ?? 0;
         args.EnsureAllRead();
-        if (userCount < 2 || monthEvents < userCount)
+        if (userCount < 2 || monthEvents < userCount || keptPercent is < 0 or >= 10)
         {
-            throw new ArgumentException("need --users >= 2 and --month-events >= --users.");
+            throw new ArgumentException("need --users >= 2, --month-events >= --users and 0 <= --kept-percent < 10 (a month keeping a tenth is not dropped).");
         }
 
         Console.WriteLine($"# prune benchmark — {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {BenchInfo.BuildConfiguration}");
-        Console.WriteLine($"# PostgreSQL, two whole months of {monthEvents:N0} acknowledged events each, {userCount:N0} accounts; load average at start: {BenchInfo.LoadAverage()}");
+        Console.WriteLine($"# PostgreSQL, two whole months of {monthEvents:N0} events each, {userCount:N0} accounts, the first {keptPercent} % of them unacknowledged (kept); load average at start: {BenchInfo.LoadAverage()}");
         await using var db = await BenchDatabase.CreateAsync(BenchProvider.Postgres, userCount, Configure, customerPlan: "pro");
         await using var connection = new NpgsqlConnection(db.ConnectionString);
         await connection.OpenAsync();
@@ -259,6 +260,14 @@ public static class StorageBenchmark
         }
 
         await ExecuteAsync(connection, ReportsSql);
+        if (keptPercent > 0)
+        {
+            // The first accounts' reports of both months never acknowledged: their events must stay, and the partition
+            // drop puts them back into usage_events while recording waits.
+            await ExecuteAsync(connection, string.Create(CultureInfo.InvariantCulture,
+                $"UPDATE usage_reports SET status = 'needs_review', sent_at = NULL WHERE stripe_customer_id IN (SELECT 'cus_bench' || g FROM generate_series(0, {(userCount * keptPercent / 100) - 1}) g)"));
+        }
+
         await ExecuteAsync(connection, UsageBillingMigrationSql.BackfillUsageDailyPostgres);
         await ExecuteAsync(connection, "UPDATE usage_daily SET hours_folded = TRUE");
         await ExecuteAsync(connection, "VACUUM ANALYZE");
@@ -266,32 +275,54 @@ public static class StorageBenchmark
 
         var steps = (IUsageRetentionSteps)db.Services.GetRequiredService<IUsageRetentionStore>();
         var batch = db.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<UsageBillingOptions>>().Value.Retention.BatchSize;
-        var rows = new List<(string Way, BillingPeriod Month, long Rows, long Bytes, UsagePruneResult Result, TimeSpan Took)>();
+        var rows = new List<(string Way, BillingPeriod Month, long Rows, long Bytes, UsagePruneResult Result, TimeSpan Took, Probe Probe)>();
+        var recorder = db.Services.GetRequiredService<IUsageRecorder>();
         foreach (var (way, month, drop) in new[] { ("batched deletes", batchedMonth, false), ("partition drop", droppedMonth, true) })
         {
             var name = $"usage_events_y{month.Start:yyyy}m{month.Start:MM}";
             var monthRows = await ScalarAsync(connection, $"SELECT count(*) FROM {name}");
             var monthBytes = await ScalarAsync(connection, $"SELECT pg_total_relation_size('{name}')");
+            using var stop = new CancellationTokenSource();
+            var probe = Task.Run(() => ProbeRecordingAsync(recorder, db.Users[^1], way, stop.Token));
             var took = Stopwatch.StartNew();
             var result = await steps.PruneAsync(month.End, batch, dropPartitions: drop, foldHourly: false, default);
             took.Stop();
-            rows.Add((way, month, monthRows, monthBytes, result, took.Elapsed));
+            await stop.CancelAsync();
+            rows.Add((way, month, monthRows, monthBytes, result, took.Elapsed, await probe));
         }
 
         var left = await ScalarAsync(connection, "SELECT count(*) FROM usage_events");
         Console.WriteLine();
-        Console.WriteLine("| way | month | rows | MB with indexes | events removed | partitions dropped | s | events/s |");
-        Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|");
+        Console.WriteLine("| way | month | rows | MB with indexes | events removed | partitions dropped | s | events/s | recorded meanwhile (one caller) | its p99 / max ms |");
+        Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var r in rows)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Way}{(r.Way == "batched deletes" ? $" of {batch:N0}" : "")} | {r.Month.Start:yyyy-MM} | {r.Rows:N0} | {r.Bytes / 1048576.0:N0} | {r.Result.EventsDeleted:N0} | {r.Result.PartitionsDropped} | {r.Took.TotalSeconds:N1} | {r.Result.EventsDeleted / r.Took.TotalSeconds:N0} |"));
+                $"| {r.Way}{(r.Way == "batched deletes" ? $" of {batch:N0}" : "")} | {r.Month.Start:yyyy-MM} | {r.Rows:N0} | {r.Bytes / 1048576.0:N0} | {r.Result.EventsDeleted:N0} | {r.Result.PartitionsDropped} | {r.Took.TotalSeconds:N1} | {r.Result.EventsDeleted / r.Took.TotalSeconds:N0} | {r.Probe.Count:N0} | {r.Probe.P99Ms:N1} / {r.Probe.MaxMs:N1} |"));
         }
 
         Console.WriteLine();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# partition drop / batched deletes: {rows[0].Took.TotalSeconds / rows[1].Took.TotalSeconds:N1}x less time; events left in usage_events: {left:N0}"));
         Console.WriteLine($"# load average at end: {BenchInfo.LoadAverage()}");
         return rows.All(r => r.Result.EventsDeleted > 0) ? 0 : 1;
+    }
+
+    private sealed record Probe(int Count, double P99Ms, double MaxMs);
+
+    // One caller recording for an account while the prune runs: how long the prune's locks hold the app's writes up.
+    private static async Task<Probe> ProbeRecordingAsync(IUsageRecorder recorder, Guid user, string way, CancellationToken stop)
+    {
+        var latencies = new List<double>();
+        var watch = new Stopwatch();
+        while (!stop.IsCancellationRequested)
+        {
+            watch.Restart();
+            await recorder.RecordAsync(user, "ai_messages", 1, $"probe-{way}-{latencies.Count}", cancellationToken: CancellationToken.None);
+            latencies.Add(watch.Elapsed.TotalMilliseconds);
+        }
+
+        latencies.Sort();
+        return latencies.Count == 0 ? new Probe(0, 0, 0) : new Probe(latencies.Count, latencies[(int)Math.Min(latencies.Count - 1, Math.Ceiling(latencies.Count * 0.99) - 1)], latencies[^1]);
     }
 
     private static void Configure(UsageBillingOptions o)

@@ -450,9 +450,10 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     /// <item>the users table is locked against writes and the partition detached (an exclusive lock on
     /// <c>usage_events</c>; both waited for briefly, else the month is left to this run's batched delete and a later
     /// run), the kept events are inserted again as they are now (into the default partition, which the detached range
-    /// falls to; a kept event claimed or voided meanwhile comes as it is), the detached table is emptied and renamed
-    /// <c>…_detached</c>: its events leave <c>usage_events</c> in one commit.</item>
-    /// <item>the empty table is dropped (<see cref="DropDetachedAsync"/>); one an earlier run left is dropped first.</item>
+    /// falls to; a kept event claimed or voided meanwhile comes as it is) and the detached table renamed
+    /// <c>…_detached</c>: its events leave <c>usage_events</c> in one commit. Then, holding nothing writers or readers
+    /// of <c>usage_events</c> wait for, what went is counted and the detached table emptied.</item>
+    /// <item>the table is dropped (<see cref="DropDetachedAsync"/>); one an earlier run left is dropped first.</item>
     /// </list>
     /// Why the set aside in step 1 is still right in step 2, and why the keys may go before their events: an event that
     /// may go is acknowledged more than 35 days ago, so Stripe can neither cancel nor compensate it — a void is refused
@@ -580,8 +581,9 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     }
 
     /// <summary>
-    /// Step 2 of <see cref="DropPartitionsAsync"/>: detaches the month, puts its kept events back, empties it and renames
-    /// it <c>…_detached</c>, in one transaction. Returns how many events went, or null if a lock it needs was busy.
+    /// Step 2 of <see cref="DropPartitionsAsync"/>: detaches the month, puts its kept events back and renames it
+    /// <c>…_detached</c>, in one transaction; then, with <c>usage_events</c> no longer locked, counts what went and empties
+    /// the detached table. Returns how many events went, or null if a lock it needs was busy.
     /// </summary>
     private static async Task<long?> DetachAsync(Npgsql.NpgsqlConnection connection, string name, CancellationToken cancellationToken)
     {
@@ -596,22 +598,8 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             await LockReferencedTablesAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
             await ExecuteAsync(connection, transaction, $"ALTER TABLE usage_events DETACH PARTITION {name}", cancellationToken).ConfigureAwait(false);
 
-            // What the partition holds now (a kept event may have been voided meanwhile): the count of what goes is exact.
-            long total;
-            await using (var command = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {name}", connection, transaction) { CommandTimeout = 0 })
-            {
-                total = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
-            }
-
-            int moved;
-            await using (var command = new Npgsql.NpgsqlCommand($"INSERT INTO usage_events SELECT e.* FROM {name} e WHERE e.id IN (SELECT id FROM ub_kept)", connection, transaction) { CommandTimeout = 0 })
-            {
-                moved = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-
-            await ExecuteAsync(connection, transaction, $"TRUNCATE {name}; ALTER TABLE {name} RENAME TO {name}{DetachedSuffix}", cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, transaction, $"INSERT INTO usage_events SELECT e.* FROM {name} e WHERE e.id IN (SELECT id FROM ub_kept); ALTER TABLE {name} RENAME TO {name}{DetachedSuffix}", cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            return total - moved;
         }
         catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected or Npgsql.PostgresErrorCodes.UndefinedTable)
         {
@@ -620,6 +608,19 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
             return null;
         }
+
+        // Out of usage_events now, so nobody waits for this: what went is what the detached month holds but the kept
+        // events put back (a kept event voided meanwhile was neither put back nor is it there).
+        await using var empty = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        long held;
+        await using (var command = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {name}{DetachedSuffix} e WHERE e.id NOT IN (SELECT id FROM ub_kept)", connection, empty) { CommandTimeout = 0 })
+        {
+            held = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+
+        await ExecuteAsync(connection, empty, $"TRUNCATE {name}{DetachedSuffix}", cancellationToken).ConfigureAwait(false);
+        await empty.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return held;
     }
 
     // Not while partitions are being created (EnsurePartitionsAsync holds this lock).
@@ -637,7 +638,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     /// takes the users table exclusively (it removes the table's foreign key triggers there) after the table itself; a
     /// user's deletion takes them the other way round (its cascade reaches the detached table too), so the users table
     /// is locked first, each time waiting briefly, a few times. Holding nothing else, it blocks no one for long; if the
-    /// table stays (busy, not allowed, or stopped), it holds no events and the next prune tries again.
+    /// table stays (busy, not allowed, or stopped), it holds no events of <c>usage_events</c> and the next prune tries again.
     /// </summary>
     private static async Task DropDetachedAsync(Npgsql.NpgsqlConnection connection, string name, CancellationToken cancellationToken)
     {
@@ -659,13 +660,13 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
             }
             catch (Npgsql.PostgresException)
             {
-                // Not the role's to drop, or something depends on it: left as it is (empty), for the operator.
+                // Not the role's to drop, or something depends on it: left as it is (no part of usage_events), for the operator.
                 await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
                 return;
             }
             catch (OperationCanceledException)
             {
-                // Stopping: the table holds no events; the next prune drops it.
+                // Stopping: the table is no part of usage_events; the next prune drops it.
                 return;
             }
 
@@ -726,7 +727,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
     private const string GiveWayFirstSql =
         "SELECT set_config('lock_timeout', GREATEST(1, LEAST(500, setting::int / 2))::text || 'ms', true) FROM pg_settings WHERE name = 'deadlock_timeout';";
 
-    /// <summary>Months a prune detached, emptied and renamed but did not get to drop (<see cref="DetachedSuffix"/>), beside <c>usage_events</c>.</summary>
+    /// <summary>Months a prune detached and renamed but did not get to drop (<see cref="DetachedSuffix"/>), beside <c>usage_events</c>.</summary>
     private const string DetachedMonthsSql = """
         SELECT c.oid::regclass::text FROM pg_class c
         WHERE c.relkind = 'r' AND NOT c.relispartition AND c.relname ~ '^usage_events_y[0-9]{4}m[0-9]{2}_detached$'
