@@ -613,7 +613,7 @@ internal sealed class EfUsageRetentionStore<TContext>(IDbContextFactory<TContext
         // events put back (a kept event voided meanwhile was neither put back nor is it there).
         await using var empty = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         long held;
-        await using (var command = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {name}{DetachedSuffix} e WHERE e.id NOT IN (SELECT id FROM ub_kept)", connection, empty) { CommandTimeout = 0 })
+        await using (var command = new Npgsql.NpgsqlCommand($"SELECT count(*) FROM {name}{DetachedSuffix} e WHERE NOT EXISTS (SELECT 1 FROM ub_kept k WHERE k.id = e.id)", connection, empty) { CommandTimeout = 0 })
         {
             held = (long)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
