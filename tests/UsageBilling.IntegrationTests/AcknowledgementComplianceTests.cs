@@ -31,6 +31,69 @@ public abstract class AcknowledgementComplianceTests(Provider provider) : FlushC
         Assert.Equal((0L, 0L), (await db.UsageDaily.SumAsync(d => d.ReportedQuantity, Ct), await db.UsageHourly.SumAsync(h => h.ReportedQuantity, Ct)));
     }
 
+    /// <summary>A meter error report's dead reports and its event's record are one write: a redelivery changes nothing.</summary>
+    [Fact]
+    public async Task MeterErrorEvent_DeadReportsAndTheEventRecordedTogether_RedeliveryChangesNothing()
+    {
+        var reports = await SentReportsAsync(2);
+        var store = Host.Get<IUsageFlushStore>();
+
+        Assert.Equal(1, await store.MarkDeadAsync("evt_meter_error_1", "v1.billing.meter.error_report_triggered", [new DeadReportGroup([reports[0]], "stripe_async_error a: first")], Ct));
+        Assert.Null(await store.MarkDeadAsync("evt_meter_error_1", "v1.billing.meter.error_report_triggered", [new DeadReportGroup([reports[1]], "stripe_async_error b: again")], Ct));
+
+        await using var db = Host.CreateContext();
+        Assert.Equal("v1.billing.meter.error_report_triggered", (await db.ProcessedWebhookEvents.AsNoTracking().SingleAsync(e => e.Id == "evt_meter_error_1", Ct)).Type);
+        var first = await db.UsageReports.AsNoTracking().SingleAsync(r => r.Id == reports[0], Ct);
+        Assert.Equal((UsageReportStatus.Dead, "stripe_async_error a: first"), (first.Status, first.LastError));
+        Assert.Equal(UsageReportStatus.Sent, (await db.UsageReports.AsNoTracking().SingleAsync(r => r.Id == reports[1], Ct)).Status);
+        await RollupAssert.MatchesEventsAsync(db, Ct);
+    }
+
+    /// <summary>
+    /// Two deliveries of one meter error report at once (each naming a different report, to tell them apart): exactly one
+    /// applies. Were the dead marks and the event's record two writes, both deliveries would mark their report dead.
+    /// </summary>
+    [Fact]
+    public async Task MeterErrorEvent_TwoDeliveriesAtOnce_ExactlyOneApplies()
+    {
+        const int rounds = 6;
+        var reports = await SentReportsAsync(2 * rounds);
+        var store = Host.Get<IUsageFlushStore>();
+        for (var round = 0; round < rounds; round++)
+        {
+            var (a, b) = (reports[2 * round], reports[(2 * round) + 1]);
+            var eventId = $"evt_race_{round}";
+            var outcomes = await Task.WhenAll(
+                Task.Run(() => store.MarkDeadAsync(eventId, "v1.billing.meter.error_report_triggered", [new DeadReportGroup([a], "stripe_async_error a")], Ct)),
+                Task.Run(() => store.MarkDeadAsync(eventId, "v1.billing.meter.error_report_triggered", [new DeadReportGroup([b], "stripe_async_error b")], Ct)));
+
+            Assert.Single(outcomes, o => o == 1);
+            Assert.Single(outcomes, o => o is null);
+            await using var db = Host.CreateContext();
+            var dead = await db.UsageReports.AsNoTracking().Where(r => (r.Id == a || r.Id == b) && r.Status == UsageReportStatus.Dead).Select(r => r.Id).ToListAsync(Ct);
+            Assert.Equal(outcomes[0] == 1 ? [a] : [b], dead);
+        }
+
+        await using var check = Host.CreateContext();
+        await RollupAssert.MatchesEventsAsync(check, Ct);
+    }
+
+    /// <summary>Sends one report for each of <paramref name="count"/> new customers and returns their ids.</summary>
+    private async Task<List<Guid>> SentReportsAsync(int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            var (user, _) = await NewCustomerAsync();
+            await Recorder.RecordAsync(user, "ai_messages", i + 1, $"e{i}", cancellationToken: Ct);
+        }
+
+        await Flusher.FlushOnceAsync(Ct);
+        await using var db = Host.CreateContext();
+        var sent = await db.UsageReports.AsNoTracking().Where(r => r.Status == UsageReportStatus.Sent).Select(r => r.Id).ToListAsync(Ct);
+        Assert.Equal(count, sent.Count);
+        return sent;
+    }
+
     /// <summary>Between a correction's cancel and its resend's acknowledgement, the rest of the report is not acknowledged.</summary>
     [Fact]
     public async Task CancelAndResend_ResendNotYetSent_RestIsPendingWithNoAcknowledgementTime()

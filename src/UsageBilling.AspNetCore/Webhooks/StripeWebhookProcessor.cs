@@ -188,15 +188,16 @@ internal sealed partial class StripeWebhookProcessor(
                 throw new WebhookRejection(StatusCodes.Status400BadRequest, "Malformed thin event", $"Stripe.net did not recognise {envelope.Type}.");
         }
 
+        // The dead reports and the event's record in one transaction: a crash between them cannot record one without the other.
         var flushStore = services.GetRequiredService<IUsageFlushStore>();
-        var changed = 0;
-        foreach (var (reason, ids) in errors.Where(e => e.Ids.Count > 0))
+        var groups = errors.Where(e => e.Ids.Count > 0).Select(e => new DeadReportGroup(e.Ids, e.Reason)).ToList();
+        if (await flushStore.MarkDeadAsync(envelope.Id, envelope.Type, groups, ct).ConfigureAwait(false) is not { } changed)
         {
-            changed += await flushStore.MarkDeadAsync(ids, reason, ct).ConfigureAwait(false);
+            return WebhookOutcome.Duplicate;
         }
 
         LogMeterErrors(logger, envelope.Id, changed);
-        return await store.MarkWebhookEventProcessedAsync(envelope.Id, envelope.Type, ct).ConfigureAwait(false) ? WebhookOutcome.Handled : WebhookOutcome.Duplicate;
+        return WebhookOutcome.Handled;
     }
 
     /// <summary>One error type's reason and the report ids (our identifiers are report ids) its samples name.</summary>

@@ -398,31 +398,94 @@ internal sealed class EfUsageFlushStore<TContext>(IDbContextFactory<TContext> co
 
     public async Task<int> MarkDeadAsync(IReadOnlyCollection<Guid> reportIds, string reason, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(reportIds);
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);
-        var error = reason.Length > 2000 ? reason[..2000] : reason;
         await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
-        var ids = reportIds.Order().ToList();
         await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction.GetDbTransaction(), ids, cancellationToken).ConfigureAwait(false);
+        var changed = await MarkDeadInTransactionAsync(context, transaction.GetDbTransaction(), [new DeadReportGroup(reportIds, reason)], cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return changed;
+    }
 
-        // A sent report Stripe later rejected (a thin meter error): its events stop being acknowledged, so they leave the
-        // rollups' acknowledged columns in the same transaction.
-        var wasSent = await context.Set<UsageReport>().Where(r => ids.Contains(r.Id) && r.Status == UsageReportStatus.Sent)
-            .Select(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
-        var changed = await context.Set<UsageReport>()
-            .Where(r => ids.Contains(r.Id) && r.Status != UsageReportStatus.Dead)
-            .ExecuteUpdateAsync(
-                s => s.SetProperty(r => r.Status, UsageReportStatus.Dead)
-                    .SetProperty(r => r.LastError, error)
-                    .SetProperty(r => r.LeaseOwner, (string?)null)
-                    .SetProperty(r => r.LeaseExpiresAt, (DateTimeOffset?)null),
-                cancellationToken).ConfigureAwait(false);
-        if (wasSent.Count > 0)
+    public async Task<int?> MarkDeadAsync(string stripeEventId, string stripeEventType, IReadOnlyList<DeadReportGroup> groups, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(stripeEventId);
+        ArgumentException.ThrowIfNullOrWhiteSpace(stripeEventType);
+        ArgumentNullException.ThrowIfNull(groups);
+        foreach (var group in groups)
         {
-            await AcknowledgeInRollupsAsync(context, transaction.GetDbTransaction(), wasSent, time.GetUtcNow(), withdraw: true, cancellationToken).ConfigureAwait(false);
+            ArgumentNullException.ThrowIfNull(group.ReportIds, nameof(groups));
+            ArgumentException.ThrowIfNullOrWhiteSpace(group.Reason, nameof(groups));
         }
 
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+
+        // The event's row first: a concurrent delivery of the same event waits on its key here and then finds it taken,
+        // so exactly one delivery applies the errors, and the event counts as applied only with them.
+        context.Set<ProcessedWebhookEvent>().Add(new ProcessedWebhookEvent { Id = stripeEventId, Type = stripeEventType, ProcessedAt = time.GetUtcNow() });
+        try
+        {
+            await context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (DbUpdateException)
+        {
+            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+            if (await IsProcessedAsync(stripeEventId, cancellationToken).ConfigureAwait(false))
+            {
+                return null;
+            }
+
+            throw;
+        }
+
+        var changed = await MarkDeadInTransactionAsync(context, transaction.GetDbTransaction(), groups, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return changed;
+    }
+
+    /// <summary>Whether the event's row is there (read on a connection of its own: the caller's transaction failed).</summary>
+    private async Task<bool> IsProcessedAsync(string stripeEventId, CancellationToken cancellationToken)
+    {
+        await using var context = await contexts.CreateDbContextAsync(cancellationToken).ConfigureAwait(false);
+        return await context.Set<ProcessedWebhookEvent>().AsNoTracking().AnyAsync(e => e.Id == stripeEventId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Marks each group's reports dead with its reason (a report in several groups takes the first), in the caller's transaction.</summary>
+    private async Task<int> MarkDeadInTransactionAsync(TContext context, System.Data.Common.DbTransaction transaction, IReadOnlyList<DeadReportGroup> groups, CancellationToken cancellationToken)
+    {
+        // Every report of every group locked first, in id order (as every multi-row change of reports locks them).
+        var all = groups.SelectMany(g => g.ReportIds).Distinct().Order().ToList();
+        if (all.Count == 0)
+        {
+            return 0;
+        }
+
+        await dialect.LockReportsAsync(context.Database.GetDbConnection(), transaction, all, cancellationToken).ConfigureAwait(false);
+        var changed = 0;
+        foreach (var group in groups)
+        {
+            var error = group.Reason.Length > 2000 ? group.Reason[..2000] : group.Reason;
+            var ids = group.ReportIds.Distinct().ToList();
+
+            // A sent report Stripe later rejected (a thin meter error): its events stop being acknowledged, so they leave the
+            // rollups' acknowledged columns in the same transaction.
+            var wasSent = await context.Set<UsageReport>().Where(r => ids.Contains(r.Id) && r.Status == UsageReportStatus.Sent)
+                .Select(r => r.Id).ToListAsync(cancellationToken).ConfigureAwait(false);
+            changed += await context.Set<UsageReport>()
+                .Where(r => ids.Contains(r.Id) && r.Status != UsageReportStatus.Dead)
+                .ExecuteUpdateAsync(
+                    s => s.SetProperty(r => r.Status, UsageReportStatus.Dead)
+                        .SetProperty(r => r.LastError, error)
+                        .SetProperty(r => r.LeaseOwner, (string?)null)
+                        .SetProperty(r => r.LeaseExpiresAt, (DateTimeOffset?)null),
+                    cancellationToken).ConfigureAwait(false);
+            if (wasSent.Count > 0)
+            {
+                await AcknowledgeInRollupsAsync(context, transaction, wasSent, time.GetUtcNow(), withdraw: true, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
         return changed;
     }
 

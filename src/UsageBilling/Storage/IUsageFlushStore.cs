@@ -105,6 +105,19 @@ public interface IUsageFlushStore
     /// <returns>How many reports changed.</returns>
     Task<int> MarkDeadAsync(IReadOnlyCollection<Guid> reportIds, string reason, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Applies one Stripe meter error report in one transaction: records <paramref name="stripeEventId"/> as processed
+    /// and marks each group's reports dead with the group's reason (a sent report's events stop being acknowledged).
+    /// A redelivery of the event, or a delivery racing this one, changes nothing; a failure leaves neither the event
+    /// recorded nor any report changed, so Stripe's next delivery applies it whole.
+    /// </summary>
+    /// <param name="stripeEventId">The Stripe event's id (<c>evt_…</c>).</param>
+    /// <param name="stripeEventType">The event's type, kept for operators.</param>
+    /// <param name="groups">The reports Stripe rejected, grouped by reason.</param>
+    /// <param name="cancellationToken">Cancels the write; nothing is written then.</param>
+    /// <returns>How many reports changed, or <see langword="null"/> when the event had been applied already.</returns>
+    Task<int?> MarkDeadAsync(string stripeEventId, string stripeEventType, IReadOnlyList<DeadReportGroup> groups, CancellationToken cancellationToken);
+
     /// <summary>What is waiting: pending events, reports by status, oldest unreported usage.</summary>
     /// <param name="cancellationToken">Cancels the read.</param>
     /// <returns>The backlog.</returns>
@@ -175,6 +188,11 @@ public delegate IReadOnlyList<NewUsageReport> ReportPlanner(IReadOnlyList<Claima
 /// <param name="ReportsExtended">Open reports that took more events.</param>
 /// <param name="ReportsDead">New reports born dead (events too old for Stripe).</param>
 public sealed record ClaimOutcome(int EventsClaimed, int ReportsCreated, int ReportsExtended, int ReportsDead);
+
+/// <summary>Reports a Stripe meter error report names, and why Stripe rejected them.</summary>
+/// <param name="ReportIds">The reports (their ids are the meter events' identifiers).</param>
+/// <param name="Reason">A readable reason, with Stripe's error code.</param>
+public sealed record DeadReportGroup(IReadOnlyCollection<Guid> ReportIds, string Reason);
 
 /// <summary>An unclaimed event with its user's Stripe customer.</summary>
 /// <param name="Id">The event id.</param>
