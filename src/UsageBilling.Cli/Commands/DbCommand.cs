@@ -48,7 +48,8 @@ internal static class DbCommand
 
     private static async Task<int> PruneAsync(TimeSpan keep, CliSettings settings, CancellationToken cancellationToken)
     {
-        await using var services = CliServices.Build(settings, Needs.Database | Needs.Meters);
+        // No meter configuration needed: pruning reads the database alone.
+        await using var services = CliServices.Build(settings, Needs.Database);
         var retention = services.Get<IUsageRetention>();
 
         // The fold first (as the retention service does): a folded day that holds a period edge keeps its events.

@@ -197,7 +197,8 @@ internal sealed partial class UsageBillingOptionsValidator : IValidateOptions<Us
         }
     }
 
-    private static void ValidateRetention(RetentionOptions retention, List<string> errors)
+    /// <summary>The retention settings' errors (also checked on their own by <see cref="RetentionSettings"/>).</summary>
+    internal static void ValidateRetention(RetentionOptions retention, List<string> errors)
     {
         if (retention.Keep is { } keep && keep < IUsageRetention.MinimumKeep)
         {

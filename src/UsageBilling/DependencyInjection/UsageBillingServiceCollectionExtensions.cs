@@ -48,6 +48,7 @@ public static class UsageBillingServiceCollectionExtensions
         services.TryAddSingleton<UsageAlertDispatcher>();
         services.TryAddSingleton<IUsageAlertDispatcher>(sp => sp.GetRequiredService<UsageAlertDispatcher>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, UsageAlertBackgroundService>());
+        services.TryAddSingleton<RetentionSettings>();
         services.TryAddSingleton<IUsageRetention, UsageRetention>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, UsageRetentionBackgroundService>());
         return new UsageBillingBuilder(services);

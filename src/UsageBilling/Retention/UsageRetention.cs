@@ -5,8 +5,32 @@ using UsageBilling.Storage;
 
 namespace UsageBilling;
 
+/// <summary>
+/// The retention settings, read without the rest of <see cref="UsageBillingOptions"/>' validation: pruning needs no
+/// meter configuration, so <c>usagebilling db prune</c> runs with a connection string alone. Wrong retention settings
+/// still throw <see cref="OptionsValidationException"/>.
+/// </summary>
+internal sealed class RetentionSettings(IEnumerable<IConfigureOptions<UsageBillingOptions>> setups, IEnumerable<IPostConfigureOptions<UsageBillingOptions>> postConfigures)
+{
+    private readonly Lazy<RetentionOptions> _value = new(() =>
+        new OptionsFactory<UsageBillingOptions>(setups, postConfigures, [new RetentionValidator()]).Create(Options.DefaultName).Retention);
+
+    /// <summary>The configured retention settings (validated on first read).</summary>
+    public RetentionOptions Value => _value.Value;
+
+    private sealed class RetentionValidator : IValidateOptions<UsageBillingOptions>
+    {
+        public ValidateOptionsResult Validate(string? name, UsageBillingOptions options)
+        {
+            var errors = new List<string>();
+            UsageBillingOptionsValidator.ValidateRetention(options.Retention, errors);
+            return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+        }
+    }
+}
+
 /// <summary>Checks the window and hands the cutoff to the store.</summary>
-internal sealed class UsageRetention(IUsageRetentionStore store, IOptions<UsageBillingOptions> options, TimeProvider time) : IUsageRetention
+internal sealed class UsageRetention(IUsageRetentionStore store, RetentionSettings settings, TimeProvider time) : IUsageRetention
 {
     public Task<UsagePruneResult> PruneAsync(TimeSpan keep, CancellationToken cancellationToken = default)
     {
@@ -15,7 +39,7 @@ internal sealed class UsageRetention(IUsageRetentionStore store, IOptions<UsageB
             throw new ArgumentOutOfRangeException(nameof(keep), keep, $"Retention must keep at least {IUsageRetention.MinimumKeep.TotalDays:0} days (Stripe's meter-event window: younger events can still be recorded, sent or corrected); got {Describe(keep)}.");
         }
 
-        return store.PruneAsync(time.GetUtcNow() - keep, options.Value.Retention.BatchSize, cancellationToken);
+        return store.PruneAsync(time.GetUtcNow() - keep, settings.Value.BatchSize, cancellationToken);
     }
 
     public Task<IReadOnlyList<string>> EnsurePartitionsAsync(CancellationToken cancellationToken = default) =>
@@ -28,7 +52,7 @@ internal sealed class UsageRetention(IUsageRetentionStore store, IOptions<UsageB
     public async Task<UsageFoldResult> FoldHoursAsync(CancellationToken cancellationToken = default)
     {
         var now = time.GetUtcNow();
-        var result = await store.FoldHoursAsync(now, _foldedAll ? now - UsageRules.MaxAge - TimeSpan.FromDays(2) : null, options.Value.Retention.BatchSize, cancellationToken).ConfigureAwait(false);
+        var result = await store.FoldHoursAsync(now, _foldedAll ? now - UsageRules.MaxAge - TimeSpan.FromDays(2) : null, settings.Value.BatchSize, cancellationToken).ConfigureAwait(false);
         _foldedAll = true;
         return result;
     }
