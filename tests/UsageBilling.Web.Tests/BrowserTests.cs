@@ -27,7 +27,7 @@ public sealed class BrowserTests(BrowserWebApp app) : IClassFixture<BrowserWebAp
         await page.GetByTestId("email").FillAsync($"browser-{Guid.NewGuid():N}@example.com");
         await page.GetByTestId("password").FillAsync("correct-horse-1");
         await page.GetByTestId("register").ClickAsync();
-        await page.WaitForURLAsync("**/plans", new() { WaitUntil = WaitUntilState.DOMContentLoaded });
+        await SignUpPage.WaitForPlansAsync(page);
         await page.GetByTestId("choose-tiny").ClickAsync();
         await Expect(page.GetByTestId("current-plan")).ToHaveTextAsync("Tiny");
 

@@ -113,15 +113,7 @@ public sealed class PastPeriodsTests(ClockedBrowserWebApp app) : IClassFixture<C
         await page.GetByTestId("email").FillAsync(email);
         await page.GetByTestId("password").FillAsync("correct-horse-1");
         await page.GetByTestId("register").ClickAsync();
-        try
-        {
-            await page.WaitForURLAsync("**/plans", new() { WaitUntil = Microsoft.Playwright.WaitUntilState.DOMContentLoaded });
-        }
-        catch (TimeoutException ex)
-        {
-            throw new TimeoutException($"Signing up did not land on /plans: the page is {page.Url}, saying: {await page.Locator("body").InnerTextAsync()}", ex);
-        }
-
+        await SignUpPage.WaitForPlansAsync(page);
         await page.GetByTestId("choose-tiny").ClickAsync();
         await Expect(page.GetByTestId("current-plan")).ToHaveTextAsync("Tiny");
         await using var db = app.CreateDbContext();

@@ -123,15 +123,7 @@ public sealed class UsagePageStateTests(BrowserWebApp app) : IClassFixture<Brows
         await page.GetByTestId("email").FillAsync(email);
         await page.GetByTestId("password").FillAsync("correct-horse-1");
         await page.GetByTestId("register").ClickAsync();
-        try
-        {
-            await page.WaitForURLAsync("**/plans", new() { WaitUntil = WaitUntilState.DOMContentLoaded });
-        }
-        catch (TimeoutException ex)
-        {
-            throw new TimeoutException($"Signing up did not land on /plans: the page is {page.Url}, saying: {await page.Locator("body").InnerTextAsync()}", ex);
-        }
-
+        await SignUpPage.WaitForPlansAsync(page);
         if (plan is not null)
         {
             await page.GetByTestId($"choose-{plan}").ClickAsync();

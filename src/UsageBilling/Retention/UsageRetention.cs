@@ -64,16 +64,16 @@ internal sealed class UsageRetention(IUsageRetentionStore store, RetentionSettin
 /// <summary>At start and every <see cref="RetentionOptions.Interval"/>: creates the monthly partitions ahead, folds the closed sparse days' hours, then prunes when <see cref="RetentionOptions.Keep"/> is set; one failing run is logged, the loop goes on.</summary>
 internal sealed partial class UsageRetentionBackgroundService(
     IUsageRetention retention,
-    IOptions<UsageBillingOptions> options,
+    RetentionSettings settings,
     TimeProvider time,
     ILogger<UsageRetentionBackgroundService> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         // Runs without Keep too: the monthly partitions must exist ahead whether anything is pruned or not.
-        var keep = options.Value.Retention.Keep;
+        var keep = settings.Value.Keep;
         await Task.Yield();
-        using var timer = new PeriodicTimer(options.Value.Retention.Interval, time);
+        using var timer = new PeriodicTimer(settings.Value.Interval, time);
         do
         {
             try
