@@ -23,16 +23,25 @@ public static partial class FlushBenchmark
         var concurrency = args.Int("concurrency") ?? 32;
         var claimBatch = args.Int("claim-batch");
         var sendBatch = args.Int("send-batch");
+        var transport = ParseTransport(args.String("transport"));
         args.EnsureAllRead();
 
-        await using var flusher = BuildFlusher(provider, connection, apiBase, o => ThroughputOptions(o, concurrency, claimBatch, sendBatch));
+        await using var flusher = BuildFlusher(provider, connection, apiBase, o => ThroughputOptions(o, concurrency, claimBatch, sendBatch, transport));
         var measured = await MeasureFlushAsync(flusher);
         Console.WriteLine(ResultPrefix + JsonSerializer.Serialize(measured));
         return 0;
     }
 
-    private static void ThroughputOptions(FlushOptions o, int concurrency, int? claimBatch, int? sendBatch)
+    private static FlushTransport ParseTransport(string? value) => value switch
     {
+        null or "v1" => FlushTransport.V1,
+        "v2stream" or "v2" => FlushTransport.V2Stream,
+        _ => throw new ArgumentException($"--transport must be v1 or v2stream, was '{value}'."),
+    };
+
+    private static void ThroughputOptions(FlushOptions o, int concurrency, int? claimBatch, int? sendBatch, FlushTransport transport)
+    {
+        o.Transport = transport;
         o.RequestsPerSecond = 100_000;
         o.MaxConcurrentCalls = concurrency;
         if (claimBatch is { } c)
@@ -88,6 +97,7 @@ public static partial class FlushBenchmark
             "--provider", db.Provider == BenchProvider.Sqlite ? "sqlite" : "postgres",
             "--connection", db.ConnectionString, "--api-base", emulator.ApiBase,
             "--concurrency", s.Concurrency.ToString(CultureInfo.InvariantCulture),
+            "--transport", s.Transport == FlushTransport.V2Stream ? "v2stream" : "v1",
         };
         if (s.ClaimBatch is { } c)
         {

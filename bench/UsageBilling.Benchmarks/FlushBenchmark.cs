@@ -33,6 +33,7 @@ public static partial class FlushBenchmark
             Concurrency = args.Int("concurrency") ?? 32,
             ClaimBatch = args.Int("claim-batch"),
             SendBatch = args.Int("send-batch"),
+            Transport = ParseTransport(args.String("transport")),
             Layout = args.String("layout") ?? "interleaved",
             LimitedGroups = args.Int("limited-groups") ?? 2_000,
             LimitedRate = args.Int("rate") ?? 100,
@@ -69,7 +70,7 @@ public static partial class FlushBenchmark
 
         Console.WriteLine($"# flush benchmark — {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {BenchInfo.BuildConfiguration}, GC server={System.Runtime.GCSettings.IsServerGC}");
         Console.WriteLine($"# (a) events={settings.Events}, customers={settings.Customers} x {Meters.Length} meters, layout={settings.Layout}, MaxConcurrentCalls={settings.Concurrency}, " +
-            $"ClaimBatchSize={settings.ClaimBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, SendBatchSize={settings.SendBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, emulator={settings.Emulator}");
+            $"ClaimBatchSize={settings.ClaimBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, SendBatchSize={settings.SendBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, Transport={settings.Transport}, emulator={settings.Emulator}");
         Console.WriteLine($"# (b) groups={settings.LimitedGroups}, {settings.LatencyMs} ms injected on every meter event, flusher and emulator limit {settings.LimitedRate}/s");
         Console.WriteLine($"# load average at start: {BenchInfo.LoadAverage()}");
 
@@ -142,7 +143,7 @@ public static partial class FlushBenchmark
         }
         else
         {
-            await using var flusher = BuildFlusher(db.Provider, db.ConnectionString, emulator.ApiBase, o => ThroughputOptions(o, s.Concurrency, s.ClaimBatch, s.SendBatch));
+            await using var flusher = BuildFlusher(db.Provider, db.ConnectionString, emulator.ApiBase, o => ThroughputOptions(o, s.Concurrency, s.ClaimBatch, s.SendBatch, s.Transport));
             m = await MeasureFlushAsync(flusher);
         }
 
@@ -432,6 +433,9 @@ public static partial class FlushBenchmark
         public int? ClaimBatch { get; init; }
 
         public int? SendBatch { get; init; }
+
+        /// <summary>How the throughput flush sends (<c>--transport v1|v2stream</c>, default v1, the library's default).</summary>
+        public FlushTransport Transport { get; init; }
 
         public string Layout { get; init; } = "interleaved";
 
