@@ -24,9 +24,10 @@ public static partial class FlushBenchmark
         var claimBatch = args.Int("claim-batch");
         var sendBatch = args.Int("send-batch");
         var transport = ParseTransport(args.String("transport"));
+        var markBatch = args.Int("mark-batch");
         args.EnsureAllRead();
 
-        await using var flusher = BuildFlusher(provider, connection, apiBase, o => ThroughputOptions(o, concurrency, claimBatch, sendBatch, transport));
+        await using var flusher = BuildFlusher(provider, connection, apiBase, o => ThroughputOptions(o, concurrency, claimBatch, sendBatch, transport, markBatch));
         var measured = await MeasureFlushAsync(flusher);
         Console.WriteLine(ResultPrefix + JsonSerializer.Serialize(measured));
         return 0;
@@ -39,7 +40,7 @@ public static partial class FlushBenchmark
         _ => throw new ArgumentException($"--transport must be v1 or v2stream, was '{value}'."),
     };
 
-    private static void ThroughputOptions(FlushOptions o, int concurrency, int? claimBatch, int? sendBatch, FlushTransport transport)
+    private static void ThroughputOptions(FlushOptions o, int concurrency, int? claimBatch, int? sendBatch, FlushTransport transport, int? markBatch)
     {
         o.Transport = transport;
         o.RequestsPerSecond = 100_000;
@@ -52,6 +53,11 @@ public static partial class FlushBenchmark
         if (sendBatch is { } b)
         {
             o.SendBatchSize = b;
+        }
+
+        if (markBatch is { } m)
+        {
+            o.MarkBatchSize = m;
         }
     }
 
@@ -107,6 +113,11 @@ public static partial class FlushBenchmark
         if (s.SendBatch is { } b)
         {
             arguments.AddRange(["--send-batch", b.ToString(CultureInfo.InvariantCulture)]);
+        }
+
+        if (s.MarkBatch is { } mb)
+        {
+            arguments.AddRange(["--mark-batch", mb.ToString(CultureInfo.InvariantCulture)]);
         }
 
         foreach (var a in arguments)

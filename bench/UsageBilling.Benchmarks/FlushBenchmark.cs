@@ -34,6 +34,7 @@ public static partial class FlushBenchmark
             ClaimBatch = args.Int("claim-batch"),
             SendBatch = args.Int("send-batch"),
             Transport = ParseTransport(args.String("transport")),
+            MarkBatch = args.Int("mark-batch"),
             Layout = args.String("layout") ?? "interleaved",
             LimitedGroups = args.Int("limited-groups") ?? 2_000,
             LimitedRate = args.Int("rate") ?? 100,
@@ -70,7 +71,7 @@ public static partial class FlushBenchmark
 
         Console.WriteLine($"# flush benchmark — {DateTimeOffset.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} cores, .NET {Environment.Version}, {BenchInfo.BuildConfiguration}, GC server={System.Runtime.GCSettings.IsServerGC}");
         Console.WriteLine($"# (a) events={settings.Events}, customers={settings.Customers} x {Meters.Length} meters, layout={settings.Layout}, MaxConcurrentCalls={settings.Concurrency}, " +
-            $"ClaimBatchSize={settings.ClaimBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, SendBatchSize={settings.SendBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, Transport={settings.Transport}, emulator={settings.Emulator}");
+            $"ClaimBatchSize={settings.ClaimBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, SendBatchSize={settings.SendBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, Transport={settings.Transport}, MarkBatchSize={settings.MarkBatch?.ToString(CultureInfo.InvariantCulture) ?? "default"}, emulator={settings.Emulator}");
         Console.WriteLine($"# (b) groups={settings.LimitedGroups}, {settings.LatencyMs} ms injected on every meter event, flusher and emulator limit {settings.LimitedRate}/s");
         Console.WriteLine($"# load average at start: {BenchInfo.LoadAverage()}");
 
@@ -143,7 +144,7 @@ public static partial class FlushBenchmark
         }
         else
         {
-            await using var flusher = BuildFlusher(db.Provider, db.ConnectionString, emulator.ApiBase, o => ThroughputOptions(o, s.Concurrency, s.ClaimBatch, s.SendBatch, s.Transport));
+            await using var flusher = BuildFlusher(db.Provider, db.ConnectionString, emulator.ApiBase, o => ThroughputOptions(o, s.Concurrency, s.ClaimBatch, s.SendBatch, s.Transport, s.MarkBatch));
             m = await MeasureFlushAsync(flusher);
         }
 
@@ -436,6 +437,9 @@ public static partial class FlushBenchmark
 
         /// <summary>How the throughput flush sends (<c>--transport v1|v2stream</c>, default v1, the library's default).</summary>
         public FlushTransport Transport { get; init; }
+
+        /// <summary><c>Flush:MarkBatchSize</c> for the throughput flush (<c>--mark-batch</c>; null: the library's default).</summary>
+        public int? MarkBatch { get; init; }
 
         public string Layout { get; init; } = "interleaved";
 
