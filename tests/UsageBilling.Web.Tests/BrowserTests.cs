@@ -24,10 +24,7 @@ public sealed class BrowserTests(BrowserWebApp app) : IClassFixture<BrowserWebAp
 
         // Sign up, then pick the plan with a 5-message allowance.
         await page.GotoAsync("/account/register");
-        await page.GetByTestId("email").FillAsync($"browser-{Guid.NewGuid():N}@example.com");
-        await page.GetByTestId("password").FillAsync("correct-horse-1");
-        await page.GetByTestId("register").ClickAsync();
-        await SignUpPage.WaitForPlansAsync(page);
+        await SignUpPage.SignUpAsync(page, $"browser-{Guid.NewGuid():N}@example.com");
         await page.GetByTestId("choose-tiny").ClickAsync();
         await Expect(page.GetByTestId("current-plan")).ToHaveTextAsync("Tiny");
 

@@ -110,10 +110,7 @@ public sealed class PastPeriodsTests(ClockedBrowserWebApp app) : IClassFixture<C
         var email = $"past-{Guid.NewGuid():N}@example.com";
         var page = browser.Page;
         await page.GotoAsync("/account/register");
-        await page.GetByTestId("email").FillAsync(email);
-        await page.GetByTestId("password").FillAsync("correct-horse-1");
-        await page.GetByTestId("register").ClickAsync();
-        await SignUpPage.WaitForPlansAsync(page);
+        await SignUpPage.SignUpAsync(page, email);
         await page.GetByTestId("choose-tiny").ClickAsync();
         await Expect(page.GetByTestId("current-plan")).ToHaveTextAsync("Tiny");
         await using var db = app.CreateDbContext();

@@ -120,10 +120,7 @@ public sealed class UsagePageStateTests(BrowserWebApp app) : IClassFixture<Brows
     {
         var email = $"state-{Guid.NewGuid():N}@example.com";
         await page.GotoAsync("/account/register");
-        await page.GetByTestId("email").FillAsync(email);
-        await page.GetByTestId("password").FillAsync("correct-horse-1");
-        await page.GetByTestId("register").ClickAsync();
-        await SignUpPage.WaitForPlansAsync(page);
+        await SignUpPage.SignUpAsync(page, email);
         if (plan is not null)
         {
             await page.GetByTestId($"choose-{plan}").ClickAsync();

@@ -2,13 +2,17 @@ using Microsoft.Playwright;
 
 namespace UsageBilling.Web.Tests.Infrastructure;
 
-/// <summary>The browser tests' wait after submitting the sign-up form.</summary>
+/// <summary>The browser tests' sign-up through the form.</summary>
 internal static class SignUpPage
 {
-    /// <summary>Waits until sign-up lands on /plans; on a timeout, says where the page is and what it shows.</summary>
-    /// <param name="page">The page that submitted the form.</param>
-    public static async Task WaitForPlansAsync(IPage page)
+    /// <summary>Fills the open sign-up form with <paramref name="email"/> and the tests' password, submits it and waits until it lands on /plans; on a timeout, says where the page is and what it shows.</summary>
+    /// <param name="page">The page showing the sign-up form.</param>
+    /// <param name="email">The new account's email.</param>
+    public static async Task SignUpAsync(IPage page, string email)
     {
+        await page.GetByTestId("email").FillAsync(email);
+        await page.GetByTestId("password").FillAsync("correct-horse-1");
+        await page.GetByTestId("register").ClickAsync();
         try
         {
             await page.WaitForURLAsync("**/plans", new() { WaitUntil = WaitUntilState.DOMContentLoaded });
