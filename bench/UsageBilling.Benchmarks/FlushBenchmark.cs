@@ -41,6 +41,7 @@ public static partial class FlushBenchmark
             LatencyMs = args.Int("latency-ms") ?? 100,
             Emulator = args.String("emulator") ?? "child",
             Flusher = args.String("flusher") ?? "child",
+            Rollups = !args.Flag("without-rollups"),
         };
         var providerName = args.String("provider") ?? "postgres";
         var skipThroughput = args.Flag("skip-throughput");
@@ -133,8 +134,8 @@ public static partial class FlushBenchmark
     {
         await AddBillingCustomersAsync(db, customers);
         var setup = Stopwatch.StartNew();
-        var (periodStart, periodEnd) = await InsertEventsAsync(db, s.Events, s.Layout);
-        Console.WriteLine($"   inserted {await db.CountEventsAsync():N0} events in {setup.Elapsed.TotalSeconds:N1} s ({periodStart:yyyy-MM-dd} .. now, period ends {periodEnd:yyyy-MM-dd})");
+        var (periodStart, periodEnd) = await InsertEventsAsync(db, s.Events, s.Layout, s.Rollups);
+        Console.WriteLine($"   inserted {await db.CountEventsAsync():N0} events{(s.Rollups ? " and their rollups" : " (no rollups: the marks insert them)")} in {setup.Elapsed.TotalSeconds:N1} s ({periodStart:yyyy-MM-dd} .. now, period ends {periodEnd:yyyy-MM-dd})");
 
         Console.WriteLine($"   load average before flush: {BenchInfo.LoadAverage()}");
         FlushMeasurement m;
@@ -156,7 +157,7 @@ public static partial class FlushBenchmark
         Console.WriteLine($"   flushed in {m.Seconds:N1} s: claimed {result.EventsClaimed:N0}, reports {result.ReportsCreated:N0}, sent {result.ReportsSent:N0}, retried {result.ReportsRetried}, dead {result.ReportsDead}, review {result.ReportsNeedingReview}");
         Console.WriteLine($"   peak managed heap {Mb(peak.PeakHeap)} (sampled, incl. garbage; largest heap right after a GC {Mb(peak.PeakGcHeap)}), peak RSS {(peakRss is { } p ? Mb(p) : "n/a")}, GC heap committed at most {Mb(peak.PeakCommitted)}, gen2 GCs {peak.Gen2Collections}, load average {BenchInfo.LoadAverage()}");
 
-        var check = await VerifyAsync(db, emulator, periodStart, periodEnd, s.Events);
+        var check = await VerifyAsync(db, emulator, periodStart, periodEnd, s.Events, rollupsBuilt: s.Rollups);
         Console.WriteLine($"   phases: claim {claimPhase.TotalSeconds:N1} s ({result.EventsClaimed / claimPhase.TotalSeconds:N0} events/s), send+mark {sendPhase.TotalSeconds:N1} s ({m.Calls / sendPhase.TotalSeconds:N0} calls/s)");
         var row = new ThroughputRow(name, s.Events, s.Customers, s.Layout, TimeSpan.FromSeconds(m.Seconds), result, check, peak, peakRss, BenchInfo.LoadAverage(), claimPhase, sendPhase) { RssBefore = m.RssBefore, Flusher = s.Flusher };
         Console.WriteLine($"   -> {row.EventsPerSecond:N0} events/s, {check.Accepted:N0} Stripe calls accepted for {check.Groups:N0} groups, totals {check.TotalsSummary}");
@@ -305,7 +306,12 @@ public static partial class FlushBenchmark
     /// (how usage arrives); <c>clustered</c>: all events of one user·meter are adjacent in
     /// <c>created_at</c> order (the claim order), the flusher's best case.
     /// </summary>
-    private static async Task<(DateTimeOffset Start, DateTimeOffset End)> InsertEventsAsync(BenchDatabase db, int count, string layout)
+    /// <summary>
+    /// Inserts <paramref name="count"/> events of the current month with raw multi-row inserts and then, unless told
+    /// not to, builds the hourly and daily rollups the recorder keeps in step with them (the library's own backfill
+    /// statements), so the flusher's marks update rows that exist, as they do in an app.
+    /// </summary>
+    private static async Task<(DateTimeOffset Start, DateTimeOffset End)> InsertEventsAsync(BenchDatabase db, int count, string layout, bool rollups = true)
     {
         var now = DateTimeOffset.UtcNow;
         var start = new DateTimeOffset(now.Year, now.Month, 1, 0, 0, 0, TimeSpan.Zero);
@@ -333,7 +339,47 @@ public static partial class FlushBenchmark
             }
         }
 
+        if (rollups)
+        {
+            await using var context = db.CreateContext();
+            context.Database.SetCommandTimeout(TimeSpan.FromMinutes(30));
+            var postgres = db.Provider == BenchProvider.Postgres;
+            await context.Database.ExecuteSqlRawAsync(postgres ? UsageBillingMigrationSql.BackfillUsageHourlyPostgres : UsageBillingMigrationSql.BackfillUsageHourlySqlite);
+            await context.Database.ExecuteSqlRawAsync(postgres ? UsageBillingMigrationSql.BackfillUsageDailyPostgres : UsageBillingMigrationSql.BackfillUsageDailySqlite);
+            await context.Database.ExecuteSqlRawAsync(postgres ? "ANALYZE usage_hourly; ANALYZE usage_daily" : "ANALYZE");
+        }
+
+        await SettleAsync(db);
         return (start, end);
+    }
+
+    /// <summary>
+    /// PostgreSQL: statistics for the fresh events (an app's table has them; without, autovacuum's analyze lands in the
+    /// middle of the claim and changes its plans) and a checkpoint, so the flush does not pay for writing out the
+    /// setup's dirty pages. Needs superuser or <c>pg_checkpoint</c> (scripts/test.sh grants it); without it, the setup's
+    /// pages may be written during the flush.
+    /// </summary>
+    private static async Task SettleAsync(BenchDatabase db)
+    {
+        if (db.Provider != BenchProvider.Postgres)
+        {
+            return;
+        }
+
+        await using var context = db.CreateContext();
+        context.Database.SetCommandTimeout(TimeSpan.FromMinutes(30));
+        var clock = Stopwatch.StartNew();
+        await context.Database.ExecuteSqlRawAsync("ANALYZE usage_events");
+        var analyzed = clock.Elapsed;
+        try
+        {
+            await context.Database.ExecuteSqlRawAsync("CHECKPOINT");
+            Console.WriteLine($"   setup settled: ANALYZE usage_events {analyzed.TotalSeconds:N1} s, CHECKPOINT {(clock.Elapsed - analyzed).TotalSeconds:N1} s");
+        }
+        catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.InsufficientPrivilege)
+        {
+            Console.WriteLine($"   setup settled: ANALYZE usage_events {analyzed.TotalSeconds:N1} s; no CHECKPOINT (the role lacks pg_checkpoint), so the setup's pages may be written during the flush");
+        }
     }
 
     // ------------------------------------------------------------------ verification
@@ -342,9 +388,11 @@ public static partial class FlushBenchmark
     /// After the flush: every event reported and every report sent; the emulator accepted exactly one
     /// meter event per report, none flagged; per customer·meter the emulator's values sum to the local
     /// sum of quantities (all keys, from the accepted events), and the emulator's own aggregation agrees
-    /// for a sample of 200 keys.
+    /// for a sample of 200 keys. The rollups acknowledge every event once: their reported columns sum to the events'
+    /// quantity and count, hourly and daily; with the rollups built beforehand (<paramref name="rollupsBuilt"/>), every
+    /// row's reported columns equal its recorded ones.
     /// </summary>
-    private static async Task<Check> VerifyAsync(BenchDatabase db, BenchEmulator emulator, DateTimeOffset periodStart, DateTimeOffset periodEnd, int expectedEvents, IReadOnlyList<AcceptedMeterEvent>? accepted = null)
+    private static async Task<Check> VerifyAsync(BenchDatabase db, BenchEmulator emulator, DateTimeOffset periodStart, DateTimeOffset periodEnd, int expectedEvents, IReadOnlyList<AcceptedMeterEvent>? accepted = null, bool rollupsBuilt = true)
     {
         await using var context = db.CreateContext();
         var unreported = await context.UsageEvents.LongCountAsync(e => !context.UsageReports.Any(r => r.Id == e.ReportId && r.Status == UsageReportStatus.Sent));
@@ -380,7 +428,21 @@ public static partial class FlushBenchmark
             }
         }
 
-        var check = new Check(events, expectedEvents, unreported, reports, sent, groups, accepted.Count, flagged, local.Count, mismatched, sample.Count, sampleMismatched);
+        var quantity = local.Values.Sum(v => v.Sum);
+        var hourly = await context.Set<UsageHourly>().GroupBy(_ => 1)
+            .Select(g => new { Rows = g.LongCount(), Quantity = g.Sum(h => h.ReportedQuantity), Count = g.Sum(h => h.ReportedCount), Pending = g.LongCount(h => h.ReportedQuantity != h.Quantity || h.ReportedCount != h.EventCount) })
+            .SingleOrDefaultAsync();
+        var daily = await context.Set<UsageDaily>().GroupBy(_ => 1)
+            .Select(g => new { Rows = g.LongCount(), Quantity = g.Sum(d => d.ReportedQuantity), Count = g.Sum(d => d.ReportedCount), Pending = g.LongCount(d => d.ReportedQuantity != d.Quantity || d.ReportedCount != d.EventCount) })
+            .SingleOrDefaultAsync();
+        var rollupsOk = hourly is not null && daily is not null
+            && hourly.Quantity == quantity && hourly.Count == events && daily.Quantity == quantity && daily.Count == events
+            && (!rollupsBuilt || (hourly.Pending == 0 && daily.Pending == 0));
+        var check = new Check(events, expectedEvents, unreported, reports, sent, groups, accepted.Count, flagged, local.Count, mismatched, sample.Count, sampleMismatched)
+        {
+            HourlyRows = hourly?.Rows ?? 0,
+            RollupsOk = rollupsOk,
+        };
         if (!check.Ok)
         {
             Console.WriteLine($"   !! verification FAILED: {check}");
@@ -441,6 +503,12 @@ public static partial class FlushBenchmark
         /// <summary><c>Flush:MarkBatchSize</c> for the throughput flush (<c>--mark-batch</c>; null: the library's default).</summary>
         public int? MarkBatch { get; init; }
 
+        /// <summary>
+        /// Whether the throughput flush's events get the rollups the recorder would have kept (default), or none
+        /// (<c>--without-rollups</c>, as the benchmark ran before 2026-12-03: the marks then insert every row).
+        /// </summary>
+        public bool Rollups { get; init; }
+
         public string Layout { get; init; } = "interleaved";
 
         public int LimitedGroups { get; init; }
@@ -456,11 +524,17 @@ public static partial class FlushBenchmark
 
     private sealed record Check(long Events, long ExpectedEvents, long Unreported, int Reports, int Sent, int Groups, int Accepted, int Flagged, int Keys, int Mismatched, int Sampled, int SampleMismatched)
     {
-        public bool Ok => Events == ExpectedEvents && Unreported == 0 && Reports == Sent && Accepted == Sent && Flagged == 0 && Mismatched == 0 && SampleMismatched == 0;
+        /// <summary>How many <c>usage_hourly</c> rows there are after the flush.</summary>
+        public long HourlyRows { get; init; }
+
+        /// <summary>Whether the rollups acknowledge every event exactly once (see <see cref="VerifyAsync"/>).</summary>
+        public bool RollupsOk { get; init; }
+
+        public bool Ok => Events == ExpectedEvents && Unreported == 0 && Reports == Sent && Accepted == Sent && Flagged == 0 && Mismatched == 0 && SampleMismatched == 0 && RollupsOk;
 
         public string TotalsSummary =>
-            (Mismatched == 0 && SampleMismatched == 0 && Unreported == 0 && Flagged == 0 && Accepted == Sent ? "yes" : "**NO**") +
-            $" ({Keys - Mismatched:N0}/{Keys:N0} keys; {Sampled - SampleMismatched}/{Sampled} sampled" + (Unreported > 0 ? $"; {Unreported:N0} events unreported" : "") + (Flagged > 0 ? $"; {Flagged} flagged" : "") + ")";
+            (Mismatched == 0 && SampleMismatched == 0 && Unreported == 0 && Flagged == 0 && Accepted == Sent && RollupsOk ? "yes" : "**NO**") +
+            $" ({Keys - Mismatched:N0}/{Keys:N0} keys; {Sampled - SampleMismatched}/{Sampled} sampled; {HourlyRows:N0} hourly rows acknowledged" + (RollupsOk ? "" : " **wrongly**") + (Unreported > 0 ? $"; {Unreported:N0} events unreported" : "") + (Flagged > 0 ? $"; {Flagged} flagged" : "") + ")";
     }
 
     private sealed record ThroughputRow(string Provider, int Events, int Customers, string Layout, TimeSpan Elapsed, FlushResult Result, Check Check, MemoryPeak Memory, long? PeakRss, string LoadAverage, TimeSpan ClaimPhase, TimeSpan SendPhase)

@@ -38,7 +38,8 @@ static int Usage()
                       [--events N] [--customers C] [--provider postgres|sqlite|both] [--layout interleaved|clustered]
                       [--concurrency K] [--claim-batch B] [--send-batch S] [--limited-groups G] [--rate R]
                       [--latency-ms L] [--emulator child|inprocess] [--flusher child|inprocess]
-                      [--transport v1|v2stream] [--mark-batch M] [--skip-throughput] [--skip-limited]
+                      [--transport v1|v2stream] [--mark-batch M] [--without-rollups]
+                      [--skip-throughput] [--skip-limited]
                       (the throughput flush runs in a child process of its own by default, as an app's flusher
                       does, so its memory is not the harness's: flush-worker is that process's entry point)
           transports  one backlog flushed over v1 meter events and over the v2 meter event stream, in one run, with
