@@ -304,12 +304,10 @@ public static partial class FlushBenchmark
     /// Inserts <paramref name="count"/> events over users × meters with times spread evenly from the start
     /// of the current UTC month to a minute ago. <c>interleaved</c>: each event's user·meter is random
     /// (how usage arrives); <c>clustered</c>: all events of one user·meter are adjacent in
-    /// <c>created_at</c> order (the claim order), the flusher's best case.
-    /// </summary>
-    /// <summary>
-    /// Inserts <paramref name="count"/> events of the current month with raw multi-row inserts and then, unless told
-    /// not to, builds the hourly and daily rollups the recorder keeps in step with them (the library's own backfill
-    /// statements), so the flusher's marks update rows that exist, as they do in an app.
+    /// <c>created_at</c> order (the claim order), the flusher's best case. Raw multi-row inserts skip what the recorder
+    /// writes beside an event, so then, unless <paramref name="rollups"/> is false, the hourly and daily rollups are
+    /// built from the events with the library's own backfill statements: the flusher's marks update rows that exist,
+    /// as they do in an app.
     /// </summary>
     private static async Task<(DateTimeOffset Start, DateTimeOffset End)> InsertEventsAsync(BenchDatabase db, int count, string layout, bool rollups = true)
     {
@@ -354,9 +352,8 @@ public static partial class FlushBenchmark
     }
 
     /// <summary>
-    /// PostgreSQL: statistics for the fresh events (an app's table has them; without, autovacuum's analyze lands in the
-    /// middle of the claim and changes its plans) and a checkpoint, so the flush does not pay for writing out the
-    /// setup's dirty pages. Needs superuser or <c>pg_checkpoint</c> (scripts/test.sh grants it); without it, the setup's
+    /// PostgreSQL: statistics for the fresh events (an app's table has them; without, autovacuum's analyze may land in
+    /// the middle of the claim) and a checkpoint, so the flush does not pay for writing out the setup's dirty pages. Needs superuser or <c>pg_checkpoint</c> (scripts/test.sh grants it); without it, the setup's
     /// pages may be written during the flush.
     /// </summary>
     private static async Task SettleAsync(BenchDatabase db)
