@@ -126,14 +126,7 @@ public sealed class PastPeriodsTests(ClockedBrowserWebApp app) : IClassFixture<C
         await page.GetByTestId("email").FillAsync(email);
         await page.GetByTestId("password").FillAsync("correct-horse-1");
         await page.GetByTestId("login").ClickAsync();
-        try
-        {
-            await page.WaitForURLAsync("**" + landing, new() { WaitUntil = Microsoft.Playwright.WaitUntilState.DOMContentLoaded });
-        }
-        catch (TimeoutException ex)
-        {
-            throw new TimeoutException($"Signing in again did not land on {landing}: the page is {page.Url}, saying: {await page.Locator("body").InnerTextAsync()}", ex);
-        }
+        await PageLanding.WaitAsync(page, landing, "Signing in again");
     }
 
     private async Task<string> CustomerAsync(Guid userId)

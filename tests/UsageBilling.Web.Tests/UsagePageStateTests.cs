@@ -227,14 +227,7 @@ public sealed class UsageChartBrowserTests(DemoWebApp app) : IClassFixture<DemoW
         await page.GetByTestId("email").FillAsync("demo@usagebilling.local");
         await page.GetByTestId("password").FillAsync("demo-password-1");
         await page.GetByTestId("login").ClickAsync();
-        try
-        {
-            await page.WaitForURLAsync("**/usage", new() { WaitUntil = WaitUntilState.DOMContentLoaded });
-        }
-        catch (TimeoutException ex)
-        {
-            throw new TimeoutException($"Signing in did not land on /usage: the page is {page.Url}, saying: {await page.Locator("body").InnerTextAsync()}", ex);
-        }
+        await PageLanding.WaitAsync(page, "/usage", "Signing in");
 
         await using var db = app.CreateDbContext();
         var demoId = db.Users.Single(u => u.Email == "demo@usagebilling.local").Id;

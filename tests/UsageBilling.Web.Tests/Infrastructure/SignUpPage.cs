@@ -13,13 +13,6 @@ internal static class SignUpPage
         await page.GetByTestId("email").FillAsync(email);
         await page.GetByTestId("password").FillAsync("correct-horse-1");
         await page.GetByTestId("register").ClickAsync();
-        try
-        {
-            await page.WaitForURLAsync("**/plans", new() { WaitUntil = WaitUntilState.DOMContentLoaded });
-        }
-        catch (TimeoutException ex)
-        {
-            throw new TimeoutException($"Signing up did not land on /plans: the page is {page.Url}, saying: {await page.Locator("body").InnerTextAsync()}", ex);
-        }
+        await PageLanding.WaitAsync(page, "/plans", "Signing up");
     }
 }
