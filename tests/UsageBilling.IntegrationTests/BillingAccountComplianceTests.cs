@@ -174,7 +174,17 @@ public abstract class BillingAccountComplianceTests(Provider provider) : IAsyncL
         }
 
         await WaitForAsync(async () => (await Host.Stripe.V1.Subscriptions.GetAsync(subscribed.SubscriptionId, cancellationToken: Ct)).Status == "canceled", "the subscription ended at its period end");
-        await WaitForAsync(async () => (await Host.Emulator.Admin.GetWebhookDeliveriesAsync(Ct)).Any(d => d.EventType == StripeWebhookEvents.InvoiceCreated && d.Succeeded), "invoice.created delivered");
+        // The period's own invoice.created (not the one subscribing drafted): its handler's flush is what bills the 15.
+        await WaitForAsync(
+            async () =>
+            {
+                var invoices = await Host.Stripe.V1.Invoices.ListAsync(new InvoiceListOptions { Customer = customer, Subscription = subscribed.SubscriptionId, Limit = 100 }, cancellationToken: Ct);
+                var cycle = invoices.Data.Where(i => i.BillingReason == "subscription_cycle").Select(i => i.Id).ToHashSet(StringComparer.Ordinal);
+                var events = await Host.Stripe.V1.Events.ListAsync(new EventListOptions { Type = StripeWebhookEvents.InvoiceCreated, Limit = 100 }, cancellationToken: Ct);
+                var ids = events.Data.Where(e => e.Data.Object is Invoice i && cycle.Contains(i.Id)).Select(e => e.Id).ToHashSet(StringComparer.Ordinal);
+                return ids.Count > 0 && (await Host.Emulator.Admin.GetWebhookDeliveriesAsync(Ct)).Any(d => ids.Contains(d.EventId) && d.Succeeded);
+            },
+            "the period's invoice.created delivered");
         Host.Time.Advance(TimeSpan.FromHours(2));
         var line = await MeteredLineAsync(await FinalInvoiceAsync(customer, subscribed.SubscriptionId!), "starter", "ai_messages");
         Assert.Equal(125, line.Quantity);
