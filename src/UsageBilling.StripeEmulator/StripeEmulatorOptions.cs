@@ -9,6 +9,15 @@ public sealed class StripeEmulatorOptions
     /// <summary>How long after a period end the draft invoice stays open for late usage before it is finalized. Default 1 hour (Stripe allows up to 72).</summary>
     public TimeSpan InvoiceGracePeriod { get; set; } = TimeSpan.FromHours(1);
 
+    /// <summary>
+    /// Stripe's rule with webhook endpoints: a subscription's draft invoice finalizes one <see cref="InvoiceGracePeriod"/>
+    /// after its <c>invoice.created</c> was delivered to every endpoint that listens for it (each delivery succeeded or
+    /// failed its last retry), and at the latest 72 hours after creation; a draft no endpoint hears about finalizes one
+    /// grace period after creation. Default off: every draft finalizes one grace period after creation, which tests
+    /// that move the clock across several periods in one step rely on.
+    /// </summary>
+    public bool InvoiceFinalizationWaitsForWebhooks { get; set; }
+
     /// <summary>Account-wide rate limit in requests per second (429 with <c>Stripe-Rate-Limited-Reason: global-rate</c>); <see langword="null"/> = off (default). Stripe test mode is 25.</summary>
     public double? RateLimitPerSecond { get; set; }
 

@@ -105,6 +105,7 @@ internal sealed partial class EmulatorCore : IAsyncDisposable
             () => (options.WebhookSignatureClock == WebhookSignatureClock.System ? TimeProvider.System : Runtime.Clock).GetUtcNow().ToUnixTimeSeconds(),
             loggers.CreateLogger("UsageBilling.StripeEmulator.Webhooks"));
         Backend = new StripeBackend(Runtime, Webhooks);
+        Webhooks.EventSettled = Backend.Billing.InvoiceCreatedSettled;
         Idempotency = new IdempotencyStore();
         Handler = new StripeApiHandler(Backend, Runtime, Idempotency, _logger);
         Admin = new EmulatorAdmin(Backend, Runtime, Idempotency, Webhooks);

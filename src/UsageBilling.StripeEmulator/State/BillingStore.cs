@@ -45,6 +45,9 @@ internal sealed class BillingStore(
     private readonly Table<Subscription> _subscriptions = new(x => x.Id);
     private readonly Table<Invoice> _invoices = new(x => x.Id);
 
+    /// <summary>Drafts waiting for their <c>invoice.created</c> deliveries, by event id (not in the state file: a restart's lost deliveries time out at 72 hours).</summary>
+    private readonly Dictionary<string, Invoice> _awaitingDeliveries = new(StringComparer.Ordinal);
+
     /// <summary>Every subscription in creation order (the state file). Caller holds the lock.</summary>
     public IEnumerable<Subscription> Subscriptions => _subscriptions;
 
@@ -63,6 +66,7 @@ internal sealed class BillingStore(
     {
         _subscriptions.Clear();
         _invoices.Clear();
+        _awaitingDeliveries.Clear();
     }
 
     /// <summary>The live subscription whose period ends first, at or before <paramref name="now"/>, and that end (<see cref="long.MaxValue"/> when none). Caller holds the lock.</summary>
@@ -437,7 +441,7 @@ internal sealed class BillingStore(
                 }
 
                 s.LatestInvoiceId = inv.Id;
-                _webhooks.Emit("invoice.created", Render(inv), now);
+                AwaitDeliveries(inv, _webhooks.Emit("invoice.created", Render(inv), now));
             }
 
             s.Status = "canceled";
@@ -473,6 +477,9 @@ internal sealed class BillingStore(
     }
 
     // ---------------------------------------------------------------- invoices
+
+    /// <summary>Stripe finalizes a draft at the latest 72 hours after creation, whatever its webhooks do.</summary>
+    private const long MaxWebhookWaitSeconds = 72 * 3600;
 
     private long GraceSeconds => (long)_runtime.Options.InvoiceGracePeriod.TotalSeconds;
 
@@ -729,6 +736,45 @@ internal sealed class BillingStore(
         }
     }
 
+    /// <summary>
+    /// With <see cref="StripeEmulatorOptions.InvoiceFinalizationWaitsForWebhooks"/>, a draft whose <c>invoice.created</c>
+    /// went to endpoints waits for those deliveries (at most 72 hours): <see cref="InvoiceCreatedSettled"/> then sets
+    /// when it finalizes. Caller holds the lock.
+    /// </summary>
+    private void AwaitDeliveries(Invoice inv, (string Id, int Deliveries) created)
+    {
+        if (_runtime.Options.InvoiceFinalizationWaitsForWebhooks && created.Deliveries > 0)
+        {
+            inv.FinalizeAt = inv.Created + MaxWebhookWaitSeconds;
+            _awaitingDeliveries[created.Id] = inv;
+        }
+    }
+
+    /// <summary>
+    /// Every delivery of an event has settled (succeeded or failed its last attempt): if it was a draft's
+    /// <c>invoice.created</c>, the draft finalizes one grace period from now (or from its creation, if later), as
+    /// Stripe does an hour after the last webhook was sent.
+    /// </summary>
+    public void InvoiceCreatedSettled(string eventId)
+    {
+        lock (_gate)
+        {
+            if (!_awaitingDeliveries.Remove(eventId, out var inv))
+            {
+                return;
+            }
+
+            // What came due with the old deadline happens first (a draft past its 72 hours is already final).
+            var now = _now();
+            _processDue(now);
+            if (inv.Status == "draft")
+            {
+                inv.FinalizeAt = Math.Min(inv.FinalizeAt, Math.Max(now, inv.Created) + GraceSeconds);
+                _recomputeNextDue();
+            }
+        }
+    }
+
     /// <summary>Freezes metered lines, finalizes (status open) and — test mode has no failing cards — pays the invoice. Caller holds the lock.</summary>
     public void FinalizeLocked(Invoice inv, long at)
     {
@@ -772,7 +818,7 @@ internal sealed class BillingStore(
         }
 
         s.LatestInvoiceId = inv.Id;
-        _webhooks.Emit("invoice.created", Render(inv), end);
+        AwaitDeliveries(inv, _webhooks.Emit("invoice.created", Render(inv), end));
         if (s.CancelAtPeriodEnd)
         {
             s.Status = "canceled";

@@ -183,7 +183,7 @@ internal sealed class Invoice
     public string Status { get; set; } = "draft";
     public long PeriodStart { get; init; }
     public long PeriodEnd { get; init; }
-    public long FinalizeAt { get; init; }
+    public long FinalizeAt { get; set; }
     public long? FinalizedAt { get; set; }
     public long? PaidAt { get; set; }
     public required string BillingReason { get; init; }

@@ -181,7 +181,8 @@ internal sealed class WebhookStore(Lock gate, WebhookDispatcher dispatcher, Func
     }
 
     /// <summary>Records a snapshot event (<c>object: event</c>) and queues deliveries. Caller holds the lock.</summary>
-    public void Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null)
+    /// <returns>The event's id and how many deliveries were queued.</returns>
+    public (string Id, int Deliveries) Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null)
     {
         var id = StripeBackend.NewId("evt_");
         var data = new JsonObject { ["object"] = dataObject };
@@ -205,10 +206,8 @@ internal sealed class WebhookStore(Lock gate, WebhookDispatcher dispatcher, Func
         };
         var record = new EventRecord { Id = id, Type = type, Created = created, Body = body };
         _events.Add(record);
-        foreach (var ep in targets)
-        {
-            _dispatcher.Enqueue(ep.Id, ep.Url, ep.Secret, record);
-        }
+        _dispatcher.Enqueue(targets, record);
+        return (id, targets.Count);
     }
 
     /// <summary>Records a thin (v2) event notification and queues deliveries. Caller holds the lock.</summary>
@@ -239,10 +238,7 @@ internal sealed class WebhookStore(Lock gate, WebhookDispatcher dispatcher, Func
         full["reason"] = null;
         var record = new EventRecord { Id = id, Type = type, Created = created, Body = body, FullV2 = full, Thin = true };
         _events.Add(record);
-        foreach (var ep in _endpoints.Where(e => e.Wants(type)))
-        {
-            _dispatcher.Enqueue(ep.Id, ep.Url, ep.Secret, record);
-        }
+        _dispatcher.Enqueue([.. _endpoints.Where(e => e.Wants(type))], record);
     }
 
     public JsonObject GetEvent(string id)

@@ -18,6 +18,7 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
     private static readonly TimeSpan[] Backoff = [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
     private readonly Channel<Delivery> _queue = Channel.CreateUnbounded<Delivery>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentQueue<WebhookDeliveryInfo> _log = new();
+    private readonly ConcurrentDictionary<string, int> _outstanding = new(StringComparer.Ordinal);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
     private readonly Func<long> _signingTime;
     private readonly ILogger _logger;
@@ -37,10 +38,28 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
     /// <summary>Deliveries queued or being retried.</summary>
     public int Pending => Volatile.Read(ref _pending);
 
-    public void Enqueue(string endpointId, string url, string secret, EventRecord record)
+    /// <summary>
+    /// Called with an event's id once every delivery of it has settled: succeeded, or failed its last attempt. Runs on
+    /// the delivery loop, outside any lock of the dispatcher.
+    /// </summary>
+    public Action<string>? EventSettled { get; set; }
+
+    /// <summary>Queues one delivery of <paramref name="record"/> per endpoint; the event settles when all of them have.</summary>
+    public void Enqueue(IReadOnlyList<WebhookEndpoint> endpoints, EventRecord record)
     {
-        Interlocked.Increment(ref _pending);
-        _queue.Writer.TryWrite(new Delivery(endpointId, url, secret, record.Id, record.Type, record.Body.ToJsonString(), 1));
+        if (endpoints.Count == 0)
+        {
+            return;
+        }
+
+        // Counted before any is queued, so a first delivery that settles at once cannot settle the event early.
+        _outstanding[record.Id] = endpoints.Count;
+        Interlocked.Add(ref _pending, endpoints.Count);
+        var body = record.Body.ToJsonString();
+        foreach (var ep in endpoints)
+        {
+            _queue.Writer.TryWrite(new Delivery(ep.Id, ep.Url, ep.Secret, record.Id, record.Type, body, 1));
+        }
     }
 
     public void ClearLog() => _log.Clear();
@@ -87,11 +106,30 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
                 else
                 {
                     Interlocked.Decrement(ref _pending);
+                    Settle(d.EventId);
                 }
             }
         }
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
+        }
+    }
+
+    private void Settle(string eventId)
+    {
+        if (_outstanding.AddOrUpdate(eventId, 0, (_, n) => n - 1) > 0)
+        {
+            return;
+        }
+
+        _outstanding.TryRemove(eventId, out _);
+        try
+        {
+            EventSettled?.Invoke(eventId);
+        }
+        catch (Exception ex)
+        {
+            LogSettleFailed(_logger, eventId, ex.Message);
         }
     }
 
@@ -125,6 +163,9 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
 
     [LoggerMessage(Level = LogLevel.Warning, Message = "Webhook delivery of {EventId} to {Url} failed: {Reason}")]
     private static partial void LogDeliveryFailed(ILogger logger, string eventId, string url, string reason);
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "Settling the deliveries of {EventId} failed: {Reason}")]
+    private static partial void LogSettleFailed(ILogger logger, string eventId, string reason);
 
     private sealed record Delivery(string EndpointId, string Url, string Secret, string EventId, string Type, string Body, int Attempt);
 }
