@@ -193,6 +193,54 @@ public abstract class BillingAccountComplianceTests(Provider provider) : IAsyncL
     }
 
     [Fact]
+    public async Task InvoiceCreated_FlushFailsOnce_AnswersNotYetSoStripeHoldsTheInvoice_UsageBilledOnRedelivery()
+    {
+        // Stripe's rule, modelled: the draft finalizes an hour after its invoice.created was delivered.
+        await Host.DisposeAsync();
+        Host = await AccountsHost.StartAsync(_database, Now, emulatorOptions: o => o.InvoiceFinalizationWaitsForWebhooks = true);
+        await Host.Get<StripeWebhookRegistration>().RegisterAsync(Host.WebhookUrl, Ct);
+        var userId = await Host.NewUserAsync();
+        var subscribed = await Host.Accounts.SubscribeAsync(userId, "starter", cancellationToken: Ct);
+        var customer = (await Host.Accounts.GetAsync(userId, Ct))!.StripeCustomerId;
+        await Host.WebhookDeliveriesSettledAsync();
+        Host.Time.Advance(TimeSpan.FromDays(5));
+        await Host.Get<IUsageRecorder>().RecordAsync(userId, "ai_messages", 110, "unflushed", cancellationToken: Ct);
+
+        // Never flushed by hand; the period ends, and the invoice.created flush's first send fails.
+        await Host.Emulator.Admin.InjectFaultAsync(new StripeEmulator.Admin.FaultSpec("/v1/billing/meter_events", StripeEmulator.Admin.FaultKind.ServerError), Ct);
+        await using (var db = Host.CreateContext())
+        {
+            var periodEnd = (await db.SubscriptionItems.AsNoTracking().FirstAsync(i => i.UserId == userId && i.Meter == "ai_messages", Ct)).CurrentPeriodEnd;
+            Host.Time.Advance(periodEnd - Host.Time.GetUtcNow() + TimeSpan.FromMinutes(1));
+        }
+
+        string? eventId = null;
+        var firstAnswer = 0;
+        await WaitForAsync(
+            async () =>
+            {
+                var invoices = await Host.Stripe.V1.Invoices.ListAsync(new InvoiceListOptions { Customer = customer, Subscription = subscribed.SubscriptionId, Limit = 100 }, cancellationToken: Ct);
+                var cycle = invoices.Data.FirstOrDefault(i => i.BillingReason == "subscription_cycle")?.Id;
+                var events = await Host.Stripe.V1.Events.ListAsync(new EventListOptions { Type = StripeWebhookEvents.InvoiceCreated, Limit = 100 }, cancellationToken: Ct);
+                eventId = events.Data.FirstOrDefault(e => e.Data.Object is Invoice i && i.Id == cycle)?.Id;
+                firstAnswer = (await Host.Emulator.Admin.GetWebhookDeliveriesAsync(Ct)).FirstOrDefault(d => d.EventId == eventId)?.StatusCode ?? 0;
+                return firstAnswer != 0;
+            },
+            "the first delivery of the period's invoice.created");
+
+        // The usage was not reported, so the app answered "later" (503) rather than letting the invoice close without it.
+        Assert.Equal(503, firstAnswer);
+        Assert.Equal(0, (await Host.Emulator.Admin.GetMeterEventsAsync(customer, cancellationToken: Ct)).Count(e => e.Value == 110));
+
+        // The report's retry comes due; Stripe's redelivery flushes it, and the invoice finalizes an hour after that answer.
+        Host.Time.Advance(TimeSpan.FromMinutes(11));
+        await WaitForAsync(async () => (await Host.Emulator.Admin.GetWebhookDeliveriesAsync(Ct)).Any(d => d.EventId == eventId && d.Succeeded), "a redelivery answered 2xx");
+        Host.Time.Advance(TimeSpan.FromHours(2));
+        var line = await MeteredLineAsync(await FinalInvoiceAsync(customer, subscribed.SubscriptionId!), "starter", "ai_messages");
+        Assert.Equal(110, line.Quantity);
+    }
+
+    [Fact]
     public async Task Webhooks_SubscriptionEventsInEveryOrder_LocalStateEqualsStripes()
     {
         var userId = await Host.NewUserAsync();

@@ -111,7 +111,13 @@ internal sealed partial class StripeWebhookProcessor(
         return outcome;
     }
 
-    /// <summary>The invoice is being drafted: report this customer's usage now, inside Stripe's grace period.</summary>
+    /// <summary>
+    /// The invoice is being drafted: report this customer's usage now, inside Stripe's grace period. The answer is
+    /// 2xx only once Stripe has acknowledged every pending report of the customer: Stripe finalizes an invoice an hour
+    /// after its <c>invoice.created</c> was delivered (or finally failed, at most 72 h), so a 503 while a send failed,
+    /// waits in backoff or is still in flight with another flusher holds the invoice open until a redelivery finds
+    /// the usage reported.
+    /// </summary>
     private async Task<WebhookOutcome> FlushForInvoiceAsync(Envelope envelope, CancellationToken ct)
     {
         var customerId = envelope.ObjectString("customer");
@@ -124,9 +130,26 @@ internal sealed partial class StripeWebhookProcessor(
             }
             else
             {
-                // A failure throws: 503, the event is not recorded and Stripe retries it.
+                // A failure to reach the database throws: 503, the event is not recorded and Stripe retries it.
                 var result = await flusher.FlushCustomerAsync(account.UserId, ct).ConfigureAwait(false);
                 LogFlushed(logger, customerId, result.ReportsSent);
+                // What is still pending is read from the store (a custom flusher without one reports its own retries).
+                var left = services.GetService<IUsageFlushStore>() is { } flushStore
+                    ? await flushStore.GetLeasesAsync(time.GetUtcNow(), customerId, ct).ConfigureAwait(false)
+                    : null;
+                var unsent = left is null ? result.ReportsRetried : left.DueReports + left.InBackoff + left.Leased;
+                if (result.ConfigurationError is not null || unsent > 0)
+                {
+                    var why = result.ConfigurationError
+                        ?? (left is null
+                            ? $"{unsent} of its usage reports failed to send"
+                            : $"{unsent} of its usage reports are not yet acknowledged by Stripe ({left.InBackoff} waiting to retry, {left.Leased} being sent by another flusher)");
+                    LogInvoiceUsageUnsent(logger, customerId, why);
+                    throw new WebhookRejection(
+                        StatusCodes.Status503ServiceUnavailable,
+                        "Usage not yet reported",
+                        $"The customer's usage is not all reported for its new invoice: {why}. Redeliver the event later.");
+                }
             }
         }
 
@@ -262,6 +285,9 @@ internal sealed partial class StripeWebhookProcessor(
     [LoggerMessage(Level = LogLevel.Information, Message = "Flushed usage of {CustomerId} for its new invoice: {Sent} reports sent")]
     private static partial void LogFlushed(ILogger logger, string customerId, int sent);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "invoice.created for {CustomerId} answered 503 so that Stripe holds the invoice and redelivers: {Reason}")]
+    private static partial void LogInvoiceUsageUnsent(ILogger logger, string customerId, string reason);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Meter error report {EventId}: {Count} usage reports marked dead")]
     private static partial void LogMeterErrors(ILogger logger, string eventId, int count);
 
@@ -323,7 +349,7 @@ internal sealed partial class StripeWebhookProcessor(
 /// <param name="Outcome">handled, duplicate or ignored.</param>
 internal sealed record WebhookReceipt(bool Received, string Outcome);
 
-/// <summary>A delivery refused for what it is (4xx, or 503 when not configured).</summary>
+/// <summary>A delivery refused for what it is (4xx), or answered 503 when not configured or an invoice's usage is not yet reported.</summary>
 /// <param name="status">The status code.</param>
 /// <param name="title">The problem's title.</param>
 /// <param name="detail">What is wrong.</param>

@@ -59,10 +59,12 @@ public sealed class AccountsHost : IAsyncDisposable
     public T Get<T>()
         where T : notnull => _app.Services.GetRequiredService<T>();
 
-    public static async Task<AccountsHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<BillingAccountOptions>? configure = null, Action<UsageIngestionOptions>? ingestion = null, Action<FlushOptions>? flush = null)
+    public static async Task<AccountsHost> StartAsync(TestDatabase database, DateTimeOffset now, Action<BillingAccountOptions>? configure = null, Action<UsageIngestionOptions>? ingestion = null, Action<FlushOptions>? flush = null, Action<StripeEmulatorOptions>? emulatorOptions = null)
     {
         var time = new FakeTimeProvider(now);
-        var emulator = await StripeEmulatorServer.StartAsync(new StripeEmulatorOptions { TimeProvider = time });
+        var emulatorSettings = new StripeEmulatorOptions { TimeProvider = time };
+        emulatorOptions?.Invoke(emulatorSettings);
+        var emulator = await StripeEmulatorServer.StartAsync(emulatorSettings);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         var errors = new ErrorLog();
