@@ -11,93 +11,64 @@ public sealed class FinalizationWaitTests
     [Fact]
     public async Task WaitsForWebhooks_DraftFinalizesAGracePeriodAfterInvoiceCreatedIsDelivered()
     {
-        var (server, _) = await Emu.StartAsync(o => o.InvoiceFinalizationWaitsForWebhooks = true);
-        await using var _s = server;
-        await using var receiver = await WebhookReceiver.StartAsync();
-        receiver.Status = 503;
-        var c = Emu.Client(server);
-        await c.V1.WebhookEndpoints.CreateAsync(new WebhookEndpointCreateOptions { Url = receiver.Url.ToString(), EnabledEvents = ["invoice.created"] }, cancellationToken: Emu.Ct);
-        var plan = await Plans.HybridAsync(c);
-        var cus = await Emu.CustomerAsync(c);
-        var sub = await Plans.SubscribeAsync(c, cus.Id, plan);
-        await Emu.UsageAsync(c, cus.Id, 40);
+        await using var t = await Setup.StartAsync(waits: true, endpointAnswers: 503);
+        await Emu.UsageAsync(t.Client, t.Customer, 40);
 
         // The period ends and the endpoint refuses the draft's invoice.created: two hours on, it is still a draft.
-        await server.Admin.AdvanceClockAsync(TimeSpan.FromDays(31) + TimeSpan.FromHours(2), Emu.Ct);
-        var draft = await CycleInvoiceAsync(c, sub.Id);
+        await t.Server.Admin.AdvanceClockAsync(TimeSpan.FromDays(31) + TimeSpan.FromHours(2), Emu.Ct);
+        var draft = await CycleInvoiceAsync(t.Client, t.SubscriptionId);
         Assert.Equal("draft", draft.Status);
-        var eventId = await InvoiceCreatedEventAsync(c, draft.Id);
+        var eventId = await InvoiceCreatedEventAsync(t.Client, draft.Id);
 
         // Late usage for the period is still billed while it waits; then the endpoint answers and a retry lands.
-        await Emu.UsageAsync(c, cus.Id, 2, at: draft.PeriodEnd.AddMinutes(-5));
-        receiver.Status = 200;
-        await WaitUntilAsync(async () => (await server.Admin.GetWebhookDeliveriesAsync(Emu.Ct)).Any(d => d.EventId == eventId && d.Succeeded));
-        var deliveredAt = await server.Admin.GetNowAsync(Emu.Ct);
+        await Emu.UsageAsync(t.Client, t.Customer, 2, at: draft.PeriodEnd.AddMinutes(-5));
+        t.Receiver!.Status = 200;
+        await WaitUntilAsync(async () => (await t.Server.Admin.GetWebhookDeliveriesAsync(Emu.Ct)).Any(d => d.EventId == eventId && d.Succeeded));
+        var deliveredAt = await t.Server.Admin.GetNowAsync(Emu.Ct);
 
-        await server.Admin.AdvanceClockAsync(TimeSpan.FromMinutes(59), Emu.Ct);
-        Assert.Equal("draft", (await c.V1.Invoices.GetAsync(draft.Id, cancellationToken: Emu.Ct)).Status);
-        await server.Admin.AdvanceClockAsync(TimeSpan.FromMinutes(2), Emu.Ct);
-        var final = await c.V1.Invoices.GetAsync(draft.Id, cancellationToken: Emu.Ct);
+        await t.Server.Admin.AdvanceClockAsync(TimeSpan.FromMinutes(59), Emu.Ct);
+        Assert.Equal("draft", (await t.Client.V1.Invoices.GetAsync(draft.Id, cancellationToken: Emu.Ct)).Status);
+        await t.Server.Admin.AdvanceClockAsync(TimeSpan.FromMinutes(2), Emu.Ct);
+        var final = await t.Client.V1.Invoices.GetAsync(draft.Id, cancellationToken: Emu.Ct);
         Assert.Equal("paid", final.Status);
         var finalizedAt = new DateTimeOffset(DateTime.SpecifyKind(final.StatusTransitions.FinalizedAt!.Value, DateTimeKind.Utc));
         Assert.Equal(deliveredAt.AddHours(1).ToUnixTimeSeconds(), finalizedAt.ToUnixTimeSeconds());
-        Assert.Equal(42, final.Lines.Data.Single(l => l.Pricing?.PriceDetails?.PriceId == plan.Metered.Id).Quantity);
+        Assert.Equal(42, final.Lines.Data.Single(l => l.Pricing?.PriceDetails?.PriceId == t.MeteredPriceId).Quantity);
     }
 
     [Fact]
     public async Task WaitsForWebhooks_EveryRetryFails_FinalizesAGracePeriodAfterTheLast()
     {
-        var (server, _) = await Emu.StartAsync(o => o.InvoiceFinalizationWaitsForWebhooks = true);
-        await using var _s = server;
-        await using var receiver = await WebhookReceiver.StartAsync();
-        receiver.Status = 500;
-        var c = Emu.Client(server);
-        await c.V1.WebhookEndpoints.CreateAsync(new WebhookEndpointCreateOptions { Url = receiver.Url.ToString(), EnabledEvents = ["invoice.created"] }, cancellationToken: Emu.Ct);
-        var plan = await Plans.HybridAsync(c);
-        var cus = await Emu.CustomerAsync(c);
-        var sub = await Plans.SubscribeAsync(c, cus.Id, plan);
+        await using var t = await Setup.StartAsync(waits: true, endpointAnswers: 500);
 
-        await server.Admin.AdvanceClockAsync(TimeSpan.FromDays(31) + TimeSpan.FromMinutes(1), Emu.Ct);
-        var draft = await CycleInvoiceAsync(c, sub.Id);
-        var eventId = await InvoiceCreatedEventAsync(c, draft.Id);
-        await WaitUntilAsync(async () => (await server.Admin.GetWebhookDeliveriesAsync(Emu.Ct)).Count(d => d.EventId == eventId) == 4 && server.Admin.PendingWebhookDeliveries == 0);
-        Assert.Equal("draft", (await c.V1.Invoices.GetAsync(draft.Id, cancellationToken: Emu.Ct)).Status);
+        await t.Server.Admin.AdvanceClockAsync(TimeSpan.FromDays(31) + TimeSpan.FromMinutes(1), Emu.Ct);
+        var draft = await CycleInvoiceAsync(t.Client, t.SubscriptionId);
+        var eventId = await InvoiceCreatedEventAsync(t.Client, draft.Id);
+        await WaitUntilAsync(async () => (await t.Server.Admin.GetWebhookDeliveriesAsync(Emu.Ct)).Count(d => d.EventId == eventId) == 4 && t.Server.Admin.PendingWebhookDeliveries == 0);
+        Assert.Equal("draft", (await t.Client.V1.Invoices.GetAsync(draft.Id, cancellationToken: Emu.Ct)).Status);
 
-        await server.Admin.AdvanceClockAsync(TimeSpan.FromHours(1) + TimeSpan.FromMinutes(1), Emu.Ct);
-        Assert.Equal("paid", (await c.V1.Invoices.GetAsync(draft.Id, cancellationToken: Emu.Ct)).Status);
+        await t.Server.Admin.AdvanceClockAsync(TimeSpan.FromHours(1) + TimeSpan.FromMinutes(1), Emu.Ct);
+        Assert.Equal("paid", (await t.Client.V1.Invoices.GetAsync(draft.Id, cancellationToken: Emu.Ct)).Status);
     }
 
     [Fact]
     public async Task WaitsForWebhooks_NoEndpointListens_FinalizesAGracePeriodAfterCreation()
     {
-        var (server, _) = await Emu.StartAsync(o => o.InvoiceFinalizationWaitsForWebhooks = true);
-        await using var _s = server;
-        var c = Emu.Client(server);
-        var plan = await Plans.HybridAsync(c);
-        var cus = await Emu.CustomerAsync(c);
-        var sub = await Plans.SubscribeAsync(c, cus.Id, plan);
+        await using var t = await Setup.StartAsync(waits: true, endpointAnswers: null);
 
-        await server.Admin.AdvanceClockAsync(TimeSpan.FromDays(31) + TimeSpan.FromHours(2), Emu.Ct);
+        await t.Server.Admin.AdvanceClockAsync(TimeSpan.FromDays(31) + TimeSpan.FromHours(2), Emu.Ct);
 
-        Assert.Equal("paid", (await CycleInvoiceAsync(c, sub.Id)).Status);
+        Assert.Equal("paid", (await CycleInvoiceAsync(t.Client, t.SubscriptionId)).Status);
     }
 
     [Fact]
     public async Task Default_DraftFinalizesAGracePeriodAfterCreation_WhateverItsWebhooksAnswer()
     {
-        var (server, _) = await Emu.StartAsync();
-        await using var _s = server;
-        await using var receiver = await WebhookReceiver.StartAsync();
-        receiver.Status = 503;
-        var c = Emu.Client(server);
-        await c.V1.WebhookEndpoints.CreateAsync(new WebhookEndpointCreateOptions { Url = receiver.Url.ToString(), EnabledEvents = ["invoice.created"] }, cancellationToken: Emu.Ct);
-        var plan = await Plans.HybridAsync(c);
-        var cus = await Emu.CustomerAsync(c);
-        var sub = await Plans.SubscribeAsync(c, cus.Id, plan);
+        await using var t = await Setup.StartAsync(waits: false, endpointAnswers: 503);
 
-        await server.Admin.AdvanceClockAsync(TimeSpan.FromDays(31) + TimeSpan.FromHours(2), Emu.Ct);
+        await t.Server.Admin.AdvanceClockAsync(TimeSpan.FromDays(31) + TimeSpan.FromHours(2), Emu.Ct);
 
-        Assert.Equal("paid", (await CycleInvoiceAsync(c, sub.Id)).Status);
+        Assert.Equal("paid", (await CycleInvoiceAsync(t.Client, t.SubscriptionId)).Status);
     }
 
     private static async Task<Invoice> CycleInvoiceAsync(StripeClient c, string subscriptionId) =>
@@ -115,6 +86,38 @@ public sealed class FinalizationWaitTests
         {
             Assert.True(DateTime.UtcNow < deadline, "timed out after 20 s");
             await Task.Delay(50, Emu.Ct);
+        }
+    }
+
+    /// <summary>An emulator with a hybrid plan's subscription, and an endpoint for invoice.created answering a status (none when null).</summary>
+    private sealed record Setup(StripeEmulatorServer Server, WebhookReceiver? Receiver, StripeClient Client, string Customer, string SubscriptionId, string MeteredPriceId) : IAsyncDisposable
+    {
+        public static async Task<Setup> StartAsync(bool waits, int? endpointAnswers)
+        {
+            var (server, _) = await Emu.StartAsync(o => o.InvoiceFinalizationWaitsForWebhooks = waits);
+            var c = Emu.Client(server);
+            WebhookReceiver? receiver = null;
+            if (endpointAnswers is { } status)
+            {
+                receiver = await WebhookReceiver.StartAsync();
+                receiver.Status = status;
+                await c.V1.WebhookEndpoints.CreateAsync(new WebhookEndpointCreateOptions { Url = receiver.Url.ToString(), EnabledEvents = ["invoice.created"] }, cancellationToken: Emu.Ct);
+            }
+
+            var plan = await Plans.HybridAsync(c);
+            var cus = await Emu.CustomerAsync(c);
+            var sub = await Plans.SubscribeAsync(c, cus.Id, plan);
+            return new Setup(server, receiver, c, cus.Id, sub.Id, plan.Metered.Id);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Receiver is not null)
+            {
+                await Receiver.DisposeAsync();
+            }
+
+            await Server.DisposeAsync();
         }
     }
 }
