@@ -14,9 +14,17 @@ public sealed class StripeEmulatorOptions
     /// after its <c>invoice.created</c> was delivered to every endpoint that listens for it (each delivery succeeded or
     /// failed its last retry), and at the latest 72 hours after creation; a draft no endpoint hears about finalizes one
     /// grace period after creation. Default off: every draft finalizes one grace period after creation, which tests
-    /// that move the clock across several periods in one step rely on.
+    /// that move the clock across several periods in one step rely on. The wait is not in the state file: a draft
+    /// saved while waiting finalizes at its 72-hour deadline after a restart.
     /// </summary>
     public bool InvoiceFinalizationWaitsForWebhooks { get; set; }
+
+    /// <summary>
+    /// Real-time delays between webhook delivery attempts of one event to one endpoint; an attempt past the last delay
+    /// is final. Default 200 ms, 1 s, 3 s (four attempts). Stripe retries for up to three days with exponential
+    /// backoff; tests that must act between attempts set longer delays. At most 10 delays, each 1 ms to 10 minutes.
+    /// </summary>
+    public IReadOnlyList<TimeSpan> WebhookRetryDelays { get; set; } = [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
 
     /// <summary>Account-wide rate limit in requests per second (429 with <c>Stripe-Rate-Limited-Reason: global-rate</c>); <see langword="null"/> = off (default). Stripe test mode is 25.</summary>
     public double? RateLimitPerSecond { get; set; }
@@ -75,6 +83,11 @@ public sealed class StripeEmulatorOptions
     public void Validate()
     {
         ArgumentNullException.ThrowIfNull(TimeProvider);
+        ArgumentNullException.ThrowIfNull(WebhookRetryDelays);
+        if (WebhookRetryDelays.Count > 10 || WebhookRetryDelays.Any(d => d < TimeSpan.FromMilliseconds(1) || d > TimeSpan.FromMinutes(10)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(WebhookRetryDelays), string.Join(", ", WebhookRetryDelays), "At most 10 delays, each between 1 ms and 10 minutes.");
+        }
         if (InvoiceGracePeriod < TimeSpan.Zero || InvoiceGracePeriod > TimeSpan.FromHours(72))
         {
             throw new ArgumentOutOfRangeException(nameof(InvoiceGracePeriod), InvoiceGracePeriod, "Must be between 0 and 72 hours.");

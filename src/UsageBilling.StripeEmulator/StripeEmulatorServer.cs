@@ -103,9 +103,13 @@ internal sealed partial class EmulatorCore : IAsyncDisposable
         Runtime = new EmulatorRuntime(options);
         Webhooks = new WebhookDispatcher(
             () => (options.WebhookSignatureClock == WebhookSignatureClock.System ? TimeProvider.System : Runtime.Clock).GetUtcNow().ToUnixTimeSeconds(),
+            options.WebhookRetryDelays,
             loggers.CreateLogger("UsageBilling.StripeEmulator.Webhooks"));
         Backend = new StripeBackend(Runtime, Webhooks);
-        Webhooks.EventSettled = Backend.Billing.InvoiceCreatedSettled;
+        if (options.InvoiceFinalizationWaitsForWebhooks)
+        {
+            Webhooks.EventSettled = Backend.Billing.InvoiceCreatedSettled;
+        }
         Idempotency = new IdempotencyStore();
         Handler = new StripeApiHandler(Backend, Runtime, Idempotency, _logger);
         Admin = new EmulatorAdmin(Backend, Runtime, Idempotency, Webhooks);

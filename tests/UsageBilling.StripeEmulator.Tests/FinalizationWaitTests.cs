@@ -11,7 +11,8 @@ public sealed class FinalizationWaitTests
     [Fact]
     public async Task WaitsForWebhooks_DraftFinalizesAGracePeriodAfterInvoiceCreatedIsDelivered()
     {
-        await using var t = await Setup.StartAsync(waits: true, endpointAnswers: 503);
+        // Retries 2, 5 and 10 s apart: room to change the endpoint's answer between them on a busy machine.
+        await using var t = await Setup.StartAsync(waits: true, endpointAnswers: 503, [TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(10)]);
         await Emu.UsageAsync(t.Client, t.Customer, 40);
 
         // The period ends and the endpoint refuses the draft's invoice.created: two hours on, it is still a draft.
@@ -71,6 +72,20 @@ public sealed class FinalizationWaitTests
         Assert.Equal("paid", (await CycleInvoiceAsync(t.Client, t.SubscriptionId)).Status);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(11 * 60 * 1000)]
+    public void WebhookRetryDelays_OutOfRange_RefusedAtStart(int milliseconds)
+    {
+        var options = new StripeEmulatorOptions { WebhookRetryDelays = [TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(milliseconds)] };
+
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(options.Validate);
+
+        Assert.Equal(nameof(StripeEmulatorOptions.WebhookRetryDelays), ex.ParamName);
+        Assert.Contains("between 1 ms and 10 minutes", ex.Message, StringComparison.Ordinal);
+        new StripeEmulatorOptions { WebhookRetryDelays = [] }.Validate(); // no retries: one attempt
+    }
+
     private static async Task<Invoice> CycleInvoiceAsync(StripeClient c, string subscriptionId) =>
         (await c.V1.Invoices.ListAsync(new InvoiceListOptions { Subscription = subscriptionId, Limit = 100 }, cancellationToken: Emu.Ct)).Data
             .Single(i => i.BillingReason == "subscription_cycle");
@@ -92,9 +107,13 @@ public sealed class FinalizationWaitTests
     /// <summary>An emulator with a hybrid plan's subscription, and an endpoint for invoice.created answering a status (none when null).</summary>
     private sealed record Setup(StripeEmulatorServer Server, WebhookReceiver? Receiver, StripeClient Client, string Customer, string SubscriptionId, string MeteredPriceId) : IAsyncDisposable
     {
-        public static async Task<Setup> StartAsync(bool waits, int? endpointAnswers)
+        public static async Task<Setup> StartAsync(bool waits, int? endpointAnswers, IReadOnlyList<TimeSpan>? retryDelays = null)
         {
-            var (server, _) = await Emu.StartAsync(o => o.InvoiceFinalizationWaitsForWebhooks = waits);
+            var (server, _) = await Emu.StartAsync(o =>
+            {
+                o.InvoiceFinalizationWaitsForWebhooks = waits;
+                o.WebhookRetryDelays = retryDelays ?? o.WebhookRetryDelays;
+            });
             var c = Emu.Client(server);
             WebhookReceiver? receiver = null;
             if (endpointAnswers is { } status)

@@ -143,7 +143,7 @@ internal sealed partial class StripeWebhookProcessor(
                     var why = result.ConfigurationError
                         ?? (left is null
                             ? $"{unsent} of its usage reports failed to send"
-                            : $"{unsent} of its usage reports are not yet acknowledged by Stripe ({left.InBackoff} waiting to retry, {left.Leased} being sent by another flusher)");
+                            : $"{unsent} of its usage reports are not yet acknowledged by Stripe ({left.DueReports} due, {left.InBackoff} waiting to retry, {left.Leased} being sent by another flusher)");
                     LogInvoiceUsageUnsent(logger, customerId, why);
                     throw new WebhookRejection(
                         StatusCodes.Status503ServiceUnavailable,

@@ -441,7 +441,7 @@ internal sealed class BillingStore(
                 }
 
                 s.LatestInvoiceId = inv.Id;
-                AwaitDeliveries(inv, _webhooks.Emit("invoice.created", Render(inv), now));
+                EmitCreated(inv, now);
             }
 
             s.Status = "canceled";
@@ -737,15 +737,21 @@ internal sealed class BillingStore(
     }
 
     /// <summary>
-    /// With <see cref="StripeEmulatorOptions.InvoiceFinalizationWaitsForWebhooks"/>, a draft whose <c>invoice.created</c>
-    /// went to endpoints waits for those deliveries (at most 72 hours): <see cref="InvoiceCreatedSettled"/> then sets
-    /// when it finalizes. Caller holds the lock.
+    /// Emits a draft's <c>invoice.created</c>. With <see cref="StripeEmulatorOptions.InvoiceFinalizationWaitsForWebhooks"/>,
+    /// a draft whose event goes to endpoints waits for those deliveries (at most 72 hours, the deadline its payload
+    /// shows): <see cref="InvoiceCreatedSettled"/> then sets when it finalizes. Caller holds the lock.
     /// </summary>
-    private void AwaitDeliveries(Invoice inv, (string Id, int Deliveries) created)
+    private void EmitCreated(Invoice inv, long at)
     {
-        if (_runtime.Options.InvoiceFinalizationWaitsForWebhooks && created.Deliveries > 0)
+        var waits = _runtime.Options.InvoiceFinalizationWaitsForWebhooks && _webhooks.AnyEndpointWants("invoice.created");
+        if (waits)
         {
             inv.FinalizeAt = inv.Created + MaxWebhookWaitSeconds;
+        }
+
+        var created = _webhooks.Emit("invoice.created", Render(inv), at);
+        if (waits && created.Deliveries > 0)
+        {
             _awaitingDeliveries[created.Id] = inv;
         }
     }
@@ -771,6 +777,7 @@ internal sealed class BillingStore(
             {
                 inv.FinalizeAt = Math.Min(inv.FinalizeAt, Math.Max(now, inv.Created) + GraceSeconds);
                 _recomputeNextDue();
+                _processDue(now); // a zero grace period finalizes it now
             }
         }
     }
@@ -818,7 +825,7 @@ internal sealed class BillingStore(
         }
 
         s.LatestInvoiceId = inv.Id;
-        AwaitDeliveries(inv, _webhooks.Emit("invoice.created", Render(inv), end));
+        EmitCreated(inv, end);
         if (s.CancelAtPeriodEnd)
         {
             s.Status = "canceled";

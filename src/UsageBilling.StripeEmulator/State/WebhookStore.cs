@@ -180,6 +180,9 @@ internal sealed class WebhookStore(Lock gate, WebhookDispatcher dispatcher, Func
         }
     }
 
+    /// <summary>Whether an enabled endpoint listens for <paramref name="type"/> (an event emitted now would be delivered). Caller holds the lock.</summary>
+    public bool AnyEndpointWants(string type) => _endpoints.Any(e => e.Wants(type));
+
     /// <summary>Records a snapshot event (<c>object: event</c>) and queues deliveries. Caller holds the lock.</summary>
     /// <returns>The event's id and how many deliveries were queued.</returns>
     public (string Id, int Deliveries) Emit(string type, JsonObject dataObject, long created, JsonObject? previousAttributes = null)

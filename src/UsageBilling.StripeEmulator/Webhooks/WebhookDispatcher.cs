@@ -11,36 +11,38 @@ namespace UsageBilling.StripeEmulator.Webhooks;
 
 /// <summary>
 /// Delivers events to endpoints in the background, signed like Stripe (<c>Stripe-Signature: t=…,v1=…</c>),
-/// in order per endpoint, retrying failures a few times with a short backoff.
+/// in order per endpoint, retrying failures after <see cref="StripeEmulatorOptions.WebhookRetryDelays"/>.
 /// </summary>
 internal sealed partial class WebhookDispatcher : IAsyncDisposable
 {
-    private static readonly TimeSpan[] Backoff = [TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(3)];
     private readonly Channel<Delivery> _queue = Channel.CreateUnbounded<Delivery>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ConcurrentQueue<WebhookDeliveryInfo> _log = new();
     private readonly ConcurrentDictionary<string, int> _outstanding = new(StringComparer.Ordinal);
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
+    private readonly IReadOnlyList<TimeSpan> _retryDelays;
     private readonly Func<long> _signingTime;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
     private int _pending;
 
-    public WebhookDispatcher(Func<long> signingTime, ILogger logger)
+    public WebhookDispatcher(Func<long> signingTime, IReadOnlyList<TimeSpan> retryDelays, ILogger logger)
     {
         _signingTime = signingTime;
+        _retryDelays = [.. retryDelays];
         _logger = logger;
         _loop = Task.Run(RunAsync);
     }
 
     public IReadOnlyList<WebhookDeliveryInfo> Deliveries => [.. _log];
 
-    /// <summary>Deliveries queued or being retried.</summary>
+    /// <summary>Deliveries queued or being retried; a delivery leaves it after its event's <see cref="EventSettled"/> ran.</summary>
     public int Pending => Volatile.Read(ref _pending);
 
     /// <summary>
-    /// Called with an event's id once every delivery of it has settled: succeeded, or failed its last attempt. Runs on
-    /// the delivery loop, outside any lock of the dispatcher.
+    /// Called with an event's id once every delivery of it has settled: succeeded, or failed its last attempt. Set only
+    /// when something waits on deliveries. Runs on the delivery loop, outside any lock of the dispatcher, before the
+    /// last delivery is logged; deliveries wait while it runs, so it must not wait on them.
     /// </summary>
     public Action<string>? EventSettled { get; set; }
 
@@ -98,15 +100,19 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
                 }
 
                 var ok = status is >= 200 and < 300;
-                _log.Enqueue(new WebhookDeliveryInfo(d.EventId, d.Type, d.EndpointId, d.Attempt, status, ok));
-                if (!ok && d.Attempt <= Backoff.Length)
+                var info = new WebhookDeliveryInfo(d.EventId, d.Type, d.EndpointId, d.Attempt, status, ok);
+                if (!ok && d.Attempt <= _retryDelays.Count)
                 {
-                    _ = RetryLaterAsync(d with { Attempt = d.Attempt + 1 }, Backoff[d.Attempt - 1]);
+                    _log.Enqueue(info);
+                    _ = RetryLaterAsync(d with { Attempt = d.Attempt + 1 }, _retryDelays[d.Attempt - 1]);
                 }
                 else
                 {
-                    Interlocked.Decrement(ref _pending);
+                    // Settled before it is logged and counted done: whoever sees the delivery in the log or the
+                    // pending count at 0 sees what settling it did (a waiting draft's finalization time).
                     Settle(d.EventId);
+                    _log.Enqueue(info);
+                    Interlocked.Decrement(ref _pending);
                 }
             }
         }
