@@ -54,8 +54,13 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
             return;
         }
 
-        // Counted before any is queued, so a first delivery that settles at once cannot settle the event early.
-        _outstanding[record.Id] = endpoints.Count;
+        // Counted (when something waits on settling) before any is queued, so a first delivery that settles at once
+        // cannot settle the event early.
+        if (EventSettled is not null)
+        {
+            _outstanding[record.Id] = endpoints.Count;
+        }
+
         Interlocked.Add(ref _pending, endpoints.Count);
         var body = record.Body.ToJsonString();
         foreach (var ep in endpoints)
@@ -123,7 +128,7 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
 
     private void Settle(string eventId)
     {
-        if (_outstanding.AddOrUpdate(eventId, 0, (_, n) => n - 1) > 0)
+        if (EventSettled is not { } settled || _outstanding.AddOrUpdate(eventId, 0, (_, n) => n - 1) > 0)
         {
             return;
         }
@@ -131,7 +136,7 @@ internal sealed partial class WebhookDispatcher : IAsyncDisposable
         _outstanding.TryRemove(eventId, out _);
         try
         {
-            EventSettled?.Invoke(eventId);
+            settled(eventId);
         }
         catch (Exception ex)
         {
