@@ -178,11 +178,8 @@ public abstract class BillingAccountComplianceTests(Provider provider) : IAsyncL
         await WaitForAsync(
             async () =>
             {
-                var invoices = await Host.Stripe.V1.Invoices.ListAsync(new InvoiceListOptions { Customer = customer, Subscription = subscribed.SubscriptionId, Limit = 100 }, cancellationToken: Ct);
-                var cycle = invoices.Data.Where(i => i.BillingReason == "subscription_cycle").Select(i => i.Id).ToHashSet(StringComparer.Ordinal);
-                var events = await Host.Stripe.V1.Events.ListAsync(new EventListOptions { Type = StripeWebhookEvents.InvoiceCreated, Limit = 100 }, cancellationToken: Ct);
-                var ids = events.Data.Where(e => e.Data.Object is Invoice i && cycle.Contains(i.Id)).Select(e => e.Id).ToHashSet(StringComparer.Ordinal);
-                return ids.Count > 0 && (await Host.Emulator.Admin.GetWebhookDeliveriesAsync(Ct)).Any(d => ids.Contains(d.EventId) && d.Succeeded);
+                var ids = await CycleInvoiceCreatedEventsAsync(customer, subscribed.SubscriptionId!);
+                return (await Host.Emulator.Admin.GetWebhookDeliveriesAsync(Ct)).Any(d => ids.Contains(d.EventId) && d.Succeeded);
             },
             "the period's invoice.created delivered");
         Host.Time.Advance(TimeSpan.FromHours(2));
@@ -224,10 +221,7 @@ public abstract class BillingAccountComplianceTests(Provider provider) : IAsyncL
         await WaitForAsync(
             async () =>
             {
-                var invoices = await Host.Stripe.V1.Invoices.ListAsync(new InvoiceListOptions { Customer = customer, Subscription = subscribed.SubscriptionId, Limit = 100 }, cancellationToken: Ct);
-                var cycle = invoices.Data.FirstOrDefault(i => i.BillingReason == "subscription_cycle")?.Id;
-                var events = await Host.Stripe.V1.Events.ListAsync(new EventListOptions { Type = StripeWebhookEvents.InvoiceCreated, Limit = 100 }, cancellationToken: Ct);
-                eventId = events.Data.FirstOrDefault(e => e.Data.Object is Invoice i && i.Id == cycle)?.Id;
+                eventId = (await CycleInvoiceCreatedEventsAsync(customer, subscribed.SubscriptionId!)).FirstOrDefault();
                 firstAnswer = (await Host.Emulator.Admin.GetWebhookDeliveriesAsync(Ct)).FirstOrDefault(d => d.EventId == eventId)?.StatusCode ?? 0;
                 return firstAnswer != 0;
             },
@@ -451,6 +445,15 @@ public abstract class BillingAccountComplianceTests(Provider provider) : IAsyncL
         var response = await http.PostAsync(Host.WebhookUrl, content, Ct);
         await response.Content.LoadIntoBufferAsync(Ct);
         return response;
+    }
+
+    /// <summary>The ids of the <c>invoice.created</c> events of the subscription's period-end (<c>subscription_cycle</c>) invoices.</summary>
+    private async Task<HashSet<string>> CycleInvoiceCreatedEventsAsync(string customer, string subscriptionId)
+    {
+        var invoices = await Host.Stripe.V1.Invoices.ListAsync(new InvoiceListOptions { Customer = customer, Subscription = subscriptionId, Limit = 100 }, cancellationToken: Ct);
+        var cycle = invoices.Data.Where(i => i.BillingReason == "subscription_cycle").Select(i => i.Id).ToHashSet(StringComparer.Ordinal);
+        var events = await Host.Stripe.V1.Events.ListAsync(new EventListOptions { Type = StripeWebhookEvents.InvoiceCreated, Limit = 100 }, cancellationToken: Ct);
+        return events.Data.Where(e => e.Data.Object is Invoice i && cycle.Contains(i.Id)).Select(e => e.Id).ToHashSet(StringComparer.Ordinal);
     }
 
     private async Task<Invoice> FinalInvoiceAsync(string customer, string subscriptionId)

@@ -133,17 +133,12 @@ internal sealed partial class StripeWebhookProcessor(
                 // A failure to reach the database throws: 503, the event is not recorded and Stripe retries it.
                 var result = await flusher.FlushCustomerAsync(account.UserId, ct).ConfigureAwait(false);
                 LogFlushed(logger, customerId, result.ReportsSent);
-                // What is still pending is read from the store (a custom flusher without one reports its own retries).
-                var left = services.GetService<IUsageFlushStore>() is { } flushStore
-                    ? await flushStore.GetLeasesAsync(time.GetUtcNow(), customerId, ct).ConfigureAwait(false)
-                    : null;
-                var unsent = left is null ? result.ReportsRetried : left.DueReports + left.InBackoff + left.Leased;
+                var left = await services.GetRequiredService<IUsageFlushStore>().GetLeasesAsync(time.GetUtcNow(), customerId, ct).ConfigureAwait(false);
+                var unsent = left.DueReports + left.InBackoff + left.Leased;
                 if (result.ConfigurationError is not null || unsent > 0)
                 {
                     var why = result.ConfigurationError
-                        ?? (left is null
-                            ? $"{unsent} of its usage reports failed to send"
-                            : $"{unsent} of its usage reports are not yet acknowledged by Stripe ({left.DueReports} due, {left.InBackoff} waiting to retry, {left.Leased} being sent by another flusher)");
+                        ?? $"{unsent} of its usage reports are not yet acknowledged by Stripe ({left.DueReports} due, {left.InBackoff} waiting to retry, {left.Leased} being sent by another flusher)";
                     LogInvoiceUsageUnsent(logger, customerId, why);
                     throw new WebhookRejection(
                         StatusCodes.Status503ServiceUnavailable,
